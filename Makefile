@@ -1,0 +1,35 @@
+# bearwatch: `make demo` runs the demo park, `make test` runs the whole suite.
+# Both create .venv and install what they need; re-running skips finished steps.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SYSTEM_DEPS := $(VENV)/.system-deps
+PYTEST_ARGS ?=
+
+.PHONY: demo test install system-deps clean-demo
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(INSTALLED)
+
+# Debian packages the tests use (real ffmpeg, RTSP server, browser, Prometheus).
+$(SYSTEM_DEPS): scripts/install-system-deps.sh | $(INSTALLED)
+	bash scripts/install-system-deps.sh
+	touch $@
+
+system-deps: $(SYSTEM_DEPS)
+
+demo: $(INSTALLED)
+	$(VENV)/bin/bearwatch demo
+
+test: $(INSTALLED) $(SYSTEM_DEPS)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-demo:
+	rm -rf bearwatch-data

@@ -1,0 +1,3 @@
+from bearwatch.cli import main
+
+main()

@@ -1,0 +1,218 @@
+"""The `bearwatch` command. Settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session, sessionmaker
+
+from bearwatch.errors import BearwatchError
+from bearwatch.schema import ModelRole
+
+app = typer.Typer(
+    help="bearwatch: staged rollout of a bear detector on park cameras.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals can hold camera credentials
+)
+config_app = typer.Typer(help="Check and apply the park configuration file.", no_args_is_help=True)
+site_app = typer.Typer(help="Manage sites.", no_args_is_help=True)
+camera_app = typer.Typer(help="Manage cameras.", no_args_is_help=True)
+model_app = typer.Typer(help="Manage model versions.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(site_app, name="site")
+app.add_typer(camera_app, name="camera")
+app.add_typer(model_app, name="model")
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def _database(create: bool = False) -> Iterator[sessionmaker[Session]]:
+    """This process's engine and session factory, refusing a database not at head."""
+    from bearwatch.db import make_engine, session_factory
+    from bearwatch.migrations import require_head
+    from bearwatch.settings import load_settings
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        if not create:
+            require_head(engine)
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def init() -> None:
+    """Create the data directory and create or upgrade the database schema to head."""
+    from bearwatch.db import make_engine
+    from bearwatch.migrations import current_revision, head_revision, upgrade_to_head
+    from bearwatch.settings import load_settings
+
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.frames_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade_to_head(engine)
+        typer.echo(f"data dir {settings.data_dir.resolve()}")
+        typer.echo(f"database {engine.url.render_as_string(hide_password=True)} at revision {current_revision(engine)} (head {head_revision()})")
+    finally:
+        engine.dispose()
+
+
+@config_app.command("validate")
+def config_validate(file: Annotated[Path, typer.Argument(help="park YAML file")]) -> None:
+    """Check a park file; print every problem with where it is; exit 1 if any."""
+    from bearwatch.config import check_config_text
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BearwatchError(f"cannot read {file}: {exc.strerror}") from None
+    config, problems = check_config_text(text)
+    if problems:
+        for problem in problems:
+            typer.echo(f"{file}:{problem}", err=True)
+        typer.echo(f"{len(problems)} problem(s) in {file}", err=True)
+        raise typer.Exit(1)
+    assert config is not None
+    cameras = sum(len(s.cameras) for s in config.sites)
+    typer.echo(f"{file}: ok ({len(config.sites)} sites, {cameras} cameras, {len(config.models)} models)")
+
+
+@config_app.command("apply")
+def config_apply(file: Annotated[Path, typer.Argument(help="park YAML file")]) -> None:
+    """Create or update the sites, cameras and models a park file describes."""
+    from bearwatch.config import load_config
+    from bearwatch.park import apply_config
+
+    config = load_config(file)
+    with _database() as factory, factory.begin() as session:
+        report = apply_config(session, config, actor=_actor())
+    for line in report.created:
+        typer.echo(f"created {line}")
+    for line in report.updated:
+        typer.echo(f"updated {line}")
+    if not report.created and not report.updated:
+        typer.echo("nothing to change")
+
+
+@site_app.command("add")
+def site_add(name: str) -> None:
+    """Add a site; it starts in the manual stage."""
+    from shadow.sites import add_site
+
+    with _database() as factory, factory.begin() as session:
+        site = add_site(session, name, actor=_actor())
+        typer.echo(f"site {site.name} added (id {site.id}, stage {site.stage.value})")
+
+
+@camera_app.command("add")
+def camera_add(
+    site: str,
+    name: str,
+    source: Annotated[str, typer.Argument(help="rtsp://, http(s)://, a video file; ${VAR} placeholders for credentials")],
+    interval: Annotated[float, typer.Option("--interval", help="seconds between samples")] = 5.0,
+) -> None:
+    """Add a camera to a site."""
+    from ingest.cameras import add_camera, describe_source
+    from shadow.sites import get_site
+
+    with _database() as factory, factory.begin() as session:
+        camera = add_camera(session, get_site(session, site), name, source, interval_s=interval)
+        typer.echo(f"camera {site}/{camera.name} added (id {camera.id}, {describe_source(camera)}, every {interval:g}s)")
+
+
+@model_app.command("register")
+def model_register(
+    path: Annotated[Path, typer.Argument(help="a fastai export (.pkl); only register files you trust: loading runs code")],
+    name: Annotated[str, typer.Option("--name", help="model name")],
+    positive: Annotated[list[str], typer.Option("--positive", help="class(es) that mean 'bear'")],
+    threshold: Annotated[float, typer.Option("--threshold", help="flag when the positive score is at least this")] = 0.5,
+    role: Annotated[ModelRole, typer.Option("--role", help="rollout or challenger")] = ModelRole.ROLLOUT,
+    site: Annotated[list[str] | None, typer.Option("--site", help="make it the rollout model of this site (repeatable)")] = None,
+) -> None:
+    """Register a fastai model export (loads it once to read its classes)."""
+    from inference.registry import register_model
+    from shadow.sites import get_site, set_rollout_model
+
+    with _database() as factory, factory.begin() as session:
+        version = register_model(session, path, name=name, positive=positive, threshold=threshold, role=role)
+        for site_name in site or []:
+            set_rollout_model(session, get_site(session, site_name), version, actor=_actor())
+        typer.echo(
+            f"model {version.name} registered (id {version.id}, classes {', '.join(version.classes)}, "
+            f"positive {', '.join(version.positive_classes)}, threshold {version.threshold:g}, role {version.role.value})"
+        )
+
+
+@app.command()
+def status() -> None:
+    """Sites, stages, cameras and how many frames were sampled and scored."""
+    from bearwatch.status import counts, site_statuses
+
+    with _database() as factory, factory() as session:
+        sites, totals = site_statuses(session), counts(session)
+    for site in sites:
+        model = site.rollout_model or "no rollout model"
+        typer.echo(f"site {site.name}: {site.stage.value} since {site.stage_since:%Y-%m-%d %H:%M}Z, {model}")
+        for cam in site.cameras:
+            last = f"{cam.last_frame_at:%Y-%m-%d %H:%M:%S}Z" if cam.last_frame_at else "never"
+            state = cam.health.value if cam.enabled else "disabled"
+            error = f", last error: {cam.last_error}" if cam.last_error else ""
+            typer.echo(f"  camera {cam.name}: {state}, last frame {last}, every {cam.interval_s:g}s, {cam.source}{error}")
+    by_status = ", ".join(f"{k} {v}" for k, v in totals.frames_by_status.items())
+    typer.echo(f"frames {totals.frames} ({by_status}); predictions {totals.predictions}, flagged {totals.flagged}; models {totals.models}")
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option("--duration", help="stop after this many seconds")] = None,
+    dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="serve the Streamlit page")] = True,
+) -> None:
+    """Build the demo park (footage, model, two sites) and run it."""
+    from bearwatch.demo.run import run_demo
+    from bearwatch.settings import load_settings
+
+    summary = run_demo(load_settings(), duration_s=duration, with_dashboard=dashboard, echo=typer.echo)
+    typer.echo(
+        f"demo summary: frames sampled {summary.sampled}, frames scored {summary.scored}, "
+        f"flagged {summary.flagged}, failed {summary.failed}"
+    )
+
+
+@app.command("dashboard")
+def dashboard_cmd() -> None:
+    """Serve the Streamlit dashboard (BEARWATCH_DASHBOARD_ADDRESS / _PORT)."""
+    from bearwatch.dashboard_server import serve_dashboard
+    from bearwatch.settings import load_settings
+
+    settings = load_settings()
+    with _database():
+        pass  # refuse a database that is not at head before starting the server
+    sys.exit(serve_dashboard(settings).wait())
+
+
+def main() -> None:
+    from bearwatch.logs import setup_logging
+    from bearwatch.settings import load_settings
+
+    try:
+        setup_logging(load_settings().log_level)
+        app()
+    except BearwatchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,163 @@
+"""The park configuration file (YAML): sites, their cameras and thresholds, models.
+
+Validated strictly: an unknown key is an error naming the key, and every problem is
+reported with where it is (the key path and the line in the file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bearwatch.errors import ConfigError
+from bearwatch.schema import ModelRole, Stage
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Thresholds(_Strict):
+    """Gate and guard thresholds (design.md section 5); each can be set per site."""
+
+    # manual -> limited
+    shadow_days: float = Field(7, ge=0)
+    min_reviewed: int = Field(300, ge=0)
+    min_confirmed_bears: int = Field(20, ge=0)
+    min_recall_lower: float = Field(0.90, ge=0, le=1)
+    min_precision_lower: float = Field(0.50, ge=0, le=1)
+    # limited -> expanded
+    trial_days: float = Field(7, ge=0)
+    min_alerts_reviewed: int = Field(50, ge=0)
+    min_confirmed_share: float = Field(0.5, ge=0, le=1)
+    max_missed_bears: int = Field(2, ge=0)
+    # alert-rate guard: ratio to the manual baseline must stay inside [low, high]
+    alert_ratio_low: float = Field(0.5, gt=0)
+    alert_ratio_high: float = Field(2.0, gt=0)
+    guard_significance: float = Field(0.05, gt=0, lt=1)
+    # review and alerting
+    audit_rate: float = Field(0.02, ge=0, le=1)
+    alert_cooldown_s: float = Field(300, ge=0)
+
+
+class CameraConfig(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    # May carry ${ENV_VAR} placeholders for credentials, resolved at capture time.
+    source: str = Field(min_length=1, max_length=1000)
+    interval: float = Field(5.0, gt=0, description="seconds between samples")
+    enabled: bool = True
+
+
+class SiteConfig(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    stage: Stage = Stage.MANUAL
+    thresholds: Thresholds = Thresholds()
+    cameras: list[CameraConfig] = []
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        names = [c.name for c in cameras]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"camera names must be unique within a site: {', '.join(dupes)}")
+        return cameras
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    path: Path
+    positive: list[str] = Field(min_length=1)
+    threshold: float = Field(0.5, ge=0, le=1)
+    role: ModelRole = ModelRole.ROLLOUT
+    sites: list[str] = []  # sites whose rollout model this is (role rollout only)
+
+
+class ParkConfig(_Strict):
+    sites: list[SiteConfig] = []
+    models: list[ModelConfig] = []
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_site_names(cls, sites: list[SiteConfig]) -> list[SiteConfig]:
+        names = [s.name for s in sites]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"site names must be unique: {', '.join(dupes)}")
+        return sites
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    where: str  # e.g. "sites[0].cameras[1].interval"
+    line: int | None  # 1-based line in the file, when known
+    message: str
+
+    def __str__(self) -> str:
+        at = f"line {self.line}: " if self.line else ""
+        return f"{at}{self.where or '(top level)'}: {self.message}"
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each key path in a composed YAML document to its 1-based line."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, key.value)
+            lines.update(_line_index(value, sub))
+            lines[sub] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, i)))
+    return lines
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def check_config_text(text: str) -> tuple[ParkConfig | None, list[ConfigProblem]]:
+    """Parse and validate; returns the config, or every problem found."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        return None, [ConfigProblem("", line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return None, [ConfigProblem("", 1, "the file must be a mapping with 'sites' and 'models'")]
+    lines = _line_index(node) if node is not None else {}
+    try:
+        return ParkConfig.model_validate(data), []
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            if err["type"] != "extra_forbidden" and "input" in err and not isinstance(err["input"], dict | list):
+                message += f" (got {err['input']!r})"
+            line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+            problems.append(ConfigProblem(_where(loc), line, message))
+        return None, problems
+
+
+def load_config(path: Path) -> ParkConfig:
+    """Load a park file or raise ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    config, problems = check_config_text(text)
+    if config is None:
+        raise ConfigError(f"{path}: " + "; ".join(str(p) for p in problems))
+    return config

@@ -1,0 +1,58 @@
+"""Applying a park configuration file to the database (idempotent: run it again after edits)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bearwatch.config import ParkConfig
+from bearwatch.files import sha256_file
+from bearwatch.schema import Camera, ModelRole, ModelVersion, Site
+from ingest.cameras import add_camera
+from inference.registry import register_model
+from shadow.sites import add_site, get_site, set_rollout_model
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+
+
+def apply_config(session: Session, config: ParkConfig, *, actor: str) -> ApplyReport:
+    report = ApplyReport()
+    for site_cfg in config.sites:
+        site = session.scalar(sa.select(Site).where(Site.name == site_cfg.name))
+        if site is None:
+            site = add_site(session, site_cfg.name, actor=actor, thresholds=site_cfg.thresholds)
+            report.created.append(f"site {site.name}")
+        elif site.thresholds != site_cfg.thresholds.model_dump():
+            site.thresholds = site_cfg.thresholds.model_dump()
+            report.updated.append(f"site {site.name} thresholds")
+        for cam_cfg in site_cfg.cameras:
+            camera = session.scalar(sa.select(Camera).where(Camera.site_id == site.id, Camera.name == cam_cfg.name))
+            if camera is None:
+                add_camera(session, site, cam_cfg.name, cam_cfg.source, interval_s=cam_cfg.interval, enabled=cam_cfg.enabled)
+                report.created.append(f"camera {site.name}/{cam_cfg.name}")
+            elif (camera.source, camera.interval_s, camera.enabled) != (cam_cfg.source, cam_cfg.interval, cam_cfg.enabled):
+                camera.source, camera.interval_s, camera.enabled = cam_cfg.source, cam_cfg.interval, cam_cfg.enabled
+                report.updated.append(f"camera {site.name}/{cam_cfg.name}")
+    for model_cfg in config.models:
+        digest = sha256_file(model_cfg.path.resolve()) if model_cfg.path.is_file() else None
+        model = session.scalar(
+            sa.select(ModelVersion).where(ModelVersion.name == model_cfg.name, ModelVersion.sha256 == digest)
+        )
+        if model is None:
+            model = register_model(
+                session, model_cfg.path, name=model_cfg.name, positive=model_cfg.positive,
+                threshold=model_cfg.threshold, role=model_cfg.role,
+            )
+            report.created.append(f"model {model.name} (id {model.id})")
+        for site_name in model_cfg.sites if model_cfg.role is ModelRole.ROLLOUT else []:
+            site = get_site(session, site_name)
+            if site.rollout_model_id != model.id:
+                set_rollout_model(session, site, model, actor=actor)
+                report.updated.append(f"site {site.name} rollout model {model.name}")
+    return report

@@ -1,0 +1,281 @@
+"""The database schema: the contract between ingest, inference, shadow and the dashboard.
+
+Every part reads and writes these rows; no part calls into another's process. Unique
+keys make at-least-once work idempotent (one prediction per frame and model version,
+one verdict per frame and reviewer, one alert per idempotency key).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timestamps are always UTC-aware in Python; stored naive UTC so SQLite and
+    PostgreSQL compare them the same way."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware times")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Stage(str, enum.Enum):
+    MANUAL = "manual"
+    LIMITED = "limited"
+    EXPANDED = "expanded"
+
+
+class CameraHealth(str, enum.Enum):
+    UNKNOWN = "unknown"
+    ONLINE = "online"
+    DEGRADED = "degraded"
+    OFFLINE = "offline"
+    DISABLED = "disabled"
+
+
+class FrameStatus(str, enum.Enum):
+    PENDING = "pending"  # waiting to be scored
+    CLAIMED = "claimed"  # leased by an inference worker
+    SCORED = "scored"
+    FAILED = "failed"  # gave up after repeated errors; last_error says why
+
+
+class ModelRole(str, enum.Enum):
+    ROLLOUT = "rollout"  # the model a site's stage applies to
+    CHALLENGER = "challenger"  # scores in shadow only
+    RETIRED = "retired"
+
+
+class Verdict(str, enum.Enum):
+    CONFIRM = "confirm"  # the model's flag is a bear
+    DISMISS = "dismiss"  # the model's flag is not a bear
+    MISSED = "missed"  # a bear the model did not flag
+
+
+class AlertStatus(str, enum.Enum):
+    PENDING = "pending"  # limited stage: held until a ranger confirms
+    QUEUED = "queued"  # in the outbox, to be delivered
+    SENT = "sent"
+    SUPPRESSED = "suppressed"  # dismissed by a ranger
+    DEAD = "dead"  # delivery gave up after N attempts
+
+
+class Role(str, enum.Enum):
+    RANGER = "ranger"
+    OPS = "ops"
+    ADMIN = "admin"
+
+
+def _enum(cls: type[enum.Enum]) -> sa.Enum:
+    # Stored as plain strings (no native enum type) so batch migrations on SQLite and
+    # new members on PostgreSQL need no type surgery.
+    return sa.Enum(
+        cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON(), list[str]: sa.JSON()}
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    stage: Mapped[Stage] = mapped_column(_enum(Stage), default=Stage.MANUAL)
+    stage_since: Mapped[datetime] = mapped_column(default=utcnow)
+    rollout_model_id: Mapped[int | None] = mapped_column(sa.ForeignKey("model_versions.id"))
+    trial_start: Mapped[datetime | None]
+    trial_end: Mapped[datetime | None]
+    # Limited-stage scope: camera ids and hours of day (UTC); empty means all.
+    trial_scope: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Per-site overrides of the gate and guard thresholds (design.md section 5).
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    cameras: Mapped[list[Camera]] = relationship(back_populates="site")
+    rollout_model: Mapped[ModelVersion | None] = relationship()
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+    __table_args__ = (sa.UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    # May hold ${ENV} placeholders for credentials; never shown unredacted.
+    source: Mapped[str] = mapped_column(sa.String(1000))
+    interval_s: Mapped[float] = mapped_column(default=5.0)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    health: Mapped[CameraHealth] = mapped_column(_enum(CameraHealth), default=CameraHealth.UNKNOWN)
+    last_frame_at: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    site: Mapped[Site] = relationship(back_populates="cameras")
+
+
+class Frame(Base):
+    __tablename__ = "frames"
+    __table_args__ = (
+        sa.UniqueConstraint("camera_id", "captured_at"),
+        # The inference queue: oldest pending first.
+        sa.Index("ix_frames_status_id", "status", "id"),
+        sa.Index("ix_frames_captured_at", "captured_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    camera_id: Mapped[int] = mapped_column(sa.ForeignKey("cameras.id", ondelete="CASCADE"))
+    captured_at: Mapped[datetime]
+    path: Mapped[str] = mapped_column(sa.String(500))  # relative to the frame store root
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    size_bytes: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    brightness: Mapped[float | None]
+    contrast: Mapped[float | None]
+    sharpness: Mapped[float | None]
+    is_night: Mapped[bool | None]
+    change_score: Mapped[float | None]
+    status: Mapped[FrameStatus] = mapped_column(_enum(FrameStatus), default=FrameStatus.PENDING)
+    claim_token: Mapped[str | None] = mapped_column(sa.String(36))
+    claimed_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(1000))
+
+    camera: Mapped[Camera] = relationship()
+    predictions: Mapped[list[Prediction]] = relationship(back_populates="frame")
+
+    # (camera_id, captured_at) is also the dashboard's per-camera time-window index:
+    # the unique constraint above creates it.
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (sa.UniqueConstraint("name", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    path: Mapped[str] = mapped_column(sa.String(1000))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    classes: Mapped[list[str]] = mapped_column()
+    positive_classes: Mapped[list[str]] = mapped_column()
+    threshold: Mapped[float] = mapped_column(default=0.5)
+    role: Mapped[ModelRole] = mapped_column(_enum(ModelRole), default=ModelRole.ROLLOUT)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        sa.UniqueConstraint("frame_id", "model_version_id"),
+        sa.Index("ix_predictions_model_version_id_flagged", "model_version_id", "flagged"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    frame_id: Mapped[int] = mapped_column(sa.ForeignKey("frames.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(sa.ForeignKey("model_versions.id"))
+    probabilities: Mapped[dict[str, Any]] = mapped_column()  # class name -> probability
+    positive_score: Mapped[float]
+    flagged: Mapped[bool]
+    ood_score: Mapped[float | None]
+    embedding: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # float16, penultimate layer
+    scored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    frame: Mapped[Frame] = relationship(back_populates="predictions")
+    model_version: Mapped[ModelVersion] = relationship()
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (
+        sa.UniqueConstraint("frame_id", "reviewer_id"),
+        sa.Index("ix_decisions_decided_at", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    frame_id: Mapped[int] = mapped_column(sa.ForeignKey("frames.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    verdict: Mapped[Verdict] = mapped_column(_enum(Verdict))
+    note: Mapped[str | None] = mapped_column(sa.String(2000))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        sa.Index("ix_alerts_site_id_created_at", "site_id", "created_at"),
+        sa.Index("ix_alerts_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    camera_id: Mapped[int] = mapped_column(sa.ForeignKey("cameras.id", ondelete="CASCADE"))
+    frame_id: Mapped[int] = mapped_column(sa.ForeignKey("frames.id"))
+    model_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("model_versions.id"))
+    stage: Mapped[Stage] = mapped_column(_enum(Stage))
+    status: Mapped[AlertStatus] = mapped_column(_enum(AlertStatus))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+
+class StageChange(Base):
+    """The rollout ledger: one row per stage change, never updated."""
+
+    __tablename__ = "stage_changes"
+    __table_args__ = (sa.Index("ix_stage_changes_site_id_changed_at", "site_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    from_stage: Mapped[Stage | None] = mapped_column(_enum(Stage))
+    to_stage: Mapped[Stage] = mapped_column(_enum(Stage))
+    actor: Mapped[str] = mapped_column(sa.String(100))  # a user name, or "guard"
+    reason: Mapped[str] = mapped_column(sa.String(2000))
+    model_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("model_versions.id"))
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,58 @@
+"""Process settings from ``BEARWATCH_*`` environment variables.
+
+Settings are built once at an entry point (CLI command, dashboard script) with
+:func:`load_settings` and passed down; nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bearwatch.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Where bearwatch keeps its data and how it reaches its database."""
+
+    model_config = SettingsConfigDict(env_prefix="BEARWATCH_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(default=Path("bearwatch-data"), description="frames, models, demo assets")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite under data_dir")
+    config_file: Path | None = Field(default=None, description="optional park YAML (sites, cameras)")
+    log_level: str = Field(default="INFO")
+    dashboard_port: int = Field(default=8501, ge=1, le=65535)
+    dashboard_address: str = Field(default="127.0.0.1")
+
+    @model_validator(mode="after")
+    def _default_database(self) -> "Settings":
+        if not self.database_url:
+            url = f"sqlite:///{(self.data_dir / 'bearwatch.db').resolve()}"
+            object.__setattr__(self, "database_url", url)
+        return self
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.data_dir / "frames"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.data_dir / "demo"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment now; explicit overrides (CLI options) win."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"BEARWATCH_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

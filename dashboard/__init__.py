@@ -1,0 +1,1 @@
+"""dashboard: the Streamlit app; pages are UI only, data comes from dashboard.queries."""

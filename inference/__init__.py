@@ -1,0 +1,1 @@
+"""inference: the model registry and the batch worker that scores stored frames."""

@@ -1,0 +1,1 @@
+"""ingest: camera sources, frame sampling on a schedule, the frame store, camera health."""

@@ -1,0 +1,1 @@
+"""shadow: ranger verdicts, alerts by rollout stage, agreement, guard, drift, gates."""

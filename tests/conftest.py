@@ -1,0 +1,127 @@
+"""Shared fixtures: every database test runs on SQLite and on the real PostgreSQL.
+
+PostgreSQL is reached at BEARWATCH_TEST_PG_URL (default: 127.0.0.1:5432, database
+`test`, trust auth); each test gets a fresh database, dropped afterwards. Under CI=true
+an unreachable PostgreSQL fails the run; elsewhere its tests are skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from bearwatch.db import make_engine, session_factory
+from bearwatch.migrations import alembic_config as make_alembic_config
+from bearwatch.migrations import upgrade_to_head
+
+PG_ADMIN_URL = os.environ.get("BEARWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+_pg_problem: str | None = None
+
+
+def _pg_conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _pg_problem
+    try:
+        with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), connect_timeout=5):
+            pass
+    except psycopg.Error as exc:
+        _pg_problem = f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} unreachable: {exc}"
+        if os.environ.get("CI") == "true":
+            raise pytest.UsageError(f"{_pg_problem} (CI=true: PostgreSQL tests must run, not skip)")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    if _pg_problem:
+        pytest.skip(_pg_problem)
+    name = f"bearwatch_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = _pg_conninfo(PG_ADMIN_URL)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: the same test runs on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bearwatch.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    """An engine on a database migrated to head."""
+    eng = make_engine(database_url)
+    upgrade_to_head(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def factory(engine: sa.Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+# pytest-alembic: its standard tests run against `alembic_engine`, here on both databases.
+@pytest.fixture
+def alembic_config():  # type: ignore[no-untyped-def]
+    return make_alembic_config()
+
+
+@pytest.fixture
+def alembic_engine(database_url: str) -> Iterator[sa.Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def data_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for a bearwatch subprocess on this test's database and data dir."""
+    env = {"BEARWATCH_DATA_DIR": str(tmp_path / "data"), "BEARWATCH_DATABASE_URL": database_url}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model, trained once per test session (pretrained=False, on generated footage)."""
+    from bearwatch.demo.model import ensure_demo_model
+
+    return ensure_demo_model(tmp_path_factory.mktemp("demo-model"))
+
+
+@pytest.fixture(scope="session")
+def demo_footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The four demo camera clips, generated once per test session."""
+    from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage
+
+    return ensure_demo_footage(tmp_path_factory.mktemp("footage"), DEMO_CAMERAS)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `bearwatch` command in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bearwatch", *args], env=full_env, capture_output=True, text=True, timeout=timeout
+    )
