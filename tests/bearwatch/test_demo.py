@@ -1,0 +1,90 @@
+"""`bearwatch demo` end to end: real footage, real model, real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bearwatch.demo.model import DEMO_MODEL_NAME
+
+
+def _seed_demo_cache(data_dir: Path, footage: dict[str, Path], model: Path) -> None:
+    """Put this session's footage and model where the demo caches them (made once),
+    so the test exercises the demo itself rather than training again."""
+    for path in footage.values():
+        for sibling in (path, path.with_suffix(".json")):
+            (data_dir / "demo" / "footage").mkdir(parents=True, exist_ok=True)
+            shutil.copy(sibling, data_dir / "demo" / "footage" / sibling.name)
+    (data_dir / "demo" / "model").mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, data_dir / "demo" / "model" / DEMO_MODEL_NAME)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_headless_demo_samples_scores_and_prints_a_summary(
+    tmp_path: Path, demo_footage: dict[str, Path], demo_model_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    _seed_demo_cache(data_dir, demo_footage, demo_model_path)
+    env = {**os.environ, "BEARWATCH_DATA_DIR": str(data_dir)}
+    env.pop("BEARWATCH_DATABASE_URL", None)  # the embedded SQLite default
+    result = subprocess.run(
+        [sys.executable, "-m", "bearwatch", "demo", "--duration", "20", "--no-dashboard"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    match = re.search(r"frames sampled (\d+), frames scored (\d+), flagged (\d+)", result.stdout)
+    assert match, result.stdout
+    sampled, scored, _flagged = map(int, match.groups())
+    assert sampled >= 4 * 5  # four cameras every 2 s for 20 s, allowing for start-up
+    assert scored >= sampled * 0.9
+    assert (data_dir / "bearwatch.db").is_file()
+    status = subprocess.run([sys.executable, "-m", "bearwatch", "status"], env=env, capture_output=True, text=True)
+    assert "site north: manual" in status.stdout and "site lake: manual" in status.stdout
+    assert f"frames {sampled}" in status.stdout
+
+
+def test_demo_serves_the_dashboard_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, demo_footage: dict[str, Path], demo_model_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    _seed_demo_cache(data_dir, demo_footage, demo_model_path)
+    port = _free_port()
+    env = {**os.environ, "BEARWATCH_DATA_DIR": str(data_dir), "BEARWATCH_DASHBOARD_PORT": str(port)}
+    env.pop("BEARWATCH_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bearwatch", "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline, health = time.monotonic() + 120, ""
+        while time.monotonic() < deadline and health != "ok":
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                    health = resp.read().decode()
+            except OSError:
+                time.sleep(1)
+        assert health == "ok", "the dashboard never answered"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert f"dashboard: http://127.0.0.1:{port}/" in out
+    assert "demo summary: frames sampled" in out
+    with pytest.raises(OSError):  # the dashboard went down with the demo
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)

@@ -1,0 +1,64 @@
+"""The demo page lists the latest scored frames with their scores."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from streamlit.testing.v1 import AppTest
+
+from bearwatch.dashboard_server import dashboard_script
+from bearwatch.schema import Frame, FrameStatus, ModelVersion, Prediction, utcnow
+from dashboard.queries import latest_scored_frames
+from ingest.cameras import add_camera
+from ingest.store import FrameStore
+from shadow.sites import add_site
+
+
+def _scored(factory: sessionmaker[Session], store: FrameStore, scores: list[float]) -> None:
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    with factory.begin() as session:
+        site = add_site(session, "north", actor="test")
+        camera = add_camera(session, site, "creek", "x.avi", interval_s=5)
+        model = ModelVersion(name="demo", path="/m.pkl", sha256="0" * 64, classes=["bear", "empty"],
+                             positive_classes=["bear"], threshold=0.5)
+        session.add(model)
+        session.flush()
+        for i, score in enumerate(scores):
+            when = utcnow() - timedelta(minutes=len(scores) - i)
+            stored = store.write(site.id, camera.id, when, jpeg)
+            frame = Frame(camera_id=camera.id, captured_at=when, path=stored.path, sha256=stored.sha256,
+                          size_bytes=stored.size_bytes, width=64, height=48, status=FrameStatus.SCORED)
+            session.add(frame)
+            session.flush()
+            session.add(Prediction(frame_id=frame.id, model_version_id=model.id, positive_score=score,
+                                   flagged=score >= 0.5, probabilities={"bear": score, "empty": 1 - score}))
+
+
+def test_latest_scored_frames_newest_first(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    _scored(factory, FrameStore(tmp_path), [0.1, 0.95, 0.3])
+    with factory() as session:
+        rows = latest_scored_frames(session, limit=2)
+    assert [r.positive_score for r in rows] == [0.3, 0.95]
+    assert rows[1].flagged and rows[1].label == "bear" and rows[0].label == "empty"
+    assert (rows[0].site, rows[0].camera) == ("north", "creek")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_page_shows_each_scored_frame_with_its_score(
+    factory: sessionmaker[Session], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BEARWATCH_DATABASE_URL", database_url)
+    monkeypatch.setenv("BEARWATCH_DATA_DIR", str(tmp_path))
+    _scored(factory, FrameStore(tmp_path / "frames"), [0.1, 0.95])
+    app = AppTest.from_file(str(dashboard_script()), default_timeout=30).run()
+    assert not app.exception
+    images = app.get("image")
+    assert len(images) == 2, "one image per scored frame"
+    captions = [caption for image in images for caption in image.captions]
+    assert any("bear score 0.95" in c and "FLAGGED" in c for c in captions)
+    assert any("bear score 0.10" in c and "not flagged" in c for c in captions)
