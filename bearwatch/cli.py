@@ -144,18 +144,22 @@ def model_register(
     threshold: Annotated[float, typer.Option("--threshold", help="flag when the positive score is at least this")] = 0.5,
     role: Annotated[ModelRole, typer.Option("--role", help="rollout or challenger")] = ModelRole.ROLLOUT,
     site: Annotated[list[str] | None, typer.Option("--site", help="make it the rollout model of this site (repeatable)")] = None,
+    reference: Annotated[Path | None, typer.Option("--reference", help="folder of images like the training data, for the out-of-domain score")] = None,
 ) -> None:
     """Register a fastai model export (loads it once to read its classes)."""
     from inference.registry import register_model
     from shadow.sites import get_site, set_rollout_model
 
     with _database() as factory, factory.begin() as session:
-        version = register_model(session, path, name=name, positive=positive, threshold=threshold, role=role)
+        version = register_model(
+            session, path, name=name, positive=positive, threshold=threshold, role=role, reference_dir=reference
+        )
         for site_name in site or []:
             set_rollout_model(session, get_site(session, site_name), version, actor=_actor())
         typer.echo(
             f"model {version.name} registered (id {version.id}, classes {', '.join(version.classes)}, "
-            f"positive {', '.join(version.positive_classes)}, threshold {version.threshold:g}, role {version.role.value})"
+            f"positive {', '.join(version.positive_classes)}, threshold {version.threshold:g}, role {version.role.value}, "
+            f"out-of-domain reference {'fitted' if version.ood_reference else 'none'})"
         )
 
 
@@ -176,6 +180,35 @@ def status() -> None:
             typer.echo(f"  camera {cam.name}: {state}, last frame {last}, every {cam.interval_s:g}s, {cam.source}{error}")
     by_status = ", ".join(f"{k} {v}" for k, v in totals.frames_by_status.items())
     typer.echo(f"frames {totals.frames} ({by_status}); predictions {totals.predictions}, flagged {totals.flagged}; models {totals.models}")
+
+
+@app.command()
+def infer(
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="frames per batch at most")] = 64,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N")] = "auto",
+    decode_threads: Annotated[int, typer.Option("--decode-threads", min=1, help="JPEG decode threads")] = 2,
+    lease: Annotated[float, typer.Option("--lease", min=1, help="seconds a claimed batch stays ours")] = 120.0,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="serve /metrics on this port")] = None,
+) -> None:
+    """Run the inference worker: score new frames with every active model until SIGTERM."""
+    import signal
+    import threading
+
+    from bearwatch.settings import load_settings
+    from inference.worker import InferenceWorker, WorkerOptions
+
+    settings = load_settings()
+    options = WorkerOptions(batch_size=batch_size, lease_s=lease, decode_threads=decode_threads,
+                            device=None if device == "auto" else device)
+    with _database() as factory:
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        InferenceWorker(factory, settings.frames_dir, options).run(stop)
 
 
 @app.command()

@@ -74,6 +74,7 @@ class ModelConfig(_Strict):
     positive: list[str] = Field(min_length=1)
     threshold: float = Field(0.5, ge=0, le=1)
     role: ModelRole = ModelRole.ROLLOUT
+    reference: Path | None = None  # images like the training data, for the out-of-domain score
     sites: list[str] = []  # sites whose rollout model this is (role rollout only)
 
 

@@ -47,7 +47,7 @@ def apply_config(session: Session, config: ParkConfig, *, actor: str) -> ApplyRe
         if model is None:
             model = register_model(
                 session, model_cfg.path, name=model_cfg.name, positive=model_cfg.positive,
-                threshold=model_cfg.threshold, role=model_cfg.role,
+                threshold=model_cfg.threshold, role=model_cfg.role, reference_dir=model_cfg.reference,
             )
             report.created.append(f"model {model.name} (id {model.id})")
         for site_name in model_cfg.sites if model_cfg.role is ModelRole.ROLLOUT else []:

@@ -169,6 +169,7 @@ class Frame(Base):
     change_score: Mapped[float | None]
     status: Mapped[FrameStatus] = mapped_column(_enum(FrameStatus), default=FrameStatus.PENDING)
     claim_token: Mapped[str | None] = mapped_column(sa.String(36))
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(100))  # host:pid of the worker
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(1000))
@@ -192,6 +193,8 @@ class ModelVersion(Base):
     positive_classes: Mapped[list[str]] = mapped_column()
     threshold: Mapped[float] = mapped_column(default=0.5)
     role: Mapped[ModelRole] = mapped_column(_enum(ModelRole), default=ModelRole.ROLLOUT)
+    # Embedding statistics of reference images, for the out-of-domain score (inference.ood).
+    ood_reference: Mapped[bytes | None] = mapped_column(sa.LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -7,6 +7,8 @@ claimed again; a worker that lost its lease cannot commit (its token no longer m
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import write_transaction
 from bearwatch.schema import Frame, FrameStatus, Prediction, utcnow
+
+
+def worker_id() -> str:
+    """host:pid, stored with a claim so ops (and tests) see which worker holds a frame."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ def claim_batch(factory: sessionmaker[Session], size: int, lease_s: float) -> Cl
             sa.update(Frame)
             .where(Frame.id.in_([r.id for r in rows]))
             .values(
-                status=FrameStatus.CLAIMED, claim_token=token,
+                status=FrameStatus.CLAIMED, claim_token=token, claimed_by=worker_id(),
                 claimed_until=utcnow() + timedelta(seconds=lease_s), attempts=Frame.attempts + 1,
             )
         )
@@ -106,7 +113,7 @@ def commit_results(
                 values = dict(status=FrameStatus.PENDING, last_error=error[:1000])
             session.execute(
                 sa.update(Frame).where(Frame.id == frame_id)
-                .values(claim_token=None, claimed_until=None, **values)
+                .values(claim_token=None, claimed_until=None, claimed_by=None, **values)
             )
         return len(held)
 
@@ -117,5 +124,6 @@ def release(factory: sessionmaker[Session], claim: Claim) -> None:
         session.execute(
             sa.update(Frame)
             .where(Frame.claim_token == claim.token, Frame.status == FrameStatus.CLAIMED)
-            .values(status=FrameStatus.PENDING, claim_token=None, claimed_until=None, attempts=Frame.attempts - 1)
+            .values(status=FrameStatus.PENDING, claim_token=None, claimed_until=None, claimed_by=None,
+                    attempts=Frame.attempts - 1)
         )

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from bearwatch.errors import AlreadyExists, ModelError
 from bearwatch.files import sha256_file
 from bearwatch.schema import ModelRole, ModelVersion
+from inference.ood import OodReference
+from inference.reference import fit_model_reference
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class LoadedModel:
     positive_classes: tuple[str, ...]
     threshold: float
     learner: Any  # fastai Learner
+    reference: OodReference | None  # for the out-of-domain score; None: not fitted
 
 
 def _load_learner(path: Path) -> Any:
@@ -51,7 +54,10 @@ def register_model(
     positive: list[str],
     threshold: float = 0.5,
     role: ModelRole = ModelRole.ROLLOUT,
+    reference_dir: Path | None = None,
 ) -> ModelVersion:
+    """Load the export once, check the positive classes, store hash and classes; with
+    ``reference_dir`` (images like the training data), fit the out-of-domain reference."""
     path = path.resolve()
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
@@ -70,9 +76,11 @@ def register_model(
         raise ModelError(
             f"positive class(es) {', '.join(unknown)} not in the model's classes: {', '.join(classes)}"
         )
+    reference = fit_model_reference(learner, reference_dir) if reference_dir is not None else None
     version = ModelVersion(
         name=name, path=str(path), sha256=digest, classes=classes,
         positive_classes=list(positive), threshold=threshold, role=role,
+        ood_reference=reference.to_bytes() if reference else None,
     )
     session.add(version)
     session.flush()
@@ -94,6 +102,7 @@ def load_model(version: ModelVersion) -> LoadedModel:
         version_id=version.id, name=version.name, classes=tuple(version.classes),
         positive_classes=tuple(version.positive_classes), threshold=version.threshold,
         learner=learner,
+        reference=OodReference.from_bytes(version.ood_reference) if version.ood_reference else None,
     )
 
 

@@ -1,77 +1,191 @@
-"""The inference worker loop: claim a batch, decode once, score with every model, commit."""
+"""The inference worker: claim a batch, decode each frame once, score it with every
+active model, commit — while the next batch is already being decoded."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.errors import ModelError
-from inference.queue import claim_batch, commit_results, release
+from bearwatch.errors import BearwatchError
+from bearwatch.schema import Frame, FrameStatus, utcnow
+from inference import metrics
+from inference.decode import FrameDecoder, PreparedBatch
+from inference.queue import Claim, ScoreRow, claim_batch, commit_results, release
 from inference.registry import LoadedModel, active_versions, load_model
-from inference.scoring import decode_frames, score_images
+from inference.runner import ModelRunner, embedding_bytes, pick_device
 
 log = logging.getLogger(__name__)
+
+QUEUE_STATS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    batch_size: int = 32
-    lease_s: float = 60.0
+    batch_size: int = 64
+    lease_s: float = 120.0
     max_attempts: int = 3
-    idle_wait_s: float = 0.5
+    idle_wait_s: float = 0.25  # how long an empty queue is left before looking again
+    decode_threads: int = 2
+    device: str | None = None  # "cpu", "cuda", "cuda:1"; None picks automatically
 
 
-def load_active_models(factory: sessionmaker[Session]) -> list[LoadedModel]:
-    """Load every active model; one that fails to load is logged and skipped."""
+@dataclass(frozen=True)
+class ActiveModel:
+    info: LoadedModel
+    runner: ModelRunner
+
+
+def load_active_models(factory: sessionmaker[Session], device: torch.device) -> list[ActiveModel]:
+    """Every active model, ready on ``device``; one that fails to load is logged, counted
+    and skipped, so the others keep scoring."""
     with factory() as session:
         versions = active_versions(session)
+        for v in versions:
+            _ = v.ood_reference  # deferred column: load it while the session is open
     models = []
     for version in versions:
         try:
-            models.append(load_model(version))
-        except ModelError as exc:
+            info = load_model(version)
+            models.append(ActiveModel(info, ModelRunner(info.learner, device, info.reference)))
+        except BearwatchError as exc:
+            metrics.SCORING_FAILURES.labels("model_load").inc()
             log.error("not scoring with this model: %s", exc)
     return models
 
 
-def score_one_batch(
-    factory: sessionmaker[Session], frames_root: Path, models: list[LoadedModel], options: WorkerOptions
-) -> int:
-    """Claim and score one batch; returns how many frames it committed."""
-    claim = claim_batch(factory, options.batch_size, options.lease_s)
-    if not claim.frames:
-        return 0
-    try:
-        images, failed = decode_frames(frames_root, claim.frames)
-        rows = [row for model in models for row in score_images(model, images)]
-    except BaseException:
-        release(factory, claim)
-        raise
-    return commit_results(factory, claim, rows, failed, options.max_attempts)
+def score_prepared(models: list[ActiveModel], prepared: PreparedBatch) -> list[ScoreRow]:
+    rows: list[ScoreRow] = []
+    if not prepared.frame_ids:
+        return rows
+    for model in models:
+        out = model.runner(prepared.inputs[model.runner.preprocessor.key])
+        info = model.info
+        positive_idx = [info.classes.index(c) for c in info.positive_classes]
+        probs = out.probabilities.tolist()
+        for i, frame_id in enumerate(prepared.frame_ids):
+            by_class = dict(zip(info.classes, probs[i], strict=True))
+            score = float(sum(probs[i][j] for j in positive_idx))
+            rows.append(
+                ScoreRow(
+                    frame_id=frame_id, model_version_id=info.version_id, probabilities=by_class,
+                    positive_score=score, flagged=score >= info.threshold,
+                    ood_score=float(out.ood[i]) if out.ood is not None else None,
+                    embedding=embedding_bytes(out.embeddings[i]) if out.embeddings is not None else None,
+                )
+            )
+        metrics.FRAMES_SCORED.labels(info.name).inc(len(prepared.frame_ids))
+    return rows
 
 
-def run_worker(
-    factory: sessionmaker[Session], frames_root: Path, options: WorkerOptions, stop: threading.Event
-) -> None:
-    models = load_active_models(factory)
-    loaded_ids = {m.version_id for m in models}
-    while not stop.is_set():
-        with factory() as session:
+class InferenceWorker:
+    def __init__(self, factory: sessionmaker[Session], frames_root: Path, options: WorkerOptions) -> None:
+        self.factory = factory
+        self.options = options
+        self.device = pick_device(options.device)
+        self.decoder = FrameDecoder(frames_root, options.decode_threads, pin_memory=self.device.type == "cuda")
+        # Assembles the next batch in the background; the decoder's own pool does the
+        # per-frame work (one pool for both could deadlock with every thread waiting).
+        self._batcher = ThreadPoolExecutor(1, thread_name_prefix="batch")
+        self.models: list[ActiveModel] = []
+        self._loaded_ids: set[int] | None = None
+        self._stats_at = 0.0
+
+    def refresh_models(self) -> None:
+        """Reload when a model was registered or retired since the last look."""
+        with self.factory() as session:
             wanted = {v.id for v in active_versions(session)}
-        if wanted != loaded_ids:  # a model was registered or retired meanwhile
-            models = load_active_models(factory)
-            loaded_ids = wanted
-        if not models:
-            stop.wait(options.idle_wait_s * 4)
-            continue
+        if wanted != self._loaded_ids:
+            self.models = load_active_models(self.factory, self.device)
+            self._loaded_ids = wanted
+            log.info("scoring with %s on %s", ", ".join(m.info.name for m in self.models) or "no models", self.device)
+
+    def _claim_and_decode(self) -> tuple[Claim, Future[PreparedBatch]] | None:
+        claim = claim_batch(self.factory, self.options.batch_size, self.options.lease_s)
+        if not claim.frames:
+            return None
+        preprocessors = {m.runner.preprocessor.key: m.runner.preprocessor for m in self.models}
+        return claim, self._batcher.submit(self.decoder.prepare, claim.frames, preprocessors)
+
+    def _finish(self, claim: Claim, prepared: PreparedBatch, started: float) -> int:
+        rows = score_prepared(self.models, prepared)
+        if prepared.errors:
+            metrics.SCORING_FAILURES.labels("decode").inc(len(prepared.errors))
+            for frame_id, error in prepared.errors.items():
+                log.warning("frame %d: %s", frame_id, error)
+        done = commit_results(self.factory, claim, rows, prepared.errors, self.options.max_attempts)
+        if done < len(claim.frames):
+            log.warning("lost the lease on %d frames of a batch; another worker scores them", len(claim.frames) - done)
+        metrics.BATCH_SIZE.observe(len(claim.frames))
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        return done
+
+    def run_once(self) -> int:
+        """Claim, decode and score one batch synchronously; returns frames committed."""
         started = time.monotonic()
-        done = score_one_batch(factory, frames_root, models, options)
-        if done:
-            log.info("scored %d frames in %.2fs", done, time.monotonic() - started)
-        else:
-            stop.wait(options.idle_wait_s)
+        job = self._claim_and_decode()
+        if job is None:
+            return 0
+        claim, future = job
+        try:
+            prepared = future.result()
+        except BaseException:
+            release(self.factory, claim)
+            raise
+        return self._finish(claim, prepared, started)
+
+    def run(self, stop: threading.Event) -> None:
+        """Score until ``stop`` is set; the batch in hand is finished, a prefetched one released."""
+        ahead: tuple[Claim, Future[PreparedBatch], float] | None = None
+        try:
+            while not stop.is_set():
+                self._publish_queue_stats()
+                if ahead is None:
+                    self.refresh_models()
+                    if not self.models:
+                        stop.wait(self.options.idle_wait_s * 8)
+                        continue
+                    started = time.monotonic()
+                    job = self._claim_and_decode()
+                    if job is None:
+                        stop.wait(self.options.idle_wait_s)
+                        continue
+                    ahead = (*job, started)
+                claim, future, started = ahead
+                ahead = None
+                try:
+                    prepared = future.result()
+                except BaseException:
+                    release(self.factory, claim)
+                    raise
+                if not stop.is_set():  # decode the next batch while this one is scored
+                    next_started = time.monotonic()
+                    job = self._claim_and_decode()
+                    ahead = (*job, next_started) if job else None
+                self._finish(claim, prepared, started)
+        finally:
+            if ahead is not None:
+                ahead[1].cancel()
+                release(self.factory, ahead[0])
+            self.close()
+
+    def close(self) -> None:
+        self._batcher.shutdown(wait=True, cancel_futures=True)
+        self.decoder.close()
+
+    def _publish_queue_stats(self) -> None:
+        if time.monotonic() - self._stats_at < QUEUE_STATS_EVERY_S:
+            return
+        self._stats_at = time.monotonic()
+        waiting = Frame.status.in_([FrameStatus.PENDING, FrameStatus.CLAIMED])
+        with self.factory() as session:
+            depth, oldest = session.execute(sa.select(sa.func.count(), sa.func.min(Frame.captured_at)).where(waiting)).one()
+        metrics.QUEUE_DEPTH.set(depth or 0)
+        metrics.OLDEST_UNSCORED_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0.0)

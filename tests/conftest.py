@@ -103,12 +103,19 @@ def data_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch)
     return env
 
 
+def _asset_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """Where session-wide demo assets go. BEARWATCH_TEST_ASSETS (a developer's choice,
+    unset in CI) keeps them between runs; they are made once either way."""
+    keep = os.environ.get("BEARWATCH_TEST_ASSETS")
+    return Path(keep) / name if keep else tmp_path_factory.mktemp(name)
+
+
 @pytest.fixture(scope="session")
 def demo_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model, trained once per test session (pretrained=False, on generated footage)."""
     from bearwatch.demo.model import ensure_demo_model
 
-    return ensure_demo_model(tmp_path_factory.mktemp("demo-model"))
+    return ensure_demo_model(_asset_dir(tmp_path_factory, "demo-model"))
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +123,7 @@ def demo_footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The four demo camera clips, generated once per test session."""
     from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage
 
-    return ensure_demo_footage(tmp_path_factory.mktemp("footage"), DEMO_CAMERAS)
+    return ensure_demo_footage(_asset_dir(tmp_path_factory, "footage"), DEMO_CAMERAS)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:

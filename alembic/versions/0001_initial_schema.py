@@ -12,8 +12,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
-
 revision: str = '0001'
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -21,7 +19,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    
     op.create_table('model_versions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -77,7 +74,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('cameras', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_cameras_site_id'), ['site_id'], unique=False)
-
     op.create_table('stage_changes',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('site_id', sa.Integer(), nullable=False),
@@ -95,7 +91,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('stage_changes', schema=None) as batch_op:
         batch_op.create_index('ix_stage_changes_site_id_changed_at', ['site_id', 'changed_at'], unique=False)
-
     op.create_table('frames',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('camera_id', sa.Integer(), nullable=False),
@@ -122,7 +117,6 @@ def upgrade() -> None:
     with op.batch_alter_table('frames', schema=None) as batch_op:
         batch_op.create_index('ix_frames_captured_at', ['captured_at'], unique=False)
         batch_op.create_index('ix_frames_status_id', ['status', 'id'], unique=False)
-
     op.create_table('alerts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('site_id', sa.Integer(), nullable=False),
@@ -147,7 +141,6 @@ def upgrade() -> None:
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.create_index('ix_alerts_site_id_created_at', ['site_id', 'created_at'], unique=False)
         batch_op.create_index('ix_alerts_status_next_attempt_at', ['status', 'next_attempt_at'], unique=False)
-
     op.create_table('decisions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('frame_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -162,7 +155,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('decisions', schema=None) as batch_op:
         batch_op.create_index('ix_decisions_decided_at', ['decided_at'], unique=False)
-
     op.create_table('predictions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('frame_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -181,38 +173,29 @@ def upgrade() -> None:
     with op.batch_alter_table('predictions', schema=None) as batch_op:
         batch_op.create_index('ix_predictions_model_version_id_flagged', ['model_version_id', 'flagged'], unique=False)
 
-    
 
 
 def downgrade() -> None:
-    
     with op.batch_alter_table('predictions', schema=None) as batch_op:
         batch_op.drop_index('ix_predictions_model_version_id_flagged')
-
     op.drop_table('predictions')
     with op.batch_alter_table('decisions', schema=None) as batch_op:
         batch_op.drop_index('ix_decisions_decided_at')
-
     op.drop_table('decisions')
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.drop_index('ix_alerts_status_next_attempt_at')
         batch_op.drop_index('ix_alerts_site_id_created_at')
-
     op.drop_table('alerts')
     with op.batch_alter_table('frames', schema=None) as batch_op:
         batch_op.drop_index('ix_frames_status_id')
         batch_op.drop_index('ix_frames_captured_at')
-
     op.drop_table('frames')
     with op.batch_alter_table('stage_changes', schema=None) as batch_op:
         batch_op.drop_index('ix_stage_changes_site_id_changed_at')
-
     op.drop_table('stage_changes')
     with op.batch_alter_table('cameras', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_cameras_site_id'))
-
     op.drop_table('cameras')
     op.drop_table('sites')
     op.drop_table('users')
     op.drop_table('model_versions')
-    

@@ -22,14 +22,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.config import load_config
 from bearwatch.db import make_engine, session_factory
 from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage
-from bearwatch.demo.model import ensure_demo_model
+from bearwatch.demo.model import TRAIN_DIR_NAME, ensure_demo_model
 from bearwatch.migrations import upgrade_to_head
 from bearwatch.park import apply_config
 from bearwatch.schema import Frame, FrameStatus, Prediction, utcnow
 from bearwatch.settings import Settings
 from ingest.scheduler import start_ingest
 from ingest.store import FrameStore
-from inference.worker import WorkerOptions, run_worker
+from inference.worker import InferenceWorker, WorkerOptions
 
 DEMO_INTERVAL_S = 2.0
 DRAIN_TIMEOUT_S = 15.0  # at the end, let the worker score what was just captured
@@ -44,7 +44,7 @@ class DemoSummary:
     failed: int
 
 
-def write_demo_park(directory: Path, footage: dict[str, Path], model_path: Path) -> Path:
+def write_demo_park(directory: Path, footage: dict[str, Path], model_path: Path, reference_dir: Path) -> Path:
     sites: dict[str, list[dict[str, object]]] = {}
     for name, path in footage.items():
         sites.setdefault(name.split("-", 1)[0], []).append(
@@ -53,7 +53,7 @@ def write_demo_park(directory: Path, footage: dict[str, Path], model_path: Path)
     park = {
         "sites": [{"name": site, "cameras": cameras} for site, cameras in sites.items()],
         "models": [{"name": "demo-bear", "path": str(model_path.resolve()), "positive": ["bear"],
-                    "threshold": 0.5, "sites": list(sites)}],
+                    "threshold": 0.5, "reference": str(reference_dir.resolve()), "sites": list(sites)}],
     }
     path = directory / "park.yaml"
     path.write_text(yaml.safe_dump(park, sort_keys=False), encoding="utf-8")
@@ -99,7 +99,7 @@ def run_demo(
     echo("preparing demo footage and model (made once, cached under the data dir)...")
     footage = ensure_demo_footage(settings.demo_dir / "footage", DEMO_CAMERAS)
     model_path = ensure_demo_model(settings.demo_dir / "model")
-    park_file = write_demo_park(settings.demo_dir, footage, model_path)
+    park_file = write_demo_park(settings.demo_dir, footage, model_path, model_path.parent / TRAIN_DIR_NAME)
     with factory.begin() as session:
         apply_config(session, load_config(park_file), actor="demo")
 
@@ -108,7 +108,7 @@ def run_demo(
     started = utcnow()
     scheduler = start_ingest(factory, FrameStore(settings.frames_dir))
     worker = threading.Thread(
-        target=run_worker, args=(factory, settings.frames_dir, WorkerOptions(batch_size=16), stop),
+        target=InferenceWorker(factory, settings.frames_dir, WorkerOptions(batch_size=16)).run, args=(stop,),
         name="inference", daemon=True,
     )
     worker.start()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bearwatch.demo.model import DEMO_MODEL_NAME
+from bearwatch.demo.model import DEMO_MODEL_NAME, TRAIN_DIR_NAME
 
 
 def _seed_demo_cache(data_dir: Path, footage: dict[str, Path], model: Path) -> None:
@@ -27,6 +27,7 @@ def _seed_demo_cache(data_dir: Path, footage: dict[str, Path], model: Path) -> N
             shutil.copy(sibling, data_dir / "demo" / "footage" / sibling.name)
     (data_dir / "demo" / "model").mkdir(parents=True, exist_ok=True)
     shutil.copy(model, data_dir / "demo" / "model" / DEMO_MODEL_NAME)
+    shutil.copytree(model.parent / TRAIN_DIR_NAME, data_dir / "demo" / "model" / TRAIN_DIR_NAME)
 
 
 def _free_port() -> int:

@@ -1,0 +1,1 @@
+"""Synthetic demo footage and a demo model trained on it."""

@@ -1,0 +1,55 @@
+"""Decoding claimed frames once, in parallel, into each model's uint8 input tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from inference.preprocess import Preprocessor
+from inference.queue import ClaimedFrame
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    frame_ids: tuple[int, ...]  # the frames that decoded, in batch order
+    inputs: dict[str, torch.Tensor]  # preprocessor key -> (n, C, H, W) uint8
+    errors: dict[int, str]  # frame id -> why it could not be used
+
+
+def _prepare_one(path: Path, preprocessors: Mapping[str, Preprocessor]) -> dict[str, torch.Tensor]:
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")  # what fastai's load_image does
+    return {key: pre.item(rgb) for key, pre in preprocessors.items()}
+
+
+class FrameDecoder:
+    """A thread pool: PIL decodes and resizes with the GIL released, so threads scale."""
+
+    def __init__(self, root: Path, threads: int, pin_memory: bool = False) -> None:
+        self.root = root
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="decode")
+        self.pin_memory = pin_memory
+
+    def prepare(self, frames: tuple[ClaimedFrame, ...], preprocessors: Mapping[str, Preprocessor]) -> PreparedBatch:
+        futures = [self.pool.submit(_prepare_one, self.root / f.path, preprocessors) for f in frames]
+        ok: list[tuple[int, dict[str, torch.Tensor]]] = []
+        errors: dict[int, str] = {}
+        for frame, future in zip(frames, futures, strict=True):
+            try:
+                ok.append((frame.frame_id, future.result()))
+            except Exception as exc:  # noqa: BLE001 - a bad file fails that frame only
+                errors[frame.frame_id] = f"cannot decode {frame.path}: {type(exc).__name__}: {exc}"
+        inputs = {}
+        for key in preprocessors:
+            if ok:
+                batch = torch.stack([tensors[key] for _, tensors in ok])
+                inputs[key] = batch.pin_memory() if self.pin_memory else batch
+        return PreparedBatch(tuple(fid for fid, _ in ok), inputs, errors)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

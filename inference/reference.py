@@ -1,0 +1,50 @@
+"""Fitting a model's out-of-domain reference from a folder of images like its training data."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bearwatch.errors import ModelError
+from inference.decode import FrameDecoder
+from inference.ood import MIN_REFERENCE_IMAGES, OodReference, fit_reference
+from inference.queue import ClaimedFrame
+from inference.runner import ModelRunner
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+MAX_REFERENCE_IMAGES = 1000
+
+
+def reference_images(directory: Path, limit: int = MAX_REFERENCE_IMAGES, seed: int = 0) -> list[Path]:
+    paths = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) > limit:
+        paths = sorted(random.Random(seed).sample(paths, limit))
+    return paths
+
+
+def fit_model_reference(learner: Any, directory: Path, batch_size: int = 64) -> OodReference:
+    """Embed the folder's images with the model (on the CPU) and fit the reference."""
+    if not directory.is_dir():
+        raise ModelError(f"reference folder {directory} does not exist")
+    paths = reference_images(directory)
+    if len(paths) < MIN_REFERENCE_IMAGES:
+        raise ModelError(f"reference folder {directory} has {len(paths)} images; need at least {MIN_REFERENCE_IMAGES}")
+    runner = ModelRunner(learner, torch.device("cpu"))
+    decoder = FrameDecoder(directory, threads=2)
+    chunks = []
+    try:
+        for start in range(0, len(paths), batch_size):
+            frames = tuple(ClaimedFrame(i, str(p.relative_to(directory)), 1) for i, p in enumerate(paths[start:start + batch_size]))
+            prepared = decoder.prepare(frames, {runner.preprocessor.key: runner.preprocessor})
+            if prepared.frame_ids:
+                out = runner(prepared.inputs[runner.preprocessor.key])
+                if out.ood_features is None:
+                    raise ModelError("the model has neither a fastai body nor a linear head to take features from")
+                chunks.append(out.ood_features.numpy())
+    finally:
+        decoder.close()
+    return fit_reference(np.concatenate(chunks))
