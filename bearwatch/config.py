@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bearwatch.errors import ConfigError
-from bearwatch.schema import ModelRole, Stage
+from bearwatch.schema import ModelRole
 
 
 class _Strict(BaseModel):
@@ -44,6 +44,9 @@ class Thresholds(_Strict):
     alert_cooldown_s: float = Field(300, ge=0)
 
 
+_Named = TypeVar("_Named", bound="CameraConfig | SiteConfig")
+
+
 class CameraConfig(_Strict):
     name: str = Field(min_length=1, max_length=100)
     # May carry ${ENV_VAR} placeholders for credentials, resolved at capture time.
@@ -52,20 +55,25 @@ class CameraConfig(_Strict):
     enabled: bool = True
 
 
+def _unique_names(items: list[_Named], problem: str) -> list[_Named]:
+    names = [item.name for item in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{problem}: {', '.join(dupes)}")
+    return items
+
+
 class SiteConfig(_Strict):
+    """A site; it always starts in manual (stages change by promotion, never by config)."""
+
     name: str = Field(min_length=1, max_length=100)
-    stage: Stage = Stage.MANUAL
     thresholds: Thresholds = Thresholds()
     cameras: list[CameraConfig] = []
 
     @field_validator("cameras")
     @classmethod
     def _unique_camera_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
-        names = [c.name for c in cameras]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"camera names must be unique within a site: {', '.join(dupes)}")
-        return cameras
+        return _unique_names(cameras, "camera names must be unique within a site")
 
 
 class ModelConfig(_Strict):
@@ -85,11 +93,7 @@ class ParkConfig(_Strict):
     @field_validator("sites")
     @classmethod
     def _unique_site_names(cls, sites: list[SiteConfig]) -> list[SiteConfig]:
-        names = [s.name for s in sites]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"site names must be unique: {', '.join(dupes)}")
-        return sites
+        return _unique_names(sites, "site names must be unique")
 
 
 @dataclass(frozen=True)

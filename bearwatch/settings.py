@@ -21,7 +21,6 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("bearwatch-data"), description="frames, models, demo assets")
     database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite under data_dir")
-    config_file: Path | None = Field(default=None, description="optional park YAML (sites, cameras)")
     log_level: str = Field(default="INFO")
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     dashboard_address: str = Field(default="127.0.0.1")

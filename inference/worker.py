@@ -146,7 +146,7 @@ class InferenceWorker:
         ahead: tuple[Claim, Future[PreparedBatch], float] | None = None
         try:
             while not stop.is_set():
-                self._publish_queue_stats()
+                self.publish_queue_stats()
                 if ahead is None:
                     self.refresh_models()
                     if not self.models:
@@ -180,8 +180,8 @@ class InferenceWorker:
         self._batcher.shutdown(wait=True, cancel_futures=True)
         self.decoder.close()
 
-    def _publish_queue_stats(self) -> None:
-        if time.monotonic() - self._stats_at < QUEUE_STATS_EVERY_S:
+    def publish_queue_stats(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._stats_at < QUEUE_STATS_EVERY_S:
             return
         self._stats_at = time.monotonic()
         waiting = Frame.status.in_([FrameStatus.PENDING, FrameStatus.CLAIMED])
