@@ -31,6 +31,7 @@ def serve_dashboard(settings: Settings) -> subprocess.Popen[bytes]:
             "--server.port", str(settings.dashboard_port),
             "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none",
+            "--client.toolbarMode", "minimal",
         ],
         env=env,
     )

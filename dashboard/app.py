@@ -53,7 +53,7 @@ def latest_frames_page() -> None:
         for i, frame in enumerate(frames):
             with columns[i % 4]:
                 path = settings.frames_dir / frame.path
-                flag = "🐻 FLAGGED" if frame.flagged else "not flagged"
+                flag = "FLAGGED" if frame.flagged else "not flagged"
                 caption = (
                     f"{frame.site}/{frame.camera} · {frame.captured_at:%H:%M:%S}Z · "
                     f"{frame.label} · bear score {frame.positive_score:.2f} · {flag}"
