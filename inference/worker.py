@@ -25,6 +25,7 @@ from inference.runner import ModelRunner, embedding_bytes, pick_device
 log = logging.getLogger(__name__)
 
 QUEUE_STATS_EVERY_S = 5.0
+MODEL_CHECK_EVERY_S = 10.0  # how soon a newly registered or retired model is noticed
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,12 @@ class InferenceWorker:
         self._batcher = ThreadPoolExecutor(1, thread_name_prefix="batch")
         self.models: list[ActiveModel] = []
         self._loaded_ids: set[int] | None = None
+        self._models_checked_at = 0.0
         self._stats_at = 0.0
 
     def refresh_models(self) -> None:
         """Reload when a model was registered or retired since the last look."""
+        self._models_checked_at = time.monotonic()
         with self.factory() as session:
             wanted = {v.id for v in active_versions(session)}
         if wanted != self._loaded_ids:
@@ -148,7 +151,8 @@ class InferenceWorker:
             while not stop.is_set():
                 self.publish_queue_stats()
                 if ahead is None:
-                    self.refresh_models()
+                    if self._loaded_ids is None or time.monotonic() - self._models_checked_at >= MODEL_CHECK_EVERY_S:
+                        self.refresh_models()
                     if not self.models:
                         stop.wait(self.options.idle_wait_s * 8)
                         continue
@@ -165,7 +169,10 @@ class InferenceWorker:
                 except BaseException:
                     release(self.factory, claim)
                     raise
-                if not stop.is_set():  # decode the next batch while this one is scored
+                # Decode the next batch while this one is scored, unless it is time to look
+                # for model changes: then the pipeline drains first, so no batch is
+                # decoded for one set of models and scored by another.
+                if not stop.is_set() and time.monotonic() - self._models_checked_at < MODEL_CHECK_EVERY_S:
                     next_started = time.monotonic()
                     job = self._claim_and_decode()
                     ahead = (*job, next_started) if job else None
