@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-METHOD = "mahalanobis/ledoit-wolf, scaled by the reference 99th percentile"
 REFERENCE_QUANTILE = 0.99
 MIN_REFERENCE_IMAGES = 20
 

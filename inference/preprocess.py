@@ -12,7 +12,7 @@ same operations in the same order, so fp32 results match ``learn.predict``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -45,6 +45,14 @@ class Preprocessor:
         out = self.item_pipeline(PILImage(image))
         return torch.as_tensor(out)  # drop the fastai subclass: plain uint8 CHW
 
+    def on(self, device: torch.device) -> Preprocessor:
+        """The same preprocessing with its normalisation statistics moved to ``device`` once."""
+        steps = tuple(
+            replace(s, mean=s.mean.to(device), std=s.std.to(device)) if s.mean is not None and s.std is not None else s
+            for s in self.batch_steps
+        )
+        return replace(self, batch_steps=steps)
+
     def batch(self, uint8_batch: torch.Tensor, device: torch.device) -> torch.Tensor:
         x = uint8_batch.to(device, non_blocking=True)
         for step in self.batch_steps:
@@ -52,7 +60,7 @@ class Preprocessor:
                 x = x.float().div_(step.div)
             else:
                 assert step.mean is not None and step.std is not None
-                x = (x - step.mean.to(device)) / step.std.to(device)
+                x = (x - step.mean) / step.std
         return x
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bearwatch.errors import ConfigError
 from inference.ood import OodReference, OodScorer
 from inference.preprocess import Preprocessor, preprocessor_for
 
@@ -25,7 +26,7 @@ def pick_device(requested: str | None = None) -> torch.device:
     if requested and requested != "auto":
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but no CUDA GPU is available")
+            raise ConfigError(f"device {requested} asked for, but no CUDA GPU is available")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -56,7 +57,7 @@ class ModelRunner:
     on the CPU: plain fp32, so probabilities equal ``learn.predict``'s."""
 
     def __init__(self, learner: Any, device: torch.device, reference: OodReference | None = None) -> None:
-        self.preprocessor: Preprocessor = preprocessor_for(learner)
+        self.preprocessor: Preprocessor = preprocessor_for(learner).on(device)
         self.device = device
         self.model = learner.model.to(device).eval()
         if device.type == "cuda":

@@ -110,6 +110,17 @@ class InferenceWorker:
             self._loaded_ids = wanted
             log.info("scoring with %s on %s", ", ".join(m.info.name for m in self.models) or "no models", self.device)
 
+    def _models_check_due(self) -> bool:
+        return self._loaded_ids is None or time.monotonic() - self._models_checked_at >= MODEL_CHECK_EVERY_S
+
+    def _decoded(self, claim: Claim, future: Future[PreparedBatch]) -> PreparedBatch:
+        """The decoded batch; if decoding broke down as a whole, the claim goes back."""
+        try:
+            return future.result()
+        except BaseException:
+            release(self.factory, claim)
+            raise
+
     def _claim_and_decode(self) -> tuple[Claim, Future[PreparedBatch]] | None:
         claim = claim_batch(self.factory, self.options.batch_size, self.options.lease_s)
         if not claim.frames:
@@ -137,12 +148,7 @@ class InferenceWorker:
         if job is None:
             return 0
         claim, future = job
-        try:
-            prepared = future.result()
-        except BaseException:
-            release(self.factory, claim)
-            raise
-        return self._finish(claim, prepared, started)
+        return self._finish(claim, self._decoded(claim, future), started)
 
     def run(self, stop: threading.Event) -> None:
         """Score until ``stop`` is set; the batch in hand is finished, a prefetched one released."""
@@ -151,7 +157,7 @@ class InferenceWorker:
             while not stop.is_set():
                 self.publish_queue_stats()
                 if ahead is None:
-                    if self._loaded_ids is None or time.monotonic() - self._models_checked_at >= MODEL_CHECK_EVERY_S:
+                    if self._models_check_due():
                         self.refresh_models()
                     if not self.models:
                         stop.wait(self.options.idle_wait_s * 8)
@@ -164,15 +170,11 @@ class InferenceWorker:
                     ahead = (*job, started)
                 claim, future, started = ahead
                 ahead = None
-                try:
-                    prepared = future.result()
-                except BaseException:
-                    release(self.factory, claim)
-                    raise
+                prepared = self._decoded(claim, future)
                 # Decode the next batch while this one is scored, unless it is time to look
                 # for model changes: then the pipeline drains first, so no batch is
                 # decoded for one set of models and scored by another.
-                if not stop.is_set() and time.monotonic() - self._models_checked_at < MODEL_CHECK_EVERY_S:
+                if not stop.is_set() and not self._models_check_due():
                     next_started = time.monotonic()
                     job = self._claim_and_decode()
                     ahead = (*job, next_started) if job else None
