@@ -1,13 +1,40 @@
-"""Image statistics stored with every kept frame (they feed drift and health views)."""
+"""Frame checks (what is rejected) and the image statistics stored with every kept frame.
+
+Rejections are camera problems, not scenes: an empty or undecodable frame, an all-black
+frame (a dead sensor or a covered lens), a uniform grey frame (what decoders produce
+from a broken stream), a frozen picture (the encoder repeats one image), and a size
+outside sane bounds. Kept frames carry brightness, contrast, sharpness (variance of the
+Laplacian), a night/IR flag (almost no colour) and a change score against the camera's
+previous sample; they feed drift and health views.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 NIGHT_CHROMA_MAX = 6.0  # mean |channel - grey| below this: an IR-like grey frame
+BLACK_MAX_MEAN = 12.0  # grey mean below this with almost no texture: all black
+FLAT_MAX_STD = 3.0  # grey standard deviation below this: no picture (black or uniform grey)
+# Frozen: compared on every 4th pixel, not on an averaged thumbnail, so that sensor noise
+# (which a live static scene always has) keeps a live picture from looking frozen, while a
+# camera that repeats one image (same JPEG, or an encoder repeating a frame) gives ~0.
+FROZEN_MAX_DIFF = 0.25  # mean |pixel difference| (0..255) below this: the same picture
+FROZEN_STEP = 4
+FROZEN_AFTER = 2  # this many identical samples in a row are accepted; the next is frozen
+MIN_SIDE, MAX_SIDE = 32, 8192
+THUMB = (64, 48)
+
+
+class Rejection(str, enum.Enum):
+    EMPTY = "empty"
+    BLACK = "black"
+    GREY = "grey"
+    FROZEN = "frozen"
+    WRONG_SIZE = "wrong_size"
 
 
 @dataclass(frozen=True)
@@ -18,11 +45,60 @@ class FrameStats:
     contrast: float  # grey level standard deviation
     sharpness: float  # variance of the Laplacian
     is_night: bool
+    change_score: float | None  # mean |difference| to the previous sample, 0..1
 
 
-def frame_stats(bgr: np.ndarray) -> FrameStats:
+@dataclass(frozen=True)
+class Check:
+    rejection: Rejection | None
+    reason: str
+    thumb: np.ndarray | None  # small grey picture (area average), for the change score
+    fingerprint: np.ndarray | None  # every 4th grey pixel, for the frozen check
+
+
+def thumbnail(grey: np.ndarray) -> np.ndarray:
+    return cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def fingerprint(grey: np.ndarray) -> np.ndarray:
+    return grey[::FROZEN_STEP, ::FROZEN_STEP].astype(np.int16)
+
+
+def check_frame(bgr: np.ndarray | None, previous: np.ndarray | None, repeats: int) -> Check:
+    """Decide whether a frame is kept. ``previous`` is the last sample's fingerprint and
+    ``repeats`` how many samples in a row were already identical to it."""
+    if bgr is None or bgr.size == 0 or bgr.ndim != 3 or bgr.shape[2] != 3:
+        return Check(Rejection.EMPTY, "empty frame", None, None)
+    h, w = bgr.shape[:2]
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+        return Check(Rejection.WRONG_SIZE, f"frame {w}x{h} outside {MIN_SIDE}..{MAX_SIDE} pixels a side", None, None)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    mean, std = cv2.meanStdDev(grey)
+    if float(std[0][0]) < FLAT_MAX_STD:
+        if float(mean[0][0]) < BLACK_MAX_MEAN:
+            return Check(Rejection.BLACK, "all-black frame", None, None)
+        return Check(Rejection.GREY, f"uniform frame (grey level {float(mean[0][0]):.0f})", None, None)
+    thumb, fp = thumbnail(grey), fingerprint(grey)
+    if is_repeat(fp, previous) and repeats + 1 >= FROZEN_AFTER:
+        return Check(Rejection.FROZEN, f"frozen picture ({repeats + 1} samples identical to an earlier one)", thumb, fp)
+    return Check(None, "", thumb, fp)
+
+
+def is_repeat(fp: np.ndarray | None, previous: np.ndarray | None) -> bool:
+    return (
+        fp is not None and previous is not None and previous.shape == fp.shape
+        and float(np.abs(fp - previous).mean()) < FROZEN_MAX_DIFF
+    )
+
+
+def frame_stats(bgr: np.ndarray, previous: np.ndarray | None = None) -> FrameStats:
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     chroma = float(np.abs(bgr.astype(np.int16) - grey[..., None].astype(np.int16)).mean())
+    change = None
+    if previous is not None:
+        thumb = thumbnail(grey)
+        if thumb.shape == previous.shape:
+            change = float(np.abs(thumb - previous).mean() / 255.0)
     return FrameStats(
         width=int(bgr.shape[1]),
         height=int(bgr.shape[0]),
@@ -30,4 +106,5 @@ def frame_stats(bgr: np.ndarray) -> FrameStats:
         contrast=float(grey.std()),
         sharpness=float(cv2.Laplacian(grey, cv2.CV_64F).var()),
         is_night=chroma < NIGHT_CHROMA_MAX,
+        change_score=change,
     )

@@ -1,86 +1,256 @@
-"""Sampling one camera once: capture, check, store the file, then commit the row."""
+"""Sampling one camera: capture under a watchdog, check, store the file, commit the row.
+
+One :class:`CameraSampler` per camera keeps what a camera's samples share: the last
+thumbnail and fingerprint (change score, frozen check), the failure count and the reconnect backoff,
+the source's replay state. The row is committed only after the JPEG is durable, and
+only while this worker still holds the camera's lease; a failed commit deletes the file.
+"""
 
 from __future__ import annotations
 
 import enum
 import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
 
 import cv2
+import numpy as np
 import sqlalchemy as sa
-from prometheus_client import Counter
 from sqlalchemy.orm import Session, sessionmaker
 
+from bearwatch.db import write_transaction
 from bearwatch.errors import FrameError
 from bearwatch.redact import redact_text
 from bearwatch.schema import Camera, CameraHealth, Frame, utcnow
-from ingest.quality import frame_stats
-from ingest.sources import read_frame
+from ingest.capture_pool import CapturePool
+from ingest.health import backoff_s, health_after, set_health
+from ingest.metrics import CAMERA_UP, CAPTURE_SECONDS, FRAMES_CAPTURED, LAST_FRAME, RECONNECTS
+from ingest.quality import check_frame, frame_stats, is_repeat
+from ingest.sources import Captured, NoNewFrame, SourceKind, SourceState, capture, resolve_source, source_kind
 from ingest.store import FrameStore
 
 log = logging.getLogger(__name__)
-
-FRAMES_CAPTURED = Counter(
-    "bearwatch_frames_captured_total", "Camera samples by outcome", ["site", "camera", "outcome"]
-)
 JPEG_QUALITY = 90
-OFFLINE_AFTER_FAILURES = 3
+T = TypeVar("T")
 
 
 class Outcome(str, enum.Enum):
     STORED = "stored"
-    FAILED = "failed"
+    FAILED = "failed"  # the source gave no frame (unreachable, stalled, corrupt, ...)
+    EMPTY = "empty"
+    BLACK = "black"
+    GREY = "grey"
+    FROZEN = "frozen"
+    WRONG_SIZE = "wrong_size"
+    NO_NEW = "no_new"  # an image folder has nothing newer yet (not a failure)
+    BACKOFF = "backoff"  # skipped: waiting before reconnecting to a failing camera
+    LEASE_LOST = "lease_lost"  # another worker owns the camera now; nothing written
+    NO_DATABASE = "no_database"  # the database is unreachable (restarting); nothing written
+    # (the service also counts "missed": a slot whose run was skipped, see ingest.scheduler)
+
+
+class LeaseLost(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    capture_timeout_s: float = 10.0  # OpenCV open/read deadlines and the HTTP socket timeout
+    watchdog_grace_s: float = 2.0  # past timeout + grace a capture thread is abandoned
+    backoff_cap_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    id: int
+    site_id: int
+    source: str
+    interval_s: float
+
+
+class Watchdog:
+    """Runs captures in their own threads with a hard deadline. A capture that outlives
+    it is abandoned (a thread blocked inside FFmpeg cannot be killed; its own
+    open/read deadlines end it later) and its camera is not captured again until it has."""
+
+    def __init__(self) -> None:
+        self._hung: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def hung(self) -> int:
+        with self._lock:
+            return sum(t.is_alive() for t in self._hung.values())
+
+    def run(self, key: int, fn: Callable[[], T], deadline_s: float) -> T:
+        with self._lock:
+            stuck = self._hung.get(key)
+            if stuck is not None and stuck.is_alive():
+                raise FrameError("the previous capture is still hung (abandoned by the watchdog)")
+            self._hung.pop(key, None)
+        box: dict[str, object] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name=f"capture-{key}", daemon=True)
+        thread.start()
+        thread.join(deadline_s)
+        if thread.is_alive():
+            with self._lock:
+                self._hung[key] = thread
+            raise FrameError(f"capture did not finish within {deadline_s:g}s; abandoned by the watchdog")
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box["value"]  # type: ignore[return-value]
+
+
+class CameraSampler:
+    def __init__(
+        self, factory: sessionmaker[Session], store: FrameStore, spec: CameraSpec, *,
+        options: SamplerOptions = SamplerOptions(), owner: str | None = None,
+        watchdog: Watchdog | None = None, rng: random.Random | None = None, pool: CapturePool | None = None,
+    ) -> None:
+        self.pool = pool
+        self.factory, self.store, self.spec, self.options, self.owner = factory, store, spec, options, owner
+        self.watchdog = watchdog or Watchdog()
+        self.rng = rng or random.Random()
+        self.labels = (str(spec.site_id), str(spec.id))
+        self.state = SourceState()
+        self._previous: np.ndarray | None = None  # last kept sample's thumbnail (change score)
+        self._previous_fp: np.ndarray | None = None  # last sample's fingerprint (frozen check)
+        self._repeats = 0
+        self._failures = 0
+        self._retry_at = 0.0
+        self.last_frame_at: datetime | None = None
+        with factory() as session:
+            camera = session.get(Camera, spec.id)
+            if camera is not None:
+                self._failures = camera.consecutive_failures
+                self.last_frame_at = camera.last_frame_at
+                try:  # an image folder resumes after the last image it replayed
+                    if source_kind(resolve_source(spec.source)) is SourceKind.FOLDER:
+                        self.state.replayed_until = camera.last_frame_at
+                except FrameError:
+                    pass
+
+    def sample(self) -> Outcome:
+        try:
+            outcome = self._sample()
+        except sa.exc.OperationalError as exc:
+            # A database restart: the file was removed with its row; the next slot tries
+            # again on a fresh connection (the engine pings before reuse).
+            log.warning("camera %d: database unavailable, frame not stored (%s)", self.spec.id,
+                        str(exc.orig or exc).strip().splitlines()[0])
+            outcome = Outcome.NO_DATABASE
+        FRAMES_CAPTURED.labels(*self.labels, outcome.value).inc()
+        return outcome
+
+    def _sample(self) -> Outcome:
+        if time.monotonic() < self._retry_at:
+            return Outcome.BACKOFF
+        if self._failures > 0:
+            RECONNECTS.labels(*self.labels).inc()
+        timeout = self.options.capture_timeout_s
+        started = time.perf_counter()
+        try:
+            got = self.watchdog.run(
+                self.spec.id,
+                lambda: capture(self.spec.source, self.state, timeout_s=timeout, now=utcnow(), pool=self.pool),
+                timeout + self.options.watchdog_grace_s,
+            )
+        except NoNewFrame:
+            return Outcome.NO_NEW
+        except FrameError as exc:
+            return self._fail(Outcome.FAILED, redact_text(str(exc)), backoff=True)
+        finally:
+            CAPTURE_SECONDS.labels(self.labels[0]).observe(time.perf_counter() - started)
+        check = check_frame(got.image, self._previous_fp, self._repeats)
+        if check.fingerprint is not None:
+            self._repeats = self._repeats + 1 if is_repeat(check.fingerprint, self._previous_fp) else 0
+            self._previous_fp = check.fingerprint
+        if check.rejection is not None:
+            return self._fail(Outcome(check.rejection.value), f"frame rejected: {check.reason}", backoff=False)
+        outcome = self._store(got)
+        self._previous = check.thumb
+        return outcome
+
+    def _store(self, got: Captured) -> Outcome:
+        assert got.image is not None
+        stats = frame_stats(got.image, self._previous)
+        ok, jpeg = cv2.imencode(".jpg", got.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            return self._fail(Outcome.FAILED, "cannot encode the frame as JPEG", backoff=False)
+        try:
+            stored = self.store.write(self.spec.site_id, self.spec.id, got.captured_at, jpeg.tobytes())
+        except OSError as exc:
+            return self._fail(Outcome.FAILED, f"frame store: cannot write the frame: {exc.strerror or exc}", backoff=False)
+        now = utcnow()
+        try:  # the file is durable (fsync + rename); only now the row
+            with write_transaction(self.factory) as session:
+                camera = self._locked_camera(session, now)
+                session.add(Frame(
+                    camera_id=self.spec.id, captured_at=got.captured_at, path=stored.path, sha256=stored.sha256,
+                    size_bytes=stored.size_bytes, width=stats.width, height=stats.height,
+                    brightness=stats.brightness, contrast=stats.contrast, sharpness=stats.sharpness,
+                    is_night=stats.is_night, change_score=stats.change_score,
+                ))
+                camera.last_frame_at, camera.consecutive_failures, camera.last_error = got.captured_at, 0, None
+                set_health(session, camera, CameraHealth.ONLINE, "frame stored", now)
+        except LeaseLost:
+            self.store.delete(stored.path)
+            return Outcome.LEASE_LOST
+        except sa.exc.IntegrityError:
+            self.store.delete(stored.path)
+            return self._fail(Outcome.FAILED, f"a frame at {got.captured_at.isoformat()} is already stored", backoff=False)
+        except BaseException:
+            self.store.delete(stored.path)  # no file without a row either
+            raise
+        self._failures, self._retry_at = 0, 0.0
+        CAMERA_UP.labels(*self.labels).set(1)
+        LAST_FRAME.labels(*self.labels).set(got.captured_at.timestamp())
+        return Outcome.STORED
+
+    def _locked_camera(self, session: Session, now: object) -> Camera:
+        camera = session.get(Camera, self.spec.id, with_for_update=True)
+        if camera is None:
+            raise LeaseLost()
+        if self.owner is not None and (camera.lease_owner != self.owner or camera.lease_until is None or camera.lease_until <= now):  # type: ignore[operator]
+            raise LeaseLost()
+        return camera
+
+    def _fail(self, outcome: Outcome, reason: str, *, backoff: bool) -> Outcome:
+        now = utcnow()
+        log.warning("camera %d: %s", self.spec.id, reason)
+        try:
+            with write_transaction(self.factory) as session:
+                camera = self._locked_camera(session, now)
+                camera.consecutive_failures += 1
+                camera.last_error = reason[:1000]
+                set_health(session, camera, health_after(camera.consecutive_failures), reason, now)
+                self._failures = camera.consecutive_failures
+        except LeaseLost:
+            return Outcome.LEASE_LOST
+        if backoff:
+            self._retry_at = time.monotonic() + backoff_s(
+                self._failures, base_s=self.spec.interval_s, cap_s=self.options.backoff_cap_s, rng=self.rng
+            )
+        CAMERA_UP.labels(*self.labels).set(0)
+        return outcome
 
 
 def sample_camera(factory: sessionmaker[Session], store: FrameStore, camera_id: int) -> Outcome:
+    """Sample one camera once, without a lease (tools and tests)."""
     with factory() as session:
         camera = session.get(Camera, camera_id)
         if camera is None or not camera.enabled:
             return Outcome.FAILED
-        site_id, source = camera.site_id, camera.source
-    labels = (str(site_id), str(camera_id))
-    try:
-        bgr = read_frame(source)
-        captured_at = utcnow()
-        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise FrameError("cannot encode the frame as JPEG")
-        stats = frame_stats(bgr)
-        stored = store.write(site_id, camera_id, captured_at, jpeg.tobytes())
-    except (FrameError, OSError, cv2.error) as exc:
-        _record_failure(factory, camera_id, redact_text(str(exc)))
-        FRAMES_CAPTURED.labels(*labels, Outcome.FAILED.value).inc()
-        return Outcome.FAILED
-    try:
-        with factory.begin() as session:
-            session.add(
-                Frame(
-                    camera_id=camera_id, captured_at=captured_at, path=stored.path, sha256=stored.sha256,
-                    size_bytes=stored.size_bytes, width=stats.width, height=stats.height,
-                    brightness=stats.brightness, contrast=stats.contrast, sharpness=stats.sharpness,
-                    is_night=stats.is_night,
-                )
-            )
-            session.execute(
-                sa.update(Camera).where(Camera.id == camera_id).values(
-                    health=CameraHealth.ONLINE, last_frame_at=captured_at,
-                    consecutive_failures=0, last_error=None,
-                )
-            )
-    except BaseException:
-        store.delete(stored.path)  # no file without a row either
-        raise
-    FRAMES_CAPTURED.labels(*labels, Outcome.STORED.value).inc()
-    return Outcome.STORED
-
-
-def _record_failure(factory: sessionmaker[Session], camera_id: int, error: str) -> None:
-    log.warning("camera %d: %s", camera_id, error)
-    with factory.begin() as session:
-        camera = session.get(Camera, camera_id)
-        if camera is None:
-            return
-        camera.consecutive_failures += 1
-        camera.last_error = error[:1000]
-        camera.health = (
-            CameraHealth.OFFLINE if camera.consecutive_failures >= OFFLINE_AFTER_FAILURES else CameraHealth.DEGRADED
-        )
+        spec = CameraSpec(camera.id, camera.site_id, camera.source, camera.interval_s)
+    return CameraSampler(factory, store, spec).sample()

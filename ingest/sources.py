@@ -1,26 +1,62 @@
-"""Opening camera sources with OpenCV and taking one fresh frame.
+"""Camera sources and taking one fresh frame from each kind.
 
-This first version opens, grabs and releases per sample. Video files stand in for
-live cameras: the frame taken is the one at the current wall-clock position of the
-looping clip, as a camera pointed at that scene would show now.
+Kinds: ``rtsp://`` (FFmpeg, TCP transport), ``http(s)://`` (a single-JPEG snapshot URL
+or an MJPEG multipart stream, read with the standard library so every socket call has
+a deadline), video files (``file://`` or a path; looping by default, ``?loop=0`` plays
+once), local devices (``device://N`` or ``/dev/videoN``) and image folders
+(``folder://`` or a directory) whose file names carry the capture time, for replaying
+stored footage.
+
+Per sample the source is opened, one frame is taken, and it is released
+("open-grab-release"): docs/architecture.md explains the measurement behind that
+choice; ``ingest.reader`` holds the persistent latest-frame reader it was compared with.
+Credentials come from ``${VAR}`` placeholders filled at capture time; every error
+message passes through :func:`bearwatch.redact.redact_text`.
 """
 
 from __future__ import annotations
 
+import base64
+import enum
 import os
 import re
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from bearwatch.errors import FrameError
-from bearwatch.redact import redact_url
+from bearwatch.redact import redact_text, redact_url
+
+if TYPE_CHECKING:
+    from ingest.capture_pool import CapturePool
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-OPEN_TIMEOUT_MS = 5000
-READ_TIMEOUT_MS = 5000
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # a bigger "JPEG" is refused as oversized
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# 20260704T221503Z, 2026-07-04_22-15-03, 20260704_221503_120000 ... read as UTC.
+_NAME_TIME = re.compile(
+    r"(\d{4})-?(\d{2})-?(\d{2})[T_ -]?(\d{2})[-:]?(\d{2})[-:]?(\d{2})(?:[._](\d{1,6}))?"
+)
+
+
+class SourceKind(str, enum.Enum):
+    RTSP = "rtsp"
+    HTTP = "http"
+    FILE = "file"
+    DEVICE = "device"
+    FOLDER = "folder"
+
+
+class NoNewFrame(FrameError):
+    """An image folder has nothing newer than the last replayed image (not a failure)."""
 
 
 def resolve_source(source: str) -> str:
@@ -35,38 +71,235 @@ def resolve_source(source: str) -> str:
     return _PLACEHOLDER.sub(fill, source)
 
 
-def _is_file(source: str) -> bool:
-    return source.startswith("file://") or "://" not in source
+def source_kind(source: str) -> SourceKind:
+    scheme = source.split("://", 1)[0].lower() if "://" in source else ""
+    if scheme in ("rtsp", "rtsps"):
+        return SourceKind.RTSP
+    if scheme in ("http", "https"):
+        return SourceKind.HTTP
+    if scheme == "device" or re.fullmatch(r"/dev/video\d+", source):
+        return SourceKind.DEVICE
+    if scheme == "folder":
+        return SourceKind.FOLDER
+    if scheme in ("", "file"):
+        return SourceKind.FOLDER if Path(_local_path(source)).is_dir() else SourceKind.FILE
+    raise FrameError(f"unsupported camera source {redact_url(source)}: use rtsp://, http(s)://, file://, device:// or folder://")
 
 
-def _file_path(source: str) -> Path:
-    return Path(source.removeprefix("file://"))
+def _local_path(source: str) -> str:
+    for prefix in ("file://", "folder://"):
+        if source.startswith(prefix):
+            return urlsplit(source).path
+    return source
 
 
-def read_frame(source: str) -> np.ndarray:
-    """Take one frame now from ``source`` (a URL or a video file path); BGR uint8."""
+@dataclass
+class SourceState:
+    """What one camera's source remembers between samples (kept by its sampler)."""
+
+    started_monotonic: float = field(default_factory=time.monotonic)
+    replayed_until: datetime | None = None  # image folders: the last replayed capture time
+
+
+@dataclass(frozen=True)
+class Captured:
+    image: np.ndarray | None  # BGR uint8; None when the source gave an empty frame
+    captured_at: datetime
+
+
+def capture(
+    source: str, state: SourceState, *, timeout_s: float, now: datetime, pool: CapturePool | None = None
+) -> Captured:
+    """Take one fresh frame from ``source`` within about ``timeout_s`` seconds. RTSP and
+    device sources go to the capture ``pool`` (child processes killed past their
+    deadline) when one is given, else they are opened in this process.
+
+    Raises FrameError (message redacted) when the source cannot give one."""
     url = resolve_source(source)
-    if _is_file(url):
-        path = _file_path(url)
-        if not path.is_file():
-            raise FrameError(f"video file {path} does not exist")
-        cap = cv2.VideoCapture(str(path))
-    else:
-        cap = cv2.VideoCapture(
-            url, cv2.CAP_FFMPEG,
-            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS],
-        )
+    kind = source_kind(url)
+    try:
+        if kind is SourceKind.HTTP:
+            return Captured(_http_frame(url, timeout_s), now)
+        if kind is SourceKind.FOLDER:
+            return _folder_frame(Path(_local_path(url)), state)
+        if kind is SourceKind.FILE:
+            return Captured(_file_frame(url, state), now)
+        if pool is not None and kind in (SourceKind.RTSP, SourceKind.DEVICE):
+            target = re.sub(r"\D", "", url.split("://", 1)[-1]) or "0" if kind is SourceKind.DEVICE else url
+            return Captured(pool.capture(kind.value, target, timeout_s, timeout_s + 0.5), now)
+        if kind is SourceKind.DEVICE:
+            index = int(re.sub(r"\D", "", url.split("://", 1)[-1]) or 0)
+            return Captured(_opencv_frame(cv2.VideoCapture(index, cv2.CAP_V4L2), source), now)
+        return Captured(_opencv_frame(open_ffmpeg(url, timeout_s), source), now)
+    except FrameError as exc:
+        raise type(exc)(scrub(str(exc), source)) from None
+    except (OSError, cv2.error, ValueError) as exc:
+        raise FrameError(scrub(f"{redact_url(source)}: {exc}", source)) from None
+
+
+def scrub(message: str, source: str) -> str:
+    """``message`` with URLs redacted and every credential the source's placeholders
+    resolve to masked, wherever it appears (FFmpeg and HTTP errors can echo them)."""
+    text = redact_text(message)
+    for name in _PLACEHOLDER.findall(source):
+        value = os.environ.get(name)
+        if value and len(value) >= 3:
+            text = text.replace(value, "***")
+    return text
+
+
+def open_ffmpeg(url: str, timeout_s: float) -> cv2.VideoCapture:
+    """An FFmpeg capture with open and read deadlines; RTSP over TCP (no UDP loss)."""
+    # Read by OpenCV's FFmpeg backend at each open; TCP interleaving survives NAT and loss.
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own log lines can echo URLs
+    ms = max(1, int(timeout_s * 1000))
+    return cv2.VideoCapture(
+        url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    )
+
+
+def _opencv_frame(cap: cv2.VideoCapture, source: str) -> np.ndarray | None:
     try:
         if not cap.isOpened():
-            raise FrameError(f"cannot open {redact_url(source)}")
-        if _is_file(url):
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            fps = cap.get(cv2.CAP_PROP_FPS) or 5.0
-            if count > 0:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, int(time.time() * fps) % count)
+            raise FrameError(f"cannot open {redact_url(source)} (nothing answering, or not a video stream)")
         ok, frame = cap.read()
-        if not ok or frame is None or frame.size == 0:
-            raise FrameError(f"no frame from {redact_url(source)}")
+        if not ok:
+            raise FrameError(f"no frame from {redact_url(source)} (stream ended or read timed out)")
         return frame
     finally:
         cap.release()
+
+
+def _file_frame(url: str, state: SourceState) -> np.ndarray | None:
+    """The frame at the current position of the clip: wall-clock position when looping
+    (as a camera pointed at that scene would show now), else time since the first sample."""
+    parts = urlsplit(url) if url.startswith("file://") else None
+    path = Path(parts.path if parts else url)
+    loop = (parse_qs(parts.query).get("loop", ["1"])[0] not in ("0", "false", "no")) if parts else True
+    if not path.is_file():
+        raise FrameError(f"video file {path} does not exist")
+    cap = cv2.VideoCapture(str(path))
+    if cap.isOpened():
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = cap.get(cv2.CAP_PROP_FPS) or 5.0
+        if count > 0:
+            if loop:
+                position = int(time.time() * fps) % count
+            else:
+                position = int((time.monotonic() - state.started_monotonic) * fps)
+                if position >= count:
+                    cap.release()
+                    raise FrameError(f"video file {path} has ended (loop=0)")
+            cap.set(cv2.CAP_PROP_POS_FRAMES, position)
+    return _opencv_frame(cap, str(path))
+
+
+def name_time(name: str) -> datetime | None:
+    """The capture time (UTC) written in an image file name, if any."""
+    match = _NAME_TIME.search(name)
+    if not match:
+        return None
+    y, mo, d, h, mi, s, frac = match.groups()
+    try:
+        micro = int((frac or "0").ljust(6, "0"))
+        return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def _folder_frame(folder: Path, state: SourceState) -> Captured:
+    """The next image (by the time in its name) after the last one replayed."""
+    if not folder.is_dir():
+        raise FrameError(f"image folder {folder} does not exist")
+    best: tuple[datetime, Path] | None = None
+    for entry in os.scandir(folder):
+        if not entry.is_file() or Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        when = name_time(entry.name)
+        if when is None or (state.replayed_until is not None and when <= state.replayed_until):
+            continue
+        if best is None or when < best[0]:
+            best = (when, Path(entry.path))
+    if best is None:
+        raise NoNewFrame(f"image folder {folder}: no image newer than the last one replayed")
+    state.replayed_until = best[0]
+    data = best[1].read_bytes()[: MAX_IMAGE_BYTES + 1]
+    return Captured(_decode(data, str(best[1])), best[0])
+
+
+def _decode(data: bytes, what: str) -> np.ndarray | None:
+    if len(data) > MAX_IMAGE_BYTES:
+        raise FrameError(f"{what}: image larger than {MAX_IMAGE_BYTES} bytes refused")
+    if not data:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FrameError(f"{what}: corrupt image ({len(data)} bytes could not be decoded)")
+    return image
+
+
+def _http_frame(url: str, timeout_s: float) -> np.ndarray | None:
+    """A snapshot URL gives one JPEG; an MJPEG stream gives parts, and the first part of
+    a fresh connection is the current picture."""
+    deadline = time.monotonic() + timeout_s
+    parts = urlsplit(url)
+    headers = {"User-Agent": "bearwatch-ingest"}
+    if parts.username is not None:
+        token = f"{parts.username}:{parts.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s) as resp:
+            ctype = resp.headers.get("Content-Type", "")
+            if ctype.startswith("multipart/"):
+                match = re.search(r"boundary=\"?([^\";]+)", ctype)
+                if not match:
+                    raise FrameError("MJPEG stream without a multipart boundary")
+                return _decode(_first_part(resp, match.group(1), deadline), "MJPEG part")
+            return _decode(resp.read(MAX_IMAGE_BYTES + 1), "snapshot")
+    except urllib.error.HTTPError as exc:
+        raise FrameError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise FrameError(f"cannot connect: {exc.reason}") from None
+    except TimeoutError:
+        raise FrameError(f"no answer within {timeout_s:g}s") from None
+
+
+def _first_part(resp: object, boundary: str, deadline: float) -> bytes:
+    """Read the first complete body of a multipart/x-mixed-replace response."""
+    fp = resp  # http.client.HTTPResponse: readline()/read() honour the socket timeout
+    marker = b"--" + boundary.removeprefix("--").encode()
+    length: int | None = None
+    while True:  # up to the first boundary, then the part headers
+        if time.monotonic() > deadline:
+            raise FrameError("MJPEG stream: no complete part before the deadline")
+        line = fp.readline(4096)  # type: ignore[attr-defined]
+        if not line:
+            raise FrameError("MJPEG stream ended before a complete part")
+        if line.strip() == marker:
+            length = None
+            while True:
+                header = fp.readline(4096).strip()  # type: ignore[attr-defined]
+                if not header:
+                    break
+                name, _, value = header.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip())
+            break
+    if length is not None:
+        if length > MAX_IMAGE_BYTES:
+            raise FrameError(f"MJPEG part of {length} bytes refused (over {MAX_IMAGE_BYTES})")
+        body = fp.read(length)  # type: ignore[attr-defined]
+        if len(body) < length:
+            raise FrameError("MJPEG stream ended inside a part")
+        return bytes(body)
+    body = b""
+    while time.monotonic() < deadline and len(body) <= MAX_IMAGE_BYTES:
+        line = fp.readline(65536)  # type: ignore[attr-defined]
+        if not line or line.strip() == marker:
+            return body.rstrip(b"\r\n")
+        body += line
+    raise FrameError("MJPEG part without Content-Length did not end before the deadline")

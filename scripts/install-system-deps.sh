@@ -5,6 +5,19 @@ set -euo pipefail
 
 PACKAGES=(
   ffmpeg            # encodes test footage (H.264) for file and stream sources
+  prometheus        # promtool checks and unit-tests the alert rules; a real server scrapes bearwatch
+  chromium          # the dashboard end-to-end test (Playwright drives /usr/bin/chromium)
+  chromium-driver   # chromium's headless driver pieces, installed with it
+  # A real RTSP server on loopback for the ingest tests and bench (tests/ingest/rtsp_server.py,
+  # run by the system python3, not the venv):
+  python3-gi                   # GObject bindings for the system python3
+  gir1.2-gst-rtsp-server-1.0   # gst-rtsp-server's introspection data
+  gstreamer1.0-plugins-base    # core elements (filesrc, ...)
+  gstreamer1.0-plugins-good    # qtdemux, rtph264pay
+  gstreamer1.0-plugins-bad     # h264parse
+  gstreamer1.0-plugins-ugly    # completes the usual set for H.264 sources
+  gstreamer1.0-libav           # libav decoders
+  gstreamer1.0-rtsp            # RTSP support libraries
 )
 
 missing=()

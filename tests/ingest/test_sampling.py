@@ -92,7 +92,7 @@ def test_scheduler_samples_every_camera_and_a_broken_one_does_not_stop_the_other
     try:
         time.sleep(3.2)
     finally:
-        scheduler.shutdown(wait=True)
+        scheduler.stop()
     with factory() as session:
         per_camera = dict(
             session.execute(sa.select(Frame.camera_id, sa.func.count()).group_by(Frame.camera_id)).all()

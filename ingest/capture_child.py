@@ -1,0 +1,62 @@
+"""A capture process: takes one frame per request with OpenCV's FFmpeg backend.
+
+Run by ingest.capture_pool as ``python -m ingest.capture_child``. Requests and replies
+are length-prefixed pickles on stdin/stdout (between this package's own processes
+only). Kept in a child process because OpenCV holds one process-wide lock while an
+FFmpeg source opens: in-process, one stalled camera would delay every other open.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+from typing import Any, BinaryIO
+
+HEADER = struct.Struct("!Q")
+
+
+def write_message(out: BinaryIO, message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(HEADER.pack(len(data)) + data)
+    out.flush()
+
+
+def read_message(inp: BinaryIO) -> Any:
+    header = inp.read(HEADER.size)
+    if len(header) < HEADER.size:
+        raise EOFError("capture pipe closed")
+    (size,) = HEADER.unpack(header)
+    return pickle.loads(inp.read(size))
+
+
+def main() -> None:
+    import cv2
+
+    from bearwatch.errors import FrameError
+    from ingest.sources import _opencv_frame, open_ffmpeg
+
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write on the reply pipe
+    while True:
+        try:
+            request = read_message(inp)
+        except EOFError:
+            return
+        kind, url, timeout_s = request
+        try:
+            if kind == "device":
+                cap = cv2.VideoCapture(int(url), cv2.CAP_V4L2)
+            else:
+                cap = open_ffmpeg(url, timeout_s)
+            write_message(out, (True, _opencv_frame(cap, f"device://{url}" if kind == "device" else url)))
+        except FrameError as exc:
+            write_message(out, (False, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which redacts it
+            write_message(out, (False, f"{type(exc).__name__}: {exc}"))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    main()

@@ -1,0 +1,110 @@
+"""A pool of capture processes with a hard watchdog.
+
+Each capture goes to an idle child process (ingest.capture_child); the parent waits
+for the reply up to the deadline. A child that outlives it is killed (SIGKILL) and
+replaced, so a capture stuck inside FFmpeg never holds anything for long. The pool
+starts children lazily, up to ``size``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from bearwatch.errors import FrameError
+from ingest.capture_child import read_message, write_message
+
+
+class _Child:
+    def __init__(self) -> None:
+        env = {**os.environ, "OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest.capture_child"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        )
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+    def ask(self, request: Any, deadline: float) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        write_message(self.proc.stdin, request)  # type: ignore[arg-type]
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise TimeoutError
+        # The reply is written in one go once the capture is done; reading it is quick.
+        return read_message(self.proc.stdout)  # type: ignore[arg-type]
+
+
+class CapturePool:
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._idle: queue.LifoQueue[_Child] = queue.LifoQueue()
+        self._started = 0
+        self._lock = threading.Lock()
+        self.killed = 0  # captures abandoned and their process killed
+
+    def _acquire(self, deadline: float) -> _Child:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._started < self.size:
+                self._started += 1
+                try:
+                    return _Child()
+                except OSError:
+                    self._started -= 1
+                    raise
+        try:
+            return self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise FrameError(f"all {self.size} capture processes are busy; sample skipped") from None
+
+    def _discard(self, child: _Child) -> None:
+        child.kill()
+        with self._lock:
+            self._started -= 1
+
+    def capture(self, kind: str, url: str, timeout_s: float, deadline_s: float) -> np.ndarray | None:
+        """One frame from an FFmpeg or device source; FrameError on failure. The child
+        is killed if no reply comes within ``deadline_s``."""
+        deadline = time.monotonic() + deadline_s
+        child = self._acquire(deadline)
+        try:
+            ok, payload = child.ask((kind, url, timeout_s), deadline)
+        except TimeoutError:
+            self._discard(child)
+            self.killed += 1
+            raise FrameError(f"capture did not finish within {deadline_s:g}s; its process was killed") from None
+        except (EOFError, OSError, ValueError):
+            self._discard(child)
+            raise FrameError("the capture process died") from None
+        self._idle.put(child)
+        if not ok:
+            raise FrameError(str(payload))
+        return payload  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        while True:
+            try:
+                child = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            child.kill()
+
+

@@ -1,0 +1,24 @@
+"""Ingest metrics (prometheus_client). Labels are site and camera ids, never URLs."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+FRAMES_CAPTURED = Counter(
+    "bearwatch_frames_captured_total",
+    "Camera samples by outcome (stored, failed, empty, black, grey, frozen, wrong_size, no_new, backoff, lease_lost, no_database, missed)",
+    ["site", "camera", "outcome"],
+)
+CAPTURE_SECONDS = Histogram(
+    "bearwatch_capture_duration_seconds",
+    "Time to take one frame from a camera (open, read, release), by site",
+    ["site"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+CAMERA_UP = Gauge("bearwatch_camera_up", "1 when the camera's last sample was stored, else 0", ["site", "camera"])
+LAST_FRAME = Gauge(
+    "bearwatch_camera_last_frame_timestamp_seconds", "Unix time of the camera's last stored frame", ["site", "camera"]
+)
+RECONNECTS = Counter(
+    "bearwatch_camera_reconnects_total", "Attempts to reach a camera again after a failed sample", ["site", "camera"]
+)

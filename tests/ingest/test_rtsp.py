@@ -1,0 +1,118 @@
+"""A real RTSP server on loopback (GStreamer's gst-rtsp-server under the system Python)
+serving H.264 footage made with ffmpeg: sampling, credentials, and a server that is
+killed and restarted while ingest runs (the camera comes back online by itself)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from bearwatch.schema import CameraHealth
+from ingest.capture_pool import CapturePool
+from ingest.sampler import CameraSampler, CameraSpec, Outcome, SamplerOptions
+from ingest.scheduler import IngestOptions, IngestService
+from ingest.store import FrameStore
+from tests.ingest.helpers import camera, frames_of, free_port, health_events, make_camera, poll
+
+SERVER = Path(__file__).with_name("rtsp_server.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _gst_rtsp_available() -> bool:
+    if shutil.which("ffmpeg") is None or not Path(SYSTEM_PYTHON).exists():
+        return False
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _gst_rtsp_available(), reason="needs ffmpeg and gst-rtsp-server (scripts/install-system-deps.sh)"
+)
+
+
+@pytest.fixture(scope="module")
+def h264_clip(tmp_path_factory: pytest.TempPathFactory, demo_footage: dict[str, Path]) -> Path:
+    """30 one-second H.264 segments (the server plays the one of the current second)."""
+    folder = tmp_path_factory.mktemp("rtsp")
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(next(iter(demo_footage.values()))), "-t", "30",
+         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "5",
+         "-f", "segment", "-segment_time", "1", "-reset_timestamps", "1", str(folder / "seg_%03d.mp4")],
+        check=True,
+    )
+    return folder
+
+
+class RtspServer:
+    def __init__(self, clip: Path, port: int, auth: str | None = None) -> None:
+        self.clip, self.port, self.auth = clip, port, auth
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        args = [SYSTEM_PYTHON, str(SERVER), str(self.port), str(self.clip), "cam"]
+        if self.auth:
+            args.append(f"--auth={self.auth}")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def rtsp_server(h264_clip: Path) -> Iterator[RtspServer]:
+    server = RtspServer(h264_clip, free_port(), auth="ranger:hunter2")
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_rtsp_over_tcp_with_credentials_from_the_environment(
+    factory: sessionmaker[Session], tmp_path: Path, rtsp_server: RtspServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAM_PW", "hunter2")
+    source = f"rtsp://ranger:${{CAM_PW}}@127.0.0.1:{rtsp_server.port}/cam"
+    camera_id = make_camera(factory, source)
+    spec = CameraSpec(camera_id, camera(factory, camera_id).site_id, source, 5.0)
+    pool = CapturePool(1)
+    try:
+        sampler = CameraSampler(factory, FrameStore(tmp_path / "frames"), spec, pool=pool)
+        assert sampler.sample() is Outcome.STORED
+        (frame,) = frames_of(factory, camera_id)
+        assert (frame.width, frame.height) == (320, 240)
+        monkeypatch.setenv("CAM_PW", "wrong-pw")
+        assert sampler.sample() is Outcome.FAILED
+    finally:
+        pool.close()
+    error = camera(factory, camera_id).last_error or ""
+    assert f"rtsp://ranger:***@127.0.0.1:{rtsp_server.port}/cam" in error
+    assert "wrong-pw" not in error and "hunter2" not in error
+
+
+def test_a_killed_and_restarted_server_comes_back_online_by_itself(
+    factory: sessionmaker[Session], tmp_path: Path, rtsp_server: RtspServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAM_PW", "hunter2")
+    camera_id = make_camera(factory, f"rtsp://ranger:${{CAM_PW}}@127.0.0.1:{rtsp_server.port}/cam", interval_s=0.5)
+    options = IngestOptions(lease_s=10, capture_processes=2, sampler=SamplerOptions(capture_timeout_s=2.0, backoff_cap_s=1.0))
+    service = IngestService(factory, FrameStore(tmp_path / "frames"), options).start()
+    try:
+        assert poll(lambda: camera(factory, camera_id).health is CameraHealth.ONLINE, timeout_s=20)
+        rtsp_server.kill()
+        assert poll(lambda: camera(factory, camera_id).health is CameraHealth.OFFLINE, timeout_s=30)
+        before = len(frames_of(factory, camera_id))
+        rtsp_server.start()
+        assert poll(lambda: camera(factory, camera_id).health is CameraHealth.ONLINE, timeout_s=30)
+        assert len(frames_of(factory, camera_id)) > before
+    finally:
+        service.stop()
+    events = health_events(factory, camera_id)
+    assert ("offline", "online") in events and events[0] == ("unknown", "online")
