@@ -1,0 +1,344 @@
+"""A simulated site history, backdated: cameras, frames (tiny real JPEGs with their
+image statistics), predictions of a model with a known error rate (scores,
+embeddings, out-of-domain scores), ranger verdicts with a known error rate, alerts as
+the stage rules make them, and the site's stage as the caller moves it.
+
+What it does, per camera and frame slot (one frame every ``frame_interval_s``):
+- a bear is in frame with probability ``bear_rate``; night is 20:00-06:00 UTC (grey,
+  darker frames); from ``night_shift_from`` night frames are darker still, their
+  embeddings move and their out-of-domain score rises (a domain shift);
+- from ``dark_from`` the last camera goes dark: black frames (``dark_mode="black"``),
+  one frozen night frame repeated byte for byte (``"frozen"``), or no frames and
+  health offline (``"offline"``);
+- the model flags a bear with probability ``model_recall`` and an empty frame with the
+  false-positive rate that gives ``model_precision``; from ``alert_multiplier_from``
+  it flags extra empty frames so that it flags ``alert_multiplier`` times as often;
+- the rangers: each verdict is wrong with probability ``ranger_error``; a second
+  ranger reviews a share ``second_review_rate`` of reviewed frames.
+- by the site's stage: manual - every flagged frame reviewed, unflagged bears reported
+  MISSED (``miss_report_rate``), an audit share of unflagged frames reviewed, no
+  alerts; limited - an alert per flagged frame (one per camera per cooldown) held
+  PENDING, then confirmed (SENT) or dismissed (SUPPRESSED) by a ranger; expanded -
+  alerts SENT at once, rangers audit ``alert_audit_rate`` of them.
+Frame files are written without fsync (it is a simulation; the frame store proper
+writes atomically). Sizes are the caller's: tests keep them small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bearwatch.config import Thresholds
+from bearwatch.schema import (
+    Alert, AlertStatus, Camera, CameraHealth, Decision, Frame, FrameStatus, ModelVersion, Prediction, Role, Site,
+    Stage, StageChange, User, Verdict,
+)
+from ingest.quality import frame_stats
+from ingest.store import FrameStore
+
+EMBEDDING_DIM = 16
+NIGHT_HOURS = (20, 6)  # night from 20:00 to 06:00 UTC
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    seed: int = 0
+    cameras: int = 2
+    frame_interval_s: float = 900.0
+    bear_rate: float = 0.08
+    model_recall: float = 0.97
+    model_precision: float = 0.85
+    threshold: float = 0.5
+    ranger_error: float = 0.0
+    second_review_rate: float = 0.1
+    miss_report_rate: float = 1.0
+    audit_rate: float = 0.05  # unflagged frames reviewed
+    alert_audit_rate: float = 0.3  # expanded: alerts a ranger looks at afterwards
+    alert_multiplier: float = 1.0
+    alert_multiplier_from: datetime | None = None
+    night_shift_from: datetime | None = None
+    dark_from: datetime | None = None
+    dark_mode: str = "black"  # "black" frames, "frozen" (the same frame again and again), or "offline": no frames
+    image_size: tuple[int, int] = (32, 24)
+
+
+@dataclass(frozen=True)
+class SimSummary:
+    frames: int
+    bears: int
+    flagged: int
+    alerts: int
+    decisions: int
+
+
+def is_night_hour(at: datetime) -> bool:
+    return at.hour >= NIGHT_HOURS[0] or at.hour < NIGHT_HOURS[1]
+
+
+def _ranger(session: Session, name: str) -> User:
+    user = session.scalar(sa.select(User).where(User.name == name))
+    if user is None:
+        user = User(name=name, role=Role.RANGER)
+        session.add(user)
+        session.flush()
+    return user
+
+
+def create_site(
+    session: Session, name: str, spec: SimSpec, start: datetime, model_dir: Path, thresholds: Thresholds | None = None,
+    *, model: ModelVersion | None = None,
+) -> Site:
+    """A site in manual since ``start`` with ``spec.cameras`` cameras and a rollout
+    model: ``model`` if given (the demo's real one), else a small file with a known
+    sha256 standing in for a fastai export."""
+    if model is None:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        model_path = model_dir / f"{name}-model.bin"
+        model_path.write_bytes(hashlib.sha256(f"{name}-{spec.seed}".encode()).digest() * 64)
+        model = ModelVersion(
+            name=f"{name}-model", path=str(model_path), sha256=hashlib.sha256(model_path.read_bytes()).hexdigest(),
+            classes=["bear", "empty"], positive_classes=["bear"], threshold=spec.threshold, created_at=start,
+        )
+        session.add(model)
+        session.flush()
+    t = (thresholds or Thresholds()).model_dump()
+    site = Site(name=name, stage=Stage.MANUAL, stage_since=start, rollout_model_id=model.id, thresholds=t, created_at=start)
+    session.add(site)
+    session.flush()
+    for i in range(spec.cameras):
+        session.add(Camera(site_id=site.id, name=f"cam-{i + 1}", source=f"sim://{name}/{i + 1}", interval_s=spec.frame_interval_s,
+                           health=CameraHealth.ONLINE, created_at=start))
+    session.add(StageChange(site_id=site.id, from_stage=None, to_stage=Stage.MANUAL, actor="simulator",
+                            reason="simulated site created", model_version_id=model.id, thresholds=t, changed_at=start))
+    session.flush()
+    return site
+
+
+def _image(rng: np.random.Generator, size: tuple[int, int], brightness: float, night: bool, dark: bool) -> np.ndarray:
+    w, h = size
+    if dark:
+        return np.full((h, w, 3), 1, np.uint8)
+    grey = np.clip(rng.normal(brightness, 12.0, (h, w)), 0, 255)
+    if night:
+        return np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)  # IR: no colour
+    tint = np.array([-25.0, 15.0, 10.0])  # greenish daylight (BGR)
+    return np.clip(grey[..., None] + tint, 0, 255).astype(np.uint8)
+
+
+def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: datetime, frames_root: Path) -> SimSummary:
+    """Simulate [start, end) at ``site`` in its current stage; returns what was made."""
+    rng = np.random.default_rng([spec.seed, int(start.timestamp())])
+    store = FrameStore(frames_root)
+    model = session.get(ModelVersion, site.rollout_model_id)
+    assert model is not None, "simulated sites have a rollout model"
+    cooldown = Thresholds.model_validate(
+        {k: v for k, v in (site.thresholds or {}).items() if k in Thresholds.model_fields}).alert_cooldown_s
+    cameras = list(session.scalars(sa.select(Camera).where(Camera.site_id == site.id).order_by(Camera.id)))
+    rangers = [_ranger(session, "sim-ranger-1"), _ranger(session, "sim-ranger-2")]
+    scope = set((site.trial_scope or {}).get("cameras") or [])
+    scope_hours = set((site.trial_scope or {}).get("hours") or [])
+    base_flag_rate = spec.bear_rate * spec.model_recall / spec.model_precision
+    base_fpr = min(1.0, (base_flag_rate - spec.bear_rate * spec.model_recall) / max(1e-9, 1 - spec.bear_rate))
+    last_alert: dict[int, datetime] = {}
+    counts = dict(frames=0, bears=0, flagged=0, alerts=0, decisions=0)
+    step = timedelta(seconds=spec.frame_interval_s)
+    for cam_index, camera in enumerate(cameras):
+        made: list[tuple[Frame, bool, bool, bool, bool]] = []  # frame, bear, night, shifted, dark
+        at = start
+        while at < end:
+            slot = at
+            at += step
+            dark = spec.dark_from is not None and slot >= spec.dark_from and cam_index == len(cameras) - 1
+            if dark and spec.dark_mode == "offline":
+                continue
+            night = is_night_hour(slot)
+            shifted = night and spec.night_shift_from is not None and slot >= spec.night_shift_from
+            bear = (not dark) and rng.random() < spec.bear_rate
+            brightness = (18.0 if shifted else 50.0) if night else 125.0
+            if dark and spec.dark_mode == "frozen":
+                img = _image(np.random.default_rng([spec.seed, camera.id]), spec.image_size, 50.0, True, False)
+            else:
+                img = _image(rng, spec.image_size, brightness + rng.normal(0, 5), night, dark)
+            ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            assert ok
+            data = jpeg.tobytes()
+            rel = store.relative_path(site.id, camera.id, slot)
+            path = store.absolute(rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            st = frame_stats(img)
+            frame = Frame(camera_id=camera.id, captured_at=slot, path=rel, sha256=hashlib.sha256(data).hexdigest(),
+                          size_bytes=len(data), width=st.width, height=st.height, brightness=st.brightness,
+                          contrast=st.contrast, sharpness=st.sharpness, is_night=st.is_night, change_score=None,
+                          status=FrameStatus.SCORED)
+            made.append((frame, bear, night, shifted, dark))
+        session.add_all([m[0] for m in made])
+        session.flush()  # one multi-row insert: the frames get their ids
+        for frame, bear, night, shifted, dark in made:
+            slot = frame.captured_at
+            # The model.
+            fpr = base_fpr
+            if spec.alert_multiplier_from is not None and slot >= spec.alert_multiplier_from:
+                extra = (spec.alert_multiplier - 1.0) * base_flag_rate / max(1e-9, 1 - spec.bear_rate)
+                fpr = min(1.0, max(0.0, base_fpr + extra))
+            flagged = (not dark) and rng.random() < (spec.model_recall if bear else fpr)
+            score = float(rng.uniform(spec.threshold, 1.0) if flagged else rng.uniform(0.0, spec.threshold))
+            emb = rng.normal(0.0, 1.0, EMBEDDING_DIM)
+            emb[0] += 1.5 if bear else 0.0
+            emb[1] += 1.0 if night else 0.0
+            if shifted:
+                emb[2:6] += 2.5
+            ood = (0.5 if spec.dark_mode == "frozen" else 5.6) if dark else float(abs(rng.normal(2.2, 0.4) if shifted else rng.normal(0.6, 0.2)))
+            session.add(Prediction(frame_id=frame.id, model_version_id=model.id,
+                                   probabilities={"bear": score, "empty": 1 - score}, positive_score=score,
+                                   flagged=flagged, ood_score=ood, embedding=emb.astype(np.float16).tobytes(), scored_at=slot))
+            counts["frames"] += 1
+            counts["bears"] += bear
+            counts["flagged"] += flagged
+            # Alerts by stage.
+            alert: Alert | None = None
+            in_scope = (not scope or camera.id in scope) and (not scope_hours or slot.hour in scope_hours)
+            if flagged and site.stage is not Stage.MANUAL and in_scope:
+                prev = last_alert.get(camera.id)
+                if prev is None or (slot - prev).total_seconds() >= cooldown:
+                    last_alert[camera.id] = slot
+                    alert = Alert(site_id=site.id, camera_id=camera.id, frame_id=frame.id, model_version_id=model.id,
+                                  stage=site.stage, status=AlertStatus.SENT if site.stage is Stage.EXPANDED else AlertStatus.PENDING,
+                                  idempotency_key=f"sim-{frame.id}-{model.id}", created_at=slot,
+                                  delivered_at=slot if site.stage is Stage.EXPANDED else None)
+                    session.add(alert)
+                    counts["alerts"] += 1
+            # Rangers.
+            review = False
+            if site.stage is Stage.MANUAL:
+                review = flagged or (bear and rng.random() < spec.miss_report_rate) or rng.random() < spec.audit_rate
+            elif site.stage is Stage.LIMITED:
+                review = alert is not None or (not flagged and ((bear and rng.random() < spec.miss_report_rate)
+                                                                 or rng.random() < spec.audit_rate))
+            else:
+                review = (alert is not None and rng.random() < spec.alert_audit_rate) or (
+                    not flagged and ((bear and rng.random() < spec.miss_report_rate) or rng.random() < spec.audit_rate))
+            if not review:
+                continue
+            reviewers = rangers if rng.random() < spec.second_review_rate else rangers[:1]
+            for n, ranger in enumerate(reviewers):
+                sees_bear = bear if rng.random() >= spec.ranger_error else not bear
+                if flagged:
+                    verdict = Verdict.CONFIRM if sees_bear else Verdict.DISMISS
+                else:
+                    verdict = Verdict.MISSED if sees_bear else Verdict.DISMISS
+                session.add(Decision(frame_id=frame.id, reviewer_id=ranger.id, verdict=verdict,
+                                     decided_at=slot + timedelta(seconds=30 + 30 * n)))
+                counts["decisions"] += 1
+                if alert is not None and n == 0 and site.stage is Stage.LIMITED:
+                    alert.status = AlertStatus.SENT if verdict is Verdict.CONFIRM else AlertStatus.SUPPRESSED
+                    alert.delivered_at = slot + timedelta(seconds=60) if verdict is Verdict.CONFIRM else None
+        last = session.scalar(sa.select(sa.func.max(Frame.captured_at)).where(Frame.camera_id == camera.id))
+        camera.last_frame_at = last
+        is_dark = spec.dark_from is not None and cam_index == len(cameras) - 1 and end > spec.dark_from
+        camera.health = CameraHealth.OFFLINE if (is_dark and spec.dark_mode == "offline") else CameraHealth.ONLINE
+    session.flush()
+    return SimSummary(**counts)
+
+
+def add_footage_frames(
+    session: Session, site: Site, frames_root: Path, start: datetime, *, count: int, interval_s: float = 600.0,
+    bear_share: float = 0.5, seed: int = 0,
+) -> int:
+    """Real-looking frames for backtests: ``count`` frames rendered from the demo
+    footage (bearwatch.demo.footage, known truth), on the site's first camera, one every
+    ``interval_s`` from ``start``, each reviewed by a ranger who is right (CONFIRM a
+    bear, DISMISS anything else). Returns how many bear frames it made."""
+    from bearwatch.demo.footage import DEMO_CAMERAS, animals_at, events_for, render_frame
+
+    rng = np.random.default_rng(seed)
+    store = FrameStore(frames_root)
+    camera = session.scalars(sa.select(Camera).where(Camera.site_id == site.id).order_by(Camera.id)).first()
+    assert camera is not None, "the site needs a camera"
+    ranger = _ranger(session, "sim-ranger-1")
+    bears = 0
+    for i in range(count):
+        spec = DEMO_CAMERAS[i % len(DEMO_CAMERAS)]
+        want_bear = rng.random() < bear_share
+        events = [e for e in events_for(spec) if e.kind == "bear"]
+        if want_bear:
+            event = events[int(rng.integers(len(events)))]
+            t = float(rng.uniform(event.start_s + 1.0, event.end_s - 1.0))
+        else:
+            t = float(rng.uniform(0.0, spec.duration_s))
+            while animals_at(spec, t):
+                t = float(rng.uniform(0.0, spec.duration_s))
+        bear = "bear" in animals_at(spec, t)
+        bears += bear
+        img = render_frame(spec, t)
+        ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        data = jpeg.tobytes()
+        at = start + timedelta(seconds=i * interval_s)
+        rel = store.relative_path(site.id, camera.id, at)
+        store.absolute(rel).parent.mkdir(parents=True, exist_ok=True)
+        store.absolute(rel).write_bytes(data)
+        st = frame_stats(img)
+        frame = Frame(camera_id=camera.id, captured_at=at, path=rel, sha256=hashlib.sha256(data).hexdigest(),
+                      size_bytes=len(data), width=st.width, height=st.height, brightness=st.brightness, contrast=st.contrast,
+                      sharpness=st.sharpness, is_night=st.is_night, status=FrameStatus.SCORED)
+        session.add(frame)
+        session.flush()
+        session.add(Decision(frame_id=frame.id, reviewer_id=ranger.id,
+                             verdict=Verdict.CONFIRM if bear else Verdict.DISMISS, decided_at=at + timedelta(seconds=30)))
+    camera.last_frame_at = start + timedelta(seconds=(count - 1) * interval_s)
+    session.flush()
+    return bears
+
+
+@dataclass(frozen=True)
+class RolloutEvent:
+    at: datetime
+    what: str  # "promoted", "demoted", "drift alarm"
+    detail: str
+
+
+def simulate_rollout(
+    session: Session, site: Site, spec: SimSpec, start: datetime, days: int, frames_root: Path, *,
+    actor: str = "ops (simulated)",
+) -> list[RolloutEvent]:
+    """Run ``site`` day by day from ``start`` as ops and the guard would: after each
+    simulated day a drift check is stored, the guard runs (limited, expanded), and the
+    site is promoted when its gate passes (the limited trial lasts ``trial_days``).
+    Returns what happened, for a demo of a site further along."""
+    from shadow.drift import run_drift_check
+    from shadow.gates import GateOutcome, evaluate_gate
+    from shadow.guard import run_guard
+    from shadow.periods import thresholds_of
+    from shadow.rollout import record_stage_change
+
+    events: list[RolloutEvent] = []
+    for day in range(days):
+        now = start + timedelta(days=day + 1)
+        simulate(session, site, spec, start + timedelta(days=day), now, frames_root)
+        drift = run_drift_check(session, site, now)
+        if drift.alarm:
+            events.append(RolloutEvent(now, "drift alarm", drift.detail))
+        if site.stage is not Stage.MANUAL:
+            guarded = run_guard(session, site, now)
+            if guarded.demoted:
+                events.append(RolloutEvent(now, "demoted", "; ".join(guarded.reasons)))
+                continue
+        if site.stage is Stage.EXPANDED:
+            continue
+        gate = evaluate_gate(session, site, now)
+        if gate.outcome is GateOutcome.PASS:
+            to = gate.to_stage
+            trial = (now, now + timedelta(days=thresholds_of(site).trial_days)) if to is Stage.LIMITED else None
+            record_stage_change(session, site, to, actor=actor, reason=f"gate {gate.from_stage.value} -> {to.value} passed",
+                                now=now, evidence={"gate": gate.as_evidence(), "override": False}, trial=trial)
+            events.append(RolloutEvent(now, "promoted", f"{gate.from_stage.value} -> {to.value}"))
+    return events

@@ -1,0 +1,274 @@
+"""Alert rates against the manual baseline (design.md sections 1 and 5).
+
+Baseline: the site's ranger-confirmed bear sightings per camera-hour during its latest
+manual period. A sighting is a run of bear frames on one camera (truth "bear": every
+verdict on the frame is CONFIRM or MISSED) with gaps no longer than the alert cooldown,
+so that it counts like an alert (one alert per camera per cooldown). Current: the
+site's alerts per camera-hour since it left manual (any status: the model's alert rate,
+not only confirmed ones).
+
+Camera-hours: distinct (camera, clock hour) buckets holding at least one usable frame
+(not black/near-uniform, see :mod:`shadow.periods`), so a dark camera adds no hours.
+A bucket is night when most of its frames are ``is_night``. Rates are compared per
+day/night period when each period has at least ``MIN_PERIOD_EVENTS`` baseline events
+(indirect standardisation: the current exposure is weighted by the baseline's
+night/day rate), pooled otherwise. Hours of a period the baseline never saw are left
+out of the current exposure, and so are its alerts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bearwatch.config import Thresholds
+from bearwatch.schema import Alert, Camera, Decision, Frame, Site, Stage, Verdict
+from shadow.periods import Period, latest_manual_period, usable_frame
+from shadow.stats import RateRatio, rate_ratio_test
+
+MIN_PERIOD_EVENTS = 5
+
+FrameKey = tuple[int, datetime, bool | None]  # camera id, captured at, is_night
+
+
+@dataclass(frozen=True)
+class Exposure:
+    day_events: int
+    night_events: int
+    day_hours: float
+    night_hours: float
+
+    @property
+    def events(self) -> int:
+        return self.day_events + self.night_events
+
+    @property
+    def hours(self) -> float:
+        return self.day_hours + self.night_hours
+
+    @property
+    def rate(self) -> float | None:
+        return self.events / self.hours if self.hours else None
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def camera_hours(frames: Iterable[FrameKey]) -> tuple[float, float]:
+    """(day hours, night hours): distinct camera-hour buckets with a frame, each night
+    when most of its frames are night frames."""
+    votes: dict[tuple[int, datetime], list[int]] = defaultdict(lambda: [0, 0])
+    for camera_id, at, night in frames:
+        votes[(camera_id, _hour(at))][1 if night else 0] += 1
+    night_hours = sum(1 for day_n, night_n in votes.values() if night_n > day_n)
+    return float(len(votes) - night_hours), float(night_hours)
+
+
+def group_sightings(bear_frames: Iterable[FrameKey], cooldown_s: float) -> list[FrameKey]:
+    """One sighting per run of bear frames on a camera with gaps <= ``cooldown_s``; the
+    sighting is its first frame."""
+    by_camera: dict[int, list[FrameKey]] = defaultdict(list)
+    for key in bear_frames:
+        by_camera[key[0]].append(key)
+    sightings: list[FrameKey] = []
+    for keys in by_camera.values():
+        keys.sort(key=lambda k: k[1])
+        last: datetime | None = None
+        for key in keys:
+            if last is None or (key[1] - last).total_seconds() > cooldown_s:
+                sightings.append(key)
+            last = key[1]
+    return sorted(sightings, key=lambda k: k[1])
+
+
+def exposure(events: Iterable[FrameKey], frames: Iterable[FrameKey]) -> Exposure:
+    day_h, night_h = camera_hours(frames)
+    day_e = night_e = 0
+    for _, _, night in events:
+        if night:
+            night_e += 1
+        else:
+            day_e += 1
+    return Exposure(day_e, night_e, day_h, night_h)
+
+
+@dataclass(frozen=True)
+class RateComparison:
+    baseline: Exposure
+    current: Exposure
+    test: RateRatio  # on the (standardised) exposures
+    standardised: bool  # day/night weighted (True) or pooled (False)
+    day_ratio: float | None
+    night_ratio: float | None
+
+
+def _ratio(e1: int, h1: float, e0: int, h0: float) -> float | None:
+    if not h1 or not h0 or not e0:
+        return None
+    return (e1 / h1) / (e0 / h0)
+
+
+def compare_rates(baseline: Exposure, current: Exposure, *, low: float, high: float) -> RateComparison | None:
+    """Current vs baseline rate with the exact rate-ratio test; None without a baseline
+    (no baseline camera-hours) or without current camera-hours it can be compared on."""
+    day_ok = baseline.day_hours > 0
+    night_ok = baseline.night_hours > 0
+    x1 = (current.day_events if day_ok else 0) + (current.night_events if night_ok else 0)
+    h1_day = current.day_hours if day_ok else 0.0
+    h1_night = current.night_hours if night_ok else 0.0
+    if baseline.hours <= 0 or h1_day + h1_night <= 0:
+        return None
+    standardised = (
+        day_ok and night_ok
+        and baseline.day_events >= MIN_PERIOD_EVENTS and baseline.night_events >= MIN_PERIOD_EVENTS
+    )
+    if standardised:
+        overall = baseline.events / baseline.hours
+        w_day = baseline.day_events / baseline.day_hours / overall
+        w_night = baseline.night_events / baseline.night_hours / overall
+        t1 = h1_day * w_day + h1_night * w_night
+    else:
+        t1 = h1_day + h1_night
+    test = rate_ratio_test(x1, t1, baseline.events, baseline.hours, low=low, high=high)
+    return RateComparison(
+        baseline, current, test, standardised,
+        _ratio(current.day_events, current.day_hours, baseline.day_events, baseline.day_hours) if day_ok else None,
+        _ratio(current.night_events, current.night_hours, baseline.night_events, baseline.night_hours) if night_ok else None,
+    )
+
+
+# --- gathering the data ---
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which cameras and hours of day (UTC) count; None: all."""
+
+    cameras: frozenset[int] | None = None
+    hours: frozenset[int] | None = None
+
+    def keeps(self, key: FrameKey) -> bool:
+        return (self.cameras is None or key[0] in self.cameras) and (self.hours is None or key[1].hour in self.hours)
+
+    def filter(self, keys: Iterable[FrameKey]) -> list[FrameKey]:
+        return [k for k in keys if self.keeps(k)]
+
+
+ALL = Scope()
+
+
+def trial_scope_of(site: Site) -> Scope:
+    """The limited stage's scope: ``trial_scope`` {"cameras": [camera ids], "hours": [0..23]}
+    (empty or missing: all). Baseline and current are both measured on it, so the trial's
+    alerts are compared with sightings on the same cameras and hours."""
+    if site.stage is not Stage.LIMITED:
+        return ALL
+    scope = site.trial_scope or {}
+    cams = {int(c) for c in scope.get("cameras") or []}
+    hours = {int(h) for h in scope.get("hours") or []}
+    return Scope(frozenset(cams) or None, frozenset(hours) or None)
+
+
+def _site_frames(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
+    query = (
+        sa.select(Frame.camera_id, Frame.captured_at, Frame.is_night)
+        .join(Camera, Camera.id == Frame.camera_id)
+        .where(Camera.site_id == site.id, Frame.captured_at >= start, Frame.captured_at < end, usable_frame())
+    )
+    return [(c, at, night) for c, at, night in session.execute(query)]
+
+
+def bear_frames(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
+    """Frames whose rangers all said bear (CONFIRM or MISSED; no DISMISS)."""
+    is_bear = sa.case((Decision.verdict.in_([Verdict.CONFIRM, Verdict.MISSED]), 1), else_=0)
+    rows = session.execute(
+        sa.select(Frame.camera_id, Frame.captured_at, Frame.is_night)
+        .join(Camera, Camera.id == Frame.camera_id)
+        .join(Decision, Decision.frame_id == Frame.id)
+        .where(Camera.site_id == site.id, Frame.captured_at >= start, Frame.captured_at < end)
+        .group_by(Frame.id, Frame.camera_id, Frame.captured_at, Frame.is_night)
+        .having(sa.func.min(is_bear) == 1)
+    ).all()
+    return [(c, at, night) for c, at, night in rows]
+
+
+def baseline_exposure(session: Session, site: Site, period: Period, cooldown_s: float, scope: Scope = ALL) -> Exposure:
+    sightings = group_sightings(scope.filter(bear_frames(session, site, period.start, period.end)), cooldown_s)
+    return exposure(sightings, scope.filter(_site_frames(session, site, period.start, period.end)))
+
+
+def alert_keys(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
+    rows = session.execute(
+        sa.select(Alert.camera_id, Alert.created_at, Frame.is_night)
+        .join(Frame, Frame.id == Alert.frame_id)
+        .where(Alert.site_id == site.id, Alert.stage != Stage.MANUAL, Alert.created_at >= start, Alert.created_at < end)
+    ).all()
+    return [(c, at, night) for c, at, night in rows]
+
+
+def current_exposure(session: Session, site: Site, start: datetime, end: datetime, scope: Scope = ALL) -> Exposure:
+    return exposure(scope.filter(alert_keys(session, site, start, end)), scope.filter(_site_frames(session, site, start, end)))
+
+
+def alert_rate_comparison(session: Session, site: Site, now: datetime, thresholds: Thresholds) -> RateComparison | None:
+    """The site's alert rate since it left manual against its manual baseline, both on
+    the trial scope while limited; None while in manual or without a baseline."""
+    if site.stage is Stage.MANUAL:
+        return None
+    period = latest_manual_period(session, site, now)
+    if period is None:
+        return None
+    scope = trial_scope_of(site)
+    baseline = baseline_exposure(session, site, period, thresholds.alert_cooldown_s, scope)
+    current = current_exposure(session, site, site.stage_since, now, scope)
+    return compare_rates(baseline, current, low=thresholds.alert_ratio_low, high=thresholds.alert_ratio_high)
+
+
+@dataclass(frozen=True)
+class DayRate:
+    day: date
+    alerts: int
+    camera_hours: float
+    rate: float | None  # alerts per camera-hour
+
+
+@dataclass(frozen=True)
+class RateSeries:
+    days: tuple[DayRate, ...]
+    baseline_rate: float | None  # confirmed sightings per camera-hour in the manual baseline
+    baseline: Exposure | None
+
+
+def daily_rates(alerts: Iterable[FrameKey], frames: Iterable[FrameKey]) -> list[DayRate]:
+    """Pure: alerts per camera-hour per UTC day."""
+    per_day_alerts: dict[date, int] = defaultdict(int)
+    for _, at, _ in alerts:
+        per_day_alerts[at.date()] += 1
+    buckets: dict[date, set[tuple[int, datetime]]] = defaultdict(set)
+    for cam, at, _ in frames:
+        buckets[at.date()].add((cam, _hour(at)))
+    days = sorted(set(per_day_alerts) | set(buckets))
+    out = []
+    for d in days:
+        hours = float(len(buckets.get(d, ())))
+        out.append(DayRate(d, per_day_alerts.get(d, 0), hours, per_day_alerts.get(d, 0) / hours if hours else None))
+    return out
+
+
+def alert_rate_series(session: Session, site: Site, start: datetime, end: datetime, thresholds: Thresholds) -> RateSeries:
+    """For the dashboard's chart: alerts per camera-hour per day in [start, end), with
+    the baseline rate as a reference line."""
+    period = latest_manual_period(session, site, end)
+    baseline = baseline_exposure(session, site, period, thresholds.alert_cooldown_s) if period else None
+    days = daily_rates(alert_keys(session, site, start, end), _site_frames(session, site, start, end))
+    return RateSeries(tuple(days), baseline.rate if baseline else None, baseline)
+
+
+def hours_between(start: datetime, end: datetime) -> float:
+    return (end - start) / timedelta(hours=1)

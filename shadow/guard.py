@@ -1,0 +1,168 @@
+"""The guard: demotes a site in limited or expanded to manual by itself (design.md
+section 5) when
+- its alert rate leaves [alert_ratio_low, alert_ratio_high] of the manual baseline
+  significantly (exact rate-ratio test at guard_significance),
+- a drift alarm fired since the site entered its stage,
+- the rollout model file is missing or its sha256 no longer matches the registry,
+- its cameras went dark: every enabled camera offline, or no usable (non-black) frame
+  from any of them for ``dark_after_s``.
+The decision is a pure function of the findings; :func:`run_guard` gathers them with
+the site row locked and writes the ledger row (actor ``guard``, the findings as
+evidence).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from bearwatch.auth import GUARD
+from bearwatch.config import Thresholds
+from bearwatch.db import write_transaction
+from bearwatch.files import sha256_file
+from bearwatch.schema import Camera, CameraHealth, DriftEvent, Frame, ModelVersion, Site, Stage
+from shadow import metrics
+from shadow.gates import rate_data
+from shadow.periods import thresholds_of, usable_frame
+from shadow.rollout import record_stage_change
+from shadow.stats import RateRatio
+
+
+@dataclass(frozen=True)
+class GuardFindings:
+    rate: RateRatio | None  # None: no baseline or no current camera-hours
+    drift_alarm_ids: tuple[int, ...]  # drift events with an alarm since stage_since
+    model_problem: str | None  # None: the file is there and its hash matches
+    cameras_enabled: int
+    cameras_offline: int
+    last_usable_frame_at: datetime | None
+    dark_for_s: float | None  # seconds since the last usable frame (or since stage_since)
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    demote: bool
+    reasons: tuple[str, ...]
+    evidence: dict[str, Any] = field(default_factory=dict)
+    causes: tuple[str, ...] = ()  # alert_rate, drift, model_file, cameras_dark
+
+
+def decide(f: GuardFindings, t: Thresholds) -> GuardDecision:
+    """Pure: whether the findings call for a demotion, and why."""
+    reasons: list[str] = []
+    causes: list[str] = []
+    evidence: dict[str, Any] = {"thresholds": {k: getattr(t, k) for k in (
+        "alert_ratio_low", "alert_ratio_high", "guard_significance", "dark_after_s")}}
+    if f.rate is not None:
+        evidence["alert_rate"] = rate_data(f.rate)
+        if f.rate.outside(t.guard_significance):
+            word = "up" if f.rate.direction == "up" else "down"
+            causes.append("alert_rate")
+            reasons.append(
+                f"alert rate {word}: ratio {f.rate.ratio:.2f} to the manual baseline is outside "
+                f"[{t.alert_ratio_low:g}, {t.alert_ratio_high:g}] (p={f.rate.p_outside:.2g} < {t.guard_significance:g})"
+            )
+    if f.drift_alarm_ids:
+        evidence["drift_event_ids"] = list(f.drift_alarm_ids)
+        causes.append("drift")
+        reasons.append(f"drift alarm(s) since the stage began (drift event {', '.join(map(str, f.drift_alarm_ids))})")
+    if f.model_problem:
+        evidence["model_problem"] = f.model_problem
+        causes.append("model_file")
+        reasons.append(f.model_problem)
+    evidence["cameras"] = {"enabled": f.cameras_enabled, "offline": f.cameras_offline,
+                           "last_usable_frame_at": f.last_usable_frame_at.isoformat() if f.last_usable_frame_at else None,
+                           "dark_for_s": f.dark_for_s}
+    if f.cameras_enabled and f.cameras_offline == f.cameras_enabled:
+        causes.append("cameras_dark")
+        reasons.append(f"cameras dark: all {f.cameras_enabled} enabled cameras offline")
+    elif f.dark_for_s is not None and f.dark_for_s >= t.dark_after_s:
+        causes.append("cameras_dark")
+        reasons.append(f"cameras dark: no usable frame from any camera for {f.dark_for_s / 60:.0f} min")
+    return GuardDecision(bool(reasons), tuple(reasons), evidence, tuple(causes))
+
+
+def model_problem(version: ModelVersion | None) -> str | None:
+    if version is None:
+        return "the site has no rollout model"
+    path = Path(version.path)
+    if not path.is_file():
+        return f"rollout model {version.name} (id {version.id}): file {path} is missing"
+    if sha256_file(path) != version.sha256:
+        return f"rollout model {version.name} (id {version.id}): file changed since registration (sha256 mismatch)"
+    return None
+
+
+def gather_findings(session: Session, site: Site, now: datetime, t: Thresholds) -> GuardFindings:
+    from shadow.alert_rates import alert_rate_comparison
+
+    comparison = alert_rate_comparison(session, site, now, t)
+    alarms = tuple(session.scalars(
+        sa.select(DriftEvent.id).where(DriftEvent.site_id == site.id, DriftEvent.alarm,
+                                       DriftEvent.created_at >= site.stage_since, DriftEvent.created_at <= now)
+        .order_by(DriftEvent.id)
+    ))
+    health = session.scalars(sa.select(Camera.health).where(Camera.site_id == site.id, Camera.enabled)).all()
+    last = session.scalar(
+        sa.select(sa.func.max(Frame.captured_at)).join(Camera, Camera.id == Frame.camera_id)
+        .where(Camera.site_id == site.id, Camera.enabled, Frame.captured_at <= now, usable_frame())
+    )
+    since = max(last, site.stage_since) if last else site.stage_since
+    return GuardFindings(
+        rate=comparison.test if comparison else None, drift_alarm_ids=alarms,
+        model_problem=model_problem(session.get(ModelVersion, site.rollout_model_id) if site.rollout_model_id else None),
+        cameras_enabled=len(health), cameras_offline=sum(h is CameraHealth.OFFLINE for h in health),
+        last_usable_frame_at=last, dark_for_s=(now - since) / timedelta(seconds=1) if health else None,
+    )
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    site: str
+    stage: Stage  # the stage the guard found
+    demoted: bool
+    reasons: tuple[str, ...]
+    stage_change_id: int | None
+
+
+def run_guard(session: Session, site: Site, now: datetime) -> GuardResult:
+    """Check one site and demote it to manual when the findings call for it. Locks the
+    site row (FOR UPDATE on PostgreSQL; on SQLite the caller's BEGIN IMMEDIATE)."""
+    locked = session.scalar(sa.select(Site).where(Site.id == site.id).with_for_update())
+    assert locked is not None
+    if locked.stage is Stage.MANUAL:
+        metrics.ALERT_RATE_BREACH.labels(str(locked.id)).set(0)  # no rollout to guard
+        return GuardResult(locked.name, locked.stage, False, (), None)
+    t = thresholds_of(locked)
+    findings = gather_findings(session, locked, now, t)
+    if findings.rate is not None and math.isfinite(findings.rate.ratio):
+        metrics.ALERT_RATE_RATIO.labels(str(locked.id)).set(findings.rate.ratio)
+    decision = decide(findings, t)
+    metrics.ALERT_RATE_BREACH.labels(str(locked.id)).set(1 if "alert_rate" in decision.causes else 0)
+    if not decision.demote:
+        return GuardResult(locked.name, locked.stage, False, (), None)
+    found = locked.stage
+    change = record_stage_change(session, locked, Stage.MANUAL, actor=GUARD.name, reason="guard: " + "; ".join(decision.reasons),
+                                 now=now, evidence=decision.evidence)
+    for cause in decision.causes:
+        metrics.GUARD_DEMOTIONS.labels(str(locked.id), cause).inc()
+    return GuardResult(locked.name, found, True, decision.reasons, change.id)
+
+
+def run_guard_all(factory: sessionmaker[Session], now: datetime) -> list[GuardResult]:
+    """One pass over every site in limited or expanded, one transaction per site."""
+    with factory() as session:
+        ids = list(session.scalars(sa.select(Site.id).where(Site.stage != Stage.MANUAL).order_by(Site.name)))
+    results = []
+    for site_id in ids:
+        with write_transaction(factory) as session:
+            site = session.get(Site, site_id)
+            if site is not None:
+                results.append(run_guard(session, site, now))
+    return results

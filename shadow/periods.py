@@ -1,0 +1,67 @@
+"""Stage periods read back from the rollout ledger, which frames count as usable, and a
+site's thresholds.
+
+A period is [changed_at of a ledger row, changed_at of the next row) in the row's
+``to_stage``; the last one runs to ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bearwatch.config import Thresholds
+from bearwatch.schema import Frame, Site, Stage, StageChange
+
+# A frame this dark or this uniform is a dark, covered or broken camera, not the world:
+# it counts neither as camera time nor as drift (mean grey 0..255, grey std).
+DARK_BRIGHTNESS_MAX = 8.0
+UNIFORM_CONTRAST_MAX = 3.0
+
+
+def usable_frame() -> sa.ColumnElement[bool]:
+    """SQL condition: the frame shows a scene (not black, not near-uniform). Frames
+    without stats (None) are kept."""
+    return sa.and_(
+        sa.or_(Frame.brightness.is_(None), Frame.brightness > DARK_BRIGHTNESS_MAX),
+        sa.or_(Frame.contrast.is_(None), Frame.contrast > UNIFORM_CONTRAST_MAX),
+    )
+
+
+@dataclass(frozen=True)
+class Period:
+    stage: Stage
+    start: datetime
+    end: datetime  # exclusive; ``now`` for the current period
+    model_version_id: int | None
+
+
+def stage_periods(session: Session, site: Site, now: datetime) -> list[Period]:
+    rows = session.execute(
+        sa.select(StageChange.to_stage, StageChange.changed_at, StageChange.model_version_id)
+        .where(StageChange.site_id == site.id, StageChange.changed_at <= now)
+        .order_by(StageChange.changed_at, StageChange.id)
+    ).all()
+    periods = []
+    for i, (stage, start, model_id) in enumerate(rows):
+        end = rows[i + 1][1] if i + 1 < len(rows) else now
+        if end > start:
+            periods.append(Period(stage, start, end, model_id))
+    return periods
+
+
+def latest_manual_period(session: Session, site: Site, now: datetime) -> Period | None:
+    """The baseline's period: the current manual period, or the last one before the
+    site left manual."""
+    manual = [p for p in stage_periods(session, site, now) if p.stage is Stage.MANUAL]
+    return manual[-1] if manual else None
+
+
+def thresholds_of(site: Site) -> Thresholds:
+    """The site's thresholds: its stored overrides over the defaults (keys this version
+    does not know are ignored, so an older or newer row still loads)."""
+    stored = site.thresholds or {}
+    return Thresholds.model_validate({k: v for k, v in stored.items() if k in Thresholds.model_fields})

@@ -1,0 +1,16 @@
+"""Shared set-up for the scenario tests: a simulated site on a real database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from bearwatch.config import Thresholds
+
+START = datetime(2026, 5, 1, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+
+# Small numbers so a scenario runs in seconds (two cameras, a frame every 15 minutes).
+SMALL = Thresholds(
+    min_reviewed=100, min_confirmed_bears=20, min_recall_lower=0.8, min_precision_lower=0.5,
+    min_alerts_reviewed=30, max_missed_bears=8,
+)

@@ -1,0 +1,113 @@
+"""The guard: its pure decision table, and scenarios on a simulated site where it demotes
+by itself and writes the ledger row (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from bearwatch.config import Thresholds
+from bearwatch.demo.simulate import SimSpec, create_site, simulate
+from bearwatch.schema import Site, Stage, StageChange
+from shadow.guard import GuardFindings, decide, run_guard, run_guard_all
+from shadow.rollout import record_stage_change
+from shadow.stats import rate_ratio_test
+from tests.shadow.scenario import DAY, SMALL, START
+
+T = Thresholds()
+
+
+def findings(**kw: object) -> GuardFindings:
+    base: dict[str, object] = dict(rate=rate_ratio_test(100, 100.0, 100, 100.0), drift_alarm_ids=(), model_problem=None,
+                                   cameras_enabled=2, cameras_offline=0, last_usable_frame_at=START, dark_for_s=60.0)
+    base.update(kw)
+    return GuardFindings(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("f", "demote", "words"),
+    [
+        (findings(), False, ""),
+        (findings(rate=None), False, ""),  # no baseline: nothing to compare, no demotion
+        (findings(rate=rate_ratio_test(400, 100.0, 100, 100.0)), True, "alert rate up"),
+        (findings(rate=rate_ratio_test(10, 100.0, 100, 100.0)), True, "alert rate down"),
+        (findings(rate=rate_ratio_test(230, 100.0, 100, 100.0)), False, ""),  # 2.3x, not significant
+        (findings(rate=rate_ratio_test(6, 10.0, 1, 10.0)), False, ""),  # 6x on tiny counts: not significant
+        (findings(drift_alarm_ids=(7,)), True, "drift"),
+        (findings(model_problem="file changed (sha256 mismatch)"), True, "sha256"),
+        (findings(cameras_offline=2), True, "all 2 enabled cameras offline"),
+        (findings(cameras_offline=1), False, ""),  # one camera down is a camera problem, not the guard's
+        (findings(dark_for_s=3600.0), True, "no usable frame"),  # exactly dark_after_s
+        (findings(dark_for_s=3599.0), False, ""),
+    ],
+)
+def test_guard_decision_table(f: GuardFindings, demote: bool, words: str) -> None:
+    d = decide(f, T)
+    assert d.demote is demote
+    assert words in " ".join(d.reasons)
+    assert len(d.causes) == len(d.reasons)
+
+
+def _promote(session: Session, site: Site, now, stage: Stage = Stage.LIMITED) -> None:  # type: ignore[no-untyped-def]
+    trial = (now, now + 7 * DAY) if stage is Stage.LIMITED else None
+    record_stage_change(session, site, stage, actor="ops", reason="test", now=now, trial=trial)
+
+
+def test_alert_rate_doubling_after_promotion_demotes_to_manual(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    promoted = START + 7 * DAY
+    spec = SimSpec(seed=2, model_recall=0.98, model_precision=0.7, alert_multiplier=2.0, alert_multiplier_from=promoted)
+    with factory.begin() as session:
+        site = create_site(session, "lake", spec, START, tmp_path / "models", SMALL)
+        simulate(session, site, spec, START, promoted, tmp_path / "frames")
+        _promote(session, site, promoted)
+        simulate(session, site, spec, promoted, promoted + DAY, tmp_path / "frames")
+        early = run_guard(session, site, promoted + DAY)  # one day: too little evidence yet
+        assert not early.demoted
+        simulate(session, site, spec, promoted + DAY, promoted + 4 * DAY, tmp_path / "frames")
+    from prometheus_client import REGISTRY
+
+    def demotions() -> float:
+        return REGISTRY.get_sample_value("bearwatch_guard_demotions_total", {"site": str(site_id), "cause": "alert_rate"}) or 0.0
+
+    site_id = site.id
+    before = demotions()
+    results = run_guard_all(factory, promoted + 4 * DAY)
+    assert [(r.site, r.demoted) for r in results] == [("lake", True)]
+    assert demotions() == before + 1
+    assert "alert rate up" in results[0].reasons[0]
+    with factory() as session:
+        site = session.scalar(sa.select(Site).where(Site.name == "lake"))
+        assert site is not None and site.stage is Stage.MANUAL and site.trial_start is None
+        row = session.scalars(sa.select(StageChange).where(StageChange.site_id == site.id).order_by(StageChange.id)).all()[-1]
+        assert (row.actor, row.from_stage, row.to_stage) == ("guard", Stage.LIMITED, Stage.MANUAL)
+        assert row.evidence["alert_rate"]["ratio"] > 2.0 and row.evidence["alert_rate"]["p_outside"] < 0.05
+        assert row.model_version_id == site.rollout_model_id
+    assert run_guard_all(factory, promoted + 4 * DAY) == []  # manual now: nothing to guard
+
+
+def test_model_file_change_and_dark_cameras_demote(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    spec = SimSpec(seed=3, cameras=2, model_recall=0.98, model_precision=0.9)
+    end = START + 8 * DAY
+    with factory.begin() as session:
+        site = create_site(session, "north", spec, START, tmp_path / "models", SMALL)
+        simulate(session, site, spec, START, START + 7 * DAY, tmp_path / "frames")
+        _promote(session, site, START + 7 * DAY, Stage.LIMITED)
+        simulate(session, site, spec, START + 7 * DAY, end, tmp_path / "frames")
+        assert not run_guard(session, site, end).demoted  # a good model, cameras streaming
+        # No frame from any camera for more than dark_after_s: cameras dark.
+        dark = run_guard(session, site, end + timedelta(seconds=SMALL.dark_after_s + 60))
+        assert dark.demoted and "cameras dark" in dark.reasons[0]
+        # Back to limited; then the model file changes on disk.
+        later = end + timedelta(hours=2)
+        _promote(session, site, later, Stage.LIMITED)
+        assert not run_guard(session, site, later).demoted  # the dark clock starts at the stage change
+        assert site.rollout_model is not None
+        Path(site.rollout_model.path).write_bytes(b"not the registered model")
+        changed = run_guard(session, site, later)
+        assert changed.demoted and any("sha256" in r for r in changed.reasons)
+        evidence = session.get(StageChange, changed.stage_change_id).evidence  # type: ignore[union-attr]
+        assert "sha256" in evidence["model_problem"]

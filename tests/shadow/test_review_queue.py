@@ -1,0 +1,75 @@
+"""The review queue on SQLite and PostgreSQL: what reaches a ranger, in which order."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bearwatch.schema import Stage, Verdict
+from shadow import alert_rules
+from shadow.alerts import process_new_flags
+from shadow.review_queue import QueueReason, review_queue
+from shadow.verdicts import submit_verdict
+from tests.shadow.helpers import T0, add_frame, add_user, at, make_park
+
+
+def _queue(factory: sessionmaker[Session], *args, **kwargs):  # type: ignore[no-untyped-def]
+    with factory() as session:
+        return review_queue(session, *args, **kwargs)
+
+
+def test_limited_queue_pending_alerts_first_then_flagged_then_audit(factory: sessionmaker[Session]) -> None:
+    park = make_park(factory, stage=Stage.LIMITED, trial=(T0 + timedelta(minutes=10), T0 + timedelta(days=7)),
+                     thresholds={"alert_cooldown_s": 0, "audit_rate": 0.25})
+    ana = add_user(factory, "ana")
+    before_trial = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)  # flagged, no alert
+    held_late = add_frame(factory, park.cameras[0], at(1200), model_id=park.model_id, score=0.8)
+    held_early = add_frame(factory, park.cameras[1], at(900), model_id=park.model_id, score=0.7)
+    challenger_only = add_frame(factory, park.cameras[0], at(1300), model_id=park.model_id, score=0.1,
+                                challenger_id=park.challenger_id, challenger_score=0.99)
+    quiet = [add_frame(factory, park.cameras[i % 2], at(2000 + i), model_id=park.model_id, score=0.05) for i in range(40)]
+    process_new_flags(factory, at(3000), max_age_s=None)
+
+    queue = _queue(factory, ana, at(3600))
+    reasons = [(i.frame_id, i.reason) for i in queue]
+    assert reasons[:3] == [(held_early, QueueReason.PENDING_ALERT), (held_late, QueueReason.PENDING_ALERT),
+                           (before_trial, QueueReason.FLAGGED)]
+    audit = [i.frame_id for i in queue if i.reason is QueueReason.AUDIT]
+    expected_audit = [f for f in [challenger_only, *quiet] if alert_rules.in_audit_sample(f, 0.25)]
+    assert audit == expected_audit and 0 < len(audit) < 41  # the SQL sample is the Python one
+    first = queue[0]
+    assert (first.camera, first.site, first.stage, first.model_label) == ("cam1", "north", Stage.LIMITED, "bear")
+    assert first.on_confirm.startswith("confirming sends the alert") and first.model_score == 0.7
+    assert queue[2].on_confirm == "confirming sends a sighting alert"
+    assert "missed" in next(i for i in queue if i.reason is QueueReason.AUDIT).on_confirm
+
+    # What this ranger decided leaves their queue, not another ranger's.
+    submit_verdict(factory, held_early, ana, Verdict.CONFIRM, at(3601))
+    assert held_early not in [i.frame_id for i in _queue(factory, ana, at(3602))]
+    ben = add_user(factory, "ben")
+    bens = _queue(factory, ben, at(3602))
+    mine = next(i for i in bens if i.frame_id == held_early)
+    assert mine.reason is QueueReason.FLAGGED and "already went out" in mine.on_confirm
+
+
+def test_window_and_limit(factory: sessionmaker[Session]) -> None:
+    park = make_park(factory, stage=Stage.MANUAL, thresholds={"audit_rate": 0.0})
+    ana = add_user(factory, "ana")
+    old = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)
+    recent = [add_frame(factory, park.cameras[0], at(86_400 + i), model_id=park.model_id, score=0.9) for i in range(5)]
+    queue = _queue(factory, ana, at(90_000), window=timedelta(hours=2))
+    assert [i.frame_id for i in queue] == recent and old not in [i.frame_id for i in queue]
+    assert len(_queue(factory, ana, at(90_000), limit=2)) == 2
+    assert _queue(factory, ana, at(90_000), site="nowhere") == []
+
+
+def test_expanded_flagged_frames_say_the_alert_already_went(factory: sessionmaker[Session]) -> None:
+    park = make_park(factory, stage=Stage.EXPANDED, thresholds={"audit_rate": 0.0})
+    ana = add_user(factory, "ana")
+    frame = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)
+    # Before the processor ran, the queue says what will happen; after, what did.
+    assert "already went out" in _queue(factory, ana, at(10))[0].on_confirm
+    process_new_flags(factory, at(5), max_age_s=None)
+    item = _queue(factory, ana, at(10))[0]
+    assert (item.frame_id, item.reason) == (frame, QueueReason.FLAGGED) and "already went out" in item.on_confirm
