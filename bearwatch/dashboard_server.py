@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from bearwatch.settings import Settings
@@ -32,6 +34,8 @@ def serve_dashboard(settings: Settings) -> subprocess.Popen[bytes]:
             "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none",
             "--client.toolbarMode", "minimal",
+            # On by default; stated so that nobody turns it off by accident (login form).
+            "--server.enableXsrfProtection", "true",
         ],
         env=env,
     )
@@ -39,3 +43,26 @@ def serve_dashboard(settings: Settings) -> subprocess.Popen[bytes]:
 
 def dashboard_url(settings: Settings) -> str:
     return f"http://{settings.dashboard_address}:{settings.dashboard_port}/"
+
+
+def stop_dashboard(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
+    """Ask the Streamlit server to stop; kill it if it has not within ``timeout_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def run_dashboard(settings: Settings) -> int:
+    """Serve until the server exits or this process gets SIGTERM/SIGINT, which stops the
+    server too (a server left behind would hold the port and the database)."""
+    proc = serve_dashboard(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set() and proc.poll() is None:
+        stop.wait(0.5)
+    return stop_dashboard(proc) if stop.is_set() else proc.returncode

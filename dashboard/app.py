@@ -1,71 +1,78 @@
-"""The bearwatch dashboard (Streamlit). UI only: data comes from dashboard.queries.
+"""The bearwatch dashboard (Streamlit): the entry script.
 
 Run with `bearwatch dashboard` (or `bearwatch demo`), which passes the settings in
-through the environment.
+through the environment. This script logs the user in and builds the navigation from
+the page registry below, filtered by role; pages (dashboard/views/) are UI only and
+get their data from the plain query functions in dashboard/queries/.
+
+The page scripts are deliberately not in a folder named `pages/`: Streamlit would run
+such a folder's scripts by URL on its own (its older multipage mode), around the login.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-import streamlit as st
-from sqlalchemy.orm import Session, sessionmaker
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from bearwatch.db import make_engine, session_factory
-from bearwatch.settings import Settings, load_settings
-from dashboard.queries import latest_scored_frames, site_names
-
-REFRESH_S = 5
+from bearwatch.auth import Actor
+from bearwatch.schema import Role
 
 
-@st.cache_resource
-def _settings() -> Settings:
-    return load_settings()
+@dataclass(frozen=True)
+class PageSpec:
+    path: str  # relative to this script
+    title: str
+    icon: str
+    role: Role  # the lowest role that sees the page
+    url_path: str
 
 
-@st.cache_resource
-def _factory(url: str) -> sessionmaker[Session]:
-    # One engine per dashboard process, made on first use.
-    return session_factory(make_engine(url))
+# The page registry. Rollout is open to rangers read-only (a site's stage decides what
+# their verdicts do); promote/demote are refused to them by shadow.promotion itself.
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("views/live_wall.py", "Live wall", ":material/grid_view:", Role.RANGER, "live"),
+    PageSpec("views/review.py", "Review", ":material/rate_review:", Role.RANGER, "review"),
+    PageSpec("views/latest_frames.py", "Latest frames", ":material/photo_library:", Role.RANGER, "latest"),
+    PageSpec("views/cameras.py", "Cameras", ":material/videocam:", Role.RANGER, "cameras"),
+    PageSpec("views/rollout.py", "Rollout", ":material/rocket_launch:", Role.RANGER, "rollout"),
+    PageSpec("views/alert_rates.py", "Alert rates", ":material/monitoring:", Role.OPS, "alert-rates"),
+    PageSpec("views/drift.py", "Drift", ":material/query_stats:", Role.OPS, "drift"),
+    PageSpec("views/models.py", "Models", ":material/model_training:", Role.OPS, "models"),
+    PageSpec("views/users.py", "Users", ":material/group:", Role.ADMIN, "users"),
+)
 
 
-def latest_frames_page() -> None:
-    settings = _settings()
-    factory = _factory(settings.database_url)
-    st.title("bearwatch: latest frames")
-    with factory() as session:
-        sites = site_names(session)
-    choice = st.selectbox("Site", ["all sites", *sites])
-    site = None if choice == "all sites" else choice
+def visible_pages(actor: Actor, pages: Sequence[PageSpec] = PAGES) -> list[PageSpec]:
+    return [page for page in pages if actor.may(page.role)]
 
-    @st.fragment(run_every=REFRESH_S)
-    def grid() -> None:
-        with factory() as session:
-            try:
-                frames = latest_scored_frames(session, limit=24, site=site)
-            except sa.exc.OperationalError as exc:
-                st.error(f"database unavailable: {exc.orig}")
-                return
-        if not frames:
-            st.info("No scored frames yet: cameras are sampled and frames scored every few seconds.")
-            return
-        st.caption(f"{len(frames)} newest scored frames, refreshed every {REFRESH_S}s")
-        columns = st.columns(4)
-        for i, frame in enumerate(frames):
-            with columns[i % 4]:
-                path = settings.frames_dir / frame.path
-                flag = "FLAGGED" if frame.flagged else "not flagged"
-                caption = (
-                    f"{frame.site}/{frame.camera} · {frame.captured_at:%H:%M:%S}Z · "
-                    f"{frame.label} · bear score {frame.positive_score:.2f} · {flag}"
-                )
-                if path.is_file():
-                    st.image(str(path), caption=caption)
-                else:
-                    st.warning(f"frame file missing: {caption}")
 
-    grid()
+def main() -> None:
+    import streamlit as st
+
+    from dashboard.context import metrics_server, sso_section
+    from dashboard.metrics import PAGE_SECONDS
+    from dashboard.login import login_view, logout, resolve_actor
+
+    st.set_page_config(page_title="bearwatch", page_icon="🐻", layout="wide")
+    metrics_server()
+    sso = sso_section()
+    actor = resolve_actor(sso)
+    if actor is None:
+        # Only the login page exists for someone not logged in: every other URL lands here.
+        st.navigation([st.Page(lambda: login_view(sso), title="Log in", url_path="login")], position="hidden").run()
+        return
+    pages = [
+        st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=i == 0)
+        for i, spec in enumerate(visible_pages(actor))
+    ]
+    with st.sidebar:
+        st.caption(f"Logged in as **{actor.name}** ({actor.role.value})")
+        if st.button("Log out", key="logout"):
+            logout(sso)
+    page = st.navigation(pages)
+    with PAGE_SECONDS.labels(page.title).time():  # the 1.5 s page target, watched live
+        page.run()
 
 
 if __name__ == "__main__":
-    st.set_page_config(page_title="bearwatch", page_icon="🐻", layout="wide")
-    latest_frames_page()
+    main()

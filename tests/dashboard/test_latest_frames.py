@@ -13,10 +13,13 @@ from streamlit.testing.v1 import AppTest
 
 from bearwatch.dashboard_server import dashboard_script
 from bearwatch.schema import Frame, FrameStatus, ModelVersion, Prediction, utcnow
+from bearwatch.users import add_user
+from bearwatch.schema import Role
 from dashboard.queries import latest_scored_frames
 from ingest.cameras import add_camera
 from ingest.store import FrameStore
 from shadow.sites import add_site
+from tests.dashboard.conftest import login
 
 
 def _scored(factory: sessionmaker[Session], store: FrameStore, scores: list[float]) -> None:
@@ -55,10 +58,24 @@ def test_page_shows_each_scored_frame_with_its_score(
     monkeypatch.setenv("BEARWATCH_DATABASE_URL", database_url)
     monkeypatch.setenv("BEARWATCH_DATA_DIR", str(tmp_path))
     _scored(factory, FrameStore(tmp_path / "frames"), [0.1, 0.95])
-    app = AppTest.from_file(str(dashboard_script()), default_timeout=30).run()
+    with factory.begin() as session:
+        add_user(session, "rita", Role.RANGER, "a long password")
+    app = login(AppTest.from_file(str(dashboard_script()), default_timeout=30), "rita", "a long password")
+    app.switch_page("views/latest_frames.py").run()
     assert not app.exception
     images = app.get("image")
     assert len(images) == 2, "one image per scored frame"
     captions = [caption for image in images for caption in image.captions]
     assert any("bear score 0.95" in c and "FLAGGED" in c for c in captions)
     assert any("bear score 0.10" in c and "not flagged" in c for c in captions)
+
+
+def test_latest_scored_frames_of_one_site(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    from tests.dashboard.seed import seed_park
+
+    seed_park(factory, tmp_path / "frames")
+    with factory() as session:
+        north = latest_scored_frames(session, limit=3, site="north")
+        south = latest_scored_frames(session, limit=24, site="south")
+    assert [(r.camera, r.positive_score) for r in north] == [("creek", 0.93), ("creek", 0.05), ("gate", 0.2)]
+    assert [r.camera for r in south] == ["shore", "shore"]

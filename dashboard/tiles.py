@@ -1,0 +1,73 @@
+"""HTML for one live-wall tile: the frame, outlined in red when flagged, with a text
+marker too (a ranger must not need colour alone to see a flag, a stale or dark camera)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import cv2
+
+from dashboard.queries.cameras import CameraState
+from dashboard.queries.live_wall import WallTile
+
+THUMB_WIDTH = 480
+_BORDER = {"flagged": "#d32f2f", "stale": "#f9a825", "dark": "#616161", "disabled": "#9e9e9e", "live": "#c8c8c8"}
+
+
+def thumbnail_b64(path: Path) -> str | None:
+    """A JPEG thumbnail of a stored frame, base64; None when the file is missing or unreadable."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    height, width = image.shape[:2]
+    if width > THUMB_WIDTH:
+        image = cv2.resize(image, (THUMB_WIDTH, round(height * THUMB_WIDTH / width)), interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return base64.b64encode(jpeg.tobytes()).decode("ascii") if ok else None
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def tile_kind(tile: WallTile) -> str:
+    if tile.state is CameraState.LIVE:
+        return "flagged" if tile.flagged else "live"
+    if tile.flagged and tile.state is CameraState.STALE:
+        return "flagged"  # an old flag still matters more than the staleness
+    return tile.state.value
+
+
+def tile_html(tile: WallTile, image_b64: str | None) -> str:
+    kind = tile_kind(tile)
+    markers = []
+    if tile.flagged:
+        markers.append('<b style="color:#d32f2f">⚠ FLAGGED</b>')
+    if tile.state is not CameraState.LIVE:
+        markers.append(f'<b style="color:{_BORDER[tile.state.value]}">{tile.state.value.upper()}</b>')
+    details = [html.escape(tile.camera)]
+    if tile.captured_at is not None and tile.age_s is not None:
+        details.append(f"{tile.captured_at:%H:%M:%S}Z ({_age(tile.age_s)})")
+    if tile.positive_score is not None:
+        details.append(f"bear score {tile.positive_score:.2f}")
+    elif tile.frame_id is not None:
+        details.append("not scored yet")
+    if image_b64:
+        body = f'<img src="data:image/jpeg;base64,{image_b64}" style="width:100%;display:block" alt="{html.escape(tile.camera)}"/>'
+    else:
+        text = "no frame yet" if tile.frame_id is None else "frame file missing"
+        body = f'<div style="aspect-ratio:4/3;display:flex;align-items:center;justify-content:center;background:#222;color:#ddd">{text}</div>'
+    width = 6 if kind == "flagged" else 3
+    return (
+        f'<div class="bw-tile bw-{kind}" data-camera="{html.escape(tile.camera)}" '
+        f'style="border:{width}px solid {_BORDER[kind]};border-radius:6px;padding:2px;margin-bottom:8px">'
+        f"{body}<div style='font-size:0.85em;padding:2px 4px'>{' '.join(markers)} {' · '.join(details)}</div></div>"
+    )

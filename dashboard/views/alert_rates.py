@@ -1,0 +1,78 @@
+"""Alert rates: per site, alerts per camera-hour per day against the manual baseline
+and the site's [low, high] band, stage changes marked, day and night apart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from bearwatch.schema import Role, utcnow
+from dashboard.context import factory, page_actor, settings, site_and_days
+from dashboard.queries.alert_rates import PERIODS, SiteRates, site_alert_rates
+
+page_actor(Role.OPS)
+
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _rates(database_url: str, site: str, days: int) -> SiteRates | None:
+    now = utcnow()
+    with factory()() as session:
+        return site_alert_rates(session, site, now - timedelta(days=days), now + timedelta(seconds=1))
+
+
+def period_chart(rates: SiteRates, period: str) -> alt.LayerChart | None:
+    points = pd.DataFrame([
+        {"day": pd.Timestamp(p.day), "alerts per camera-hour": p.rate, "alerts": p.alerts, "camera-hours": p.camera_hours}
+        for p in rates.points if p.period == period
+    ])
+    if points.empty:
+        return None
+    layers: list[alt.Chart] = []
+    base = next((b for b in rates.baselines if b.period == period and b.rate is not None), None)
+    if base is not None:
+        band = pd.DataFrame([{"low": rates.low * base.rate, "high": rates.high * base.rate, "baseline": base.rate}])
+        layers.append(alt.Chart(band).mark_rect(opacity=0.15, color="#2e7d32").encode(
+            y=alt.Y("low:Q", title="alerts per camera-hour"), y2="high:Q", tooltip=["low:Q", "high:Q"]))
+        layers.append(alt.Chart(band).mark_rule(color="#2e7d32", strokeDash=[4, 4]).encode(y=alt.Y("baseline:Q", title="alerts per camera-hour"), tooltip=["baseline:Q"]))
+    layers.append(alt.Chart(points).mark_line(point=True, color="#1565c0").encode(
+        x=alt.X("day:T", title=None), y=alt.Y("alerts per camera-hour:Q"),
+        tooltip=["day:T", "alerts:Q", "camera-hours:Q", alt.Tooltip("alerts per camera-hour:Q", format=".4f")]))
+    if rates.stage_marks:
+        marks = pd.DataFrame([{"at": pd.Timestamp(m.at), "change": f"→ {m.to_stage.value}", "by": m.actor} for m in rates.stage_marks])
+        layers.append(alt.Chart(marks).mark_rule(color="#e65100").encode(x="at:T", tooltip=["at:T", "change:N", "by:N"]))
+        layers.append(alt.Chart(marks).mark_text(align="left", dx=3, dy=-4, color="#e65100").encode(
+            x="at:T", y=alt.value(8), text="change:N"))
+    return alt.layer(*layers).properties(height=260, title=f"{period}")
+
+
+st.title("Alert rates")
+url = settings().database_url
+site, days = site_and_days("rates")
+rates = _rates(url, site, days)
+if rates is None:
+    st.warning(f"no site named {site}")
+    st.stop()
+st.caption(
+    f"{rates.site} is {rates.stage.value}. Alerts per camera-hour per day (alerts outside manual); the green band is "
+    f"{rates.low:g}×–{rates.high:g}× the manual baseline (confirmed sightings per camera-hour"
+    + (f", {rates.baseline_start:%Y-%m-%d} → {rates.baseline_end:%Y-%m-%d})" if rates.baseline_start and rates.baseline_end else ")")
+    + "; orange lines are stage changes."
+)
+if not rates.points:
+    st.info("No frames or alerts in this window.")
+for period in PERIODS:
+    base = next((b for b in rates.baselines if b.period == period), None)
+    st.subheader(period.capitalize())
+    if base is None or base.rate is None:
+        st.caption("No manual baseline for this period yet.")
+    else:
+        st.caption(f"baseline {base.rate:.4f} per camera-hour ({base.sightings} sightings in {base.camera_hours} camera-hours)")
+    chart = period_chart(rates, period)
+    if chart is None:
+        st.caption(f"No {period} camera-hours in this window.")
+    else:
+        st.altair_chart(chart, width="stretch")

@@ -1,0 +1,158 @@
+"""Rollout: every site's stage, time in stage and trial window; a site's next gate; promote and
+demote with a reason (shadow.promotion checks the role: ops, admins may override a
+gate); the ledger. Rangers see it read-only (the services refuse them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import streamlit as st
+
+from bearwatch.db import write_transaction
+from bearwatch.errors import BearwatchError, GateNotPassed
+from bearwatch.schema import Role, Stage, utcnow
+from dashboard.context import factory, page_actor, settings
+from dashboard.queries.rollout import SiteRollout, site_gate, site_rollouts
+from shadow.gates import GateOutcome, GateResult
+from shadow.promotion import LedgerRow, TrialScope, demote, ledger, parse_hours, promote
+
+FLASH = "rollout_flash"
+MARK = {GateOutcome.PASS: "✓ pass", GateOutcome.FAIL: "✗ fail", GateOutcome.INCONCLUSIVE: "? inconclusive"}  # glyphs every font has
+
+actor = page_actor(Role.RANGER)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _rollouts(database_url: str) -> tuple[SiteRollout, ...]:
+    with factory()() as session:
+        return site_rollouts(session, utcnow())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _gate(database_url: str, site: str) -> GateResult | None:
+    with factory()() as session:
+        return site_gate(session, site, utcnow())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _ledger(database_url: str) -> list[LedgerRow]:
+    with factory()() as session:
+        return ledger(session, limit=200)
+
+
+def _age(since: datetime, now: datetime) -> str:
+    d = now - since
+    return f"{d.days} d {d.seconds // 3600} h" if d.days else f"{d.seconds // 3600} h {d.seconds % 3600 // 60} min"
+
+
+def _evidence_text(e: dict) -> str:
+    gate = e.get("gate") if isinstance(e.get("gate"), dict) else e if "outcome" in e else None
+    if gate:
+        return f"gate {gate.get('gate', '')}: {gate.get('outcome')}" + (" (OVERRIDE)" if e.get("override") else "")
+    if e.get("demotion"):
+        return f"demotion from {e.get('from')}"
+    return ", ".join(sorted(e)) or "—"
+
+
+def _changed(message: str) -> None:
+    _rollouts.clear()
+    _gate.clear()
+    _ledger.clear()
+    st.session_state[FLASH] = ("success", message)
+    st.rerun()
+
+
+st.title("Rollout")
+url = settings().database_url
+now = utcnow()
+sites = _rollouts(url)
+flash = st.session_state.pop(FLASH, None)
+if flash:
+    getattr(st, flash[0])(flash[1])
+if not sites:
+    st.info("No sites yet: `bearwatch site add` or a park file creates them.")
+    st.stop()
+if not actor.may(Role.OPS):
+    st.caption("Read-only for rangers: promoting and demoting need the ops role (the service refuses anyone else).")
+
+st.dataframe(
+    [
+        {"site": s.site, "stage": s.stage.value, "in stage": _age(s.stage_since, now), "model": s.model or "—",
+         "trial window": f"{s.trial_start:%Y-%m-%d %H:%M} → {s.trial_end:%Y-%m-%d %H:%M}Z" if s.trial_start and s.trial_end else "",
+         "trial scope": s.trial_scope}
+        for s in sites
+    ],
+    hide_index=True, width="stretch",
+)
+
+by_name = {s.site: s for s in sites}
+chosen = by_name[st.selectbox("Site", list(by_name), key="rollout_site")]
+st.subheader(f"{chosen.site}: {chosen.stage.value}")
+gate = _gate(url, chosen.site)
+if gate is None:
+    st.caption("Expanded is the last stage: no gate out of it.")
+else:
+    g = gate
+    st.markdown(f"Gate **{g.from_stage.value} → {g.to_stage.value}**: {MARK[g.outcome]}")
+    st.dataframe(
+        [
+            {"check": c.name, "result": MARK[c.outcome], "value": "no data" if c.value is None else round(c.value, 4),
+             "needs": f"{c.comparison} {c.threshold:g}", "detail": c.detail}
+            for c in g.checks
+        ],
+        hide_index=True, width="stretch",
+    )
+    with st.form("promote_form"):
+        st.markdown(f"**Promote to {g.to_stage.value}**")
+        reason = st.text_input("Reason", key="promote_reason")
+        cameras: list[str] = []
+        hours = ""
+        if g.to_stage is Stage.LIMITED:
+            cameras = st.multiselect("Trial cameras (none: all)", list(chosen.cameras), key="promote_cameras")
+            hours = st.text_input("Trial hours UTC (e.g. 20-6; empty: all)", key="promote_hours")
+        override = st.checkbox("Override the gate (admins, with a reason)", key="promote_override") if actor.may(Role.ADMIN) else False
+        if st.form_submit_button("Promote", type="primary"):
+            try:
+                scope = TrialScope(tuple(cameras), parse_hours(hours)) if g.to_stage is Stage.LIMITED else None
+                with write_transaction(factory()) as session:
+                    change = promote(session, chosen.site, actor, reason, utcnow(), override=override, scope=scope)
+                    to_stage = change.to_stage
+            except GateNotPassed as exc:
+                st.error(str(exc))
+                for line in exc.lines:
+                    st.markdown(f"- {line}")
+            except BearwatchError as exc:
+                st.error(str(exc))
+            else:
+                _changed(f"{chosen.site} promoted to {to_stage.value}")
+
+lower = [s for s in (Stage.LIMITED, Stage.MANUAL) if list(Stage).index(s) < list(Stage).index(chosen.stage)]
+if lower:
+    with st.form("demote_form"):
+        st.markdown("**Demote**")
+        to = st.selectbox("To stage", [s.value for s in lower], key="demote_to")
+        reason = st.text_input("Reason", key="demote_reason")
+        if st.form_submit_button("Demote"):
+            try:
+                with write_transaction(factory()) as session:
+                    demote(session, chosen.site, Stage(to), actor, reason, utcnow())
+            except BearwatchError as exc:
+                st.error(str(exc))
+            else:
+                _changed(f"{chosen.site} demoted to {to}")
+
+st.subheader("Ledger")
+rows = _ledger(url)
+st.dataframe(
+    [
+        {"when": f"{r.changed_at:%Y-%m-%d %H:%M:%S}Z", "site": r.site, "from": r.from_stage.value if r.from_stage else "—",
+         "to": r.to_stage.value, "who": r.actor, "model": r.model_version_id, "reason": r.reason,
+         "evidence": _evidence_text(r.evidence)}
+        for r in rows
+    ],
+    hide_index=True, width="stretch",
+)
+with st.expander("Evidence of a ledger row"):
+    if rows:
+        idx = st.number_input("Row (0 = newest)", min_value=0, max_value=len(rows) - 1, value=0, key="ledger_row")
+        st.json(rows[int(idx)].evidence)

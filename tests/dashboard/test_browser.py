@@ -1,0 +1,233 @@
+"""End to end in a real browser: Playwright drives Debian's chromium against a real
+`bearwatch dashboard` process on a loopback port, on a seeded SQLite park (plus sites
+with simulated history). A ranger logs in with the keyboard and watches the live wall;
+an admin opens every page; a ranger confirms a held alert with the keyboard's `c`; ops
+promote a site whose gate passes. Each page is screenshotted to
+docs/screenshots/<page>.png (committed; the README shows them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.dashboard.history import build_gate_sites, build_lake
+from tests.dashboard.seed import PASSWORD, SECRET, seed_park
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),  # the browser part does not depend on it
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def metrics_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def dashboard(factory: sessionmaker[Session], database_url: str, tmp_path: Path, metrics_port: int) -> Iterator[str]:
+    seed_park(factory, tmp_path / "frames")
+    _history(factory, tmp_path)
+    port = _free_port()
+    env = {**os.environ, "BEARWATCH_DATABASE_URL": database_url, "BEARWATCH_DATA_DIR": str(tmp_path),
+           "BEARWATCH_DASHBOARD_PORT": str(port), "BEARWATCH_DASHBOARD_METRICS_PORT": str(metrics_port)}
+    proc = subprocess.Popen([sys.executable, "-m", "bearwatch", "dashboard"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.read() == b"ok":
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"dashboard did not start: {proc.stdout.read() if proc.stdout else ''}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _history(factory: sessionmaker[Session], root: Path) -> None:
+    """north in a limited trial with creek's flagged frame held for a ranger; oak (gate
+    passes), pine (fails) and willow (weeks of rollout history) for the ops pages."""
+    from datetime import timedelta
+
+    from bearwatch.schema import Stage, utcnow
+    from shadow.alerts import process_new_flags
+    from shadow.rollout import record_stage_change
+    from shadow.sites import get_site
+
+    now = utcnow()
+    with factory.begin() as session:
+        record_stage_change(session, get_site(session, "north"), Stage.LIMITED, actor="ops", reason="trial",
+                            now=now - timedelta(hours=1), trial=(now - timedelta(hours=1), now + timedelta(days=7)))
+    process_new_flags(factory, utcnow())
+    build_gate_sites(factory, root, now)
+    build_lake(factory, root, now)
+
+
+def _poll(what: str, check: object, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _pick(page: object, key: str, option: str) -> None:
+    """Choose ``option`` in the selectbox with widget key ``key``."""
+    page.locator(f".st-key-{key}").click()  # type: ignore[attr-defined]
+    page.get_by_role("option", name=option, exact=True).click()  # type: ignore[attr-defined]
+
+
+def _login(page: object, name: str) -> None:
+    page.get_by_label("User name").focus()  # type: ignore[attr-defined]
+    page.keyboard.type(name)  # type: ignore[attr-defined]
+    page.keyboard.press("Tab")  # type: ignore[attr-defined]
+    page.keyboard.type(PASSWORD)  # type: ignore[attr-defined]
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+
+
+def _open(page: object, link: str, heading: str) -> None:
+    page.get_by_role("link", name=link).click()  # type: ignore[attr-defined]
+    page.get_by_role("heading", name=heading).wait_for()  # type: ignore[attr-defined]
+
+
+def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str, metrics_port: int) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+
+        page.goto(f"{dashboard}/users")  # a page URL without logging in: the app's main page, the login form
+        page.wait_for_url(f"{dashboard}/")
+        page.get_by_label("User name").wait_for()
+        assert page.locator(".bw-tile").count() == 0 and page.get_by_role("heading", name="Users").count() == 0
+        assert "_streamlit_xsrf" in {c["name"] for c in context.cookies()}, "XSRF protection is on"
+
+        page.goto(f"{dashboard}/")
+        page.get_by_label("User name").wait_for()
+        page.screenshot(path=str(SCREENSHOTS / "login.png"))
+
+        _login(page, "ranger")
+        page.locator(".bw-tile").nth(2).wait_for()
+        assert page.locator(".bw-tile").count() == 3
+        flagged = page.locator(".bw-flagged")
+        assert flagged.get_attribute("data-camera") == "creek"
+        assert flagged.evaluate("e => getComputedStyle(e).borderTopColor") == "rgb(211, 47, 47)", "red outline"
+        assert flagged.locator("img").evaluate("img => img.naturalWidth") == 160, "the frame itself is shown"
+        assert "STALE" in page.locator(".bw-stale").inner_text()
+        assert "DARK" in page.locator(".bw-dark").inner_text()
+        sidebar = page.get_by_test_id("stSidebar").inner_text()
+        assert "Cameras" in sidebar and "Users" not in sidebar and "Models" not in sidebar
+        page.screenshot(path=str(SCREENSHOTS / "live-wall.png"))
+
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_label("User name").wait_for()
+        _login(page, "admin")
+        page.locator(".bw-tile").first.wait_for()
+        for link, shot in (("Latest frames", "latest-frames"), ("Cameras", "cameras"), ("Rollout", "rollout"),
+                           ("Models", "models"), ("Users", "users")):
+            _open(page, link, link)
+            if link != "Latest frames":
+                page.get_by_test_id("stDataFrame").first.wait_for()
+                page.wait_for_timeout(1000)  # the table is a canvas: let it paint before the screenshot
+            else:
+                page.get_by_test_id("stImage").first.wait_for()
+            assert SECRET not in page.content()
+            page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"))
+        browser.close()
+    for shot in ("login", "live-wall", "latest-frames", "cameras", "rollout", "models", "users"):
+        assert (SCREENSHOTS / f"{shot}.png").stat().st_size > 10_000
+    # the dashboard process serves its own /metrics: how long each page took, page by page
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    for title in ("Live wall", "Cameras", "Rollout", "Models", "Users"):
+        assert f'bearwatch_dashboard_page_seconds_count{{page="{title}"}}' in metrics, title
+
+
+def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
+    dashboard: str, factory: sessionmaker[Session]
+) -> None:
+    import sqlalchemy as sa
+
+    from bearwatch.schema import Decision, Site, StageChange, User, Verdict
+
+    def verdicts() -> list[Verdict]:  # the ranger's own (the simulated sites have simulated rangers' too)
+        with factory() as session:
+            return list(session.scalars(sa.select(Decision.verdict).join(User, User.id == Decision.reviewer_id).where(User.name == "ranger")))
+
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{dashboard}/")
+        _login(page, "ranger")
+        _open(page, "Review", "Review")
+        page.get_by_text("confirming sends the alert").wait_for()
+        page.get_by_text("held alert").first.wait_for()
+        page.get_by_test_id("stImage").first.wait_for()
+        page.screenshot(path=str(SCREENSHOTS / "review.png"))
+        page.evaluate("document.activeElement && document.activeElement.blur()")  # keys go to the page, not a widget
+        page.keyboard.press("c")
+        _poll("the confirm to reach the database", lambda: verdicts() == [Verdict.CONFIRM])
+        page.get_by_text("the alert is sent").wait_for()
+        assert "confirming sends the alert" not in page.get_by_test_id("stMain").inner_text(), "the next frame is shown"
+
+        page.get_by_role("button", name="Log out").click()
+        page.get_by_label("User name").wait_for()
+        _login(page, "ops")
+        page.locator(".bw-tile").first.wait_for()
+        for link, key, site, shot in (("Alert rates", "rates_site", "willow", "alert-rates"), ("Drift", "drift_site", "willow", "drift")):
+            _open(page, link, link)
+            _pick(page, key, site)
+            page.get_by_text(f"{site} is manual").wait_for()
+            page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").first.wait_for()
+            page.wait_for_timeout(800)  # let the charts finish drawing
+            page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"), full_page=True)
+        _open(page, "Rollout", "Rollout")
+        _pick(page, "rollout_site", "oak")
+        page.get_by_role("heading", name="oak: manual").wait_for()
+        page.get_by_label("Reason").first.fill("shadow numbers are good")
+        page.get_by_role("button", name="Promote").click()
+        page.get_by_text("oak promoted to limited").wait_for()
+        with factory() as session:
+            row = session.execute(
+                sa.select(StageChange.to_stage, StageChange.actor, StageChange.reason).join(Site, Site.id == StageChange.site_id)
+                .where(Site.name == "oak").order_by(StageChange.id.desc()).limit(1)
+            ).one()
+        assert (row.to_stage.value, row.actor, row.reason) == ("limited", "ops", "shadow numbers are good")
+        browser.close()
+    for shot in ("review", "alert-rates", "drift"):
+        assert (SCREENSHOTS / f"{shot}.png").stat().st_size > 10_000
