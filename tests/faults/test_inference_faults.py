@@ -1,0 +1,100 @@
+"""Inference workers that die or freeze mid-batch, on PostgreSQL with real processes.
+
+SIGKILL mid-batch is tests/inference/test_workers_processes.py
+(`test_sigkill_mid_batch_loses_nothing_and_scores_nothing_twice`): every frame still
+gets exactly one prediction per active model. Here: a worker frozen (SIGSTOP) past its
+lease, whose batch another worker takes and scores; when it is thawed (SIGCONT) its
+late commit changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from bearwatch.schema import Frame, FrameStatus, ModelRole, Prediction, utcnow
+from ingest.store import FrameStore
+from tests.inference.helpers import register, store_frames_at
+
+LEASE_S = 3
+
+
+def _infer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bearwatch", "infer", "--device", "cpu", "--batch-size", "8", "--lease", str(LEASE_S),
+         "--decode-threads", "1"],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+    )
+
+
+def _poll(what: str, check: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_frozen_past_its_lease_commits_nothing_when_thawed(
+    factory: sessionmaker[Session], database_url: str, tmp_path: Path, demo_model_path: Path
+) -> None:
+    env = {"BEARWATCH_DATABASE_URL": database_url, "BEARWATCH_DATA_DIR": str(tmp_path)}
+    ids = store_frames_at(factory, FrameStore(tmp_path / "frames"), [t * 0.9 for t in range(48)])
+    register(factory, demo_model_path, "demo")
+    register(factory, demo_model_path, "challenger", ModelRole.CHALLENGER, threshold=0.8)
+    frozen_log, other_log = tmp_path / "frozen.log", tmp_path / "other.log"
+    frozen = _infer(env, frozen_log)
+    other: subprocess.Popen[bytes] | None = None
+    frozen_id = f"{os.uname().nodename}:{frozen.pid}"
+
+    def held() -> set[int]:
+        with factory() as session:
+            return set(session.scalars(sa.select(Frame.id).where(
+                Frame.claimed_by == frozen_id, Frame.status == FrameStatus.CLAIMED)))
+
+    try:
+        _poll("the first worker to claim a batch", lambda: bool(held()), 120)
+        frozen.send_signal(signal.SIGSTOP)
+        frozen_at = utcnow()
+        taken = held()
+        assert taken, "the worker committed its batch before it could be frozen"
+        other = _infer(env, other_log)
+
+        def all_scored() -> bool:
+            with factory() as session:
+                return not session.scalar(sa.select(sa.func.count()).where(Frame.status != FrameStatus.SCORED))
+
+        _poll("the second worker to score every frame, the frozen one's batch included", all_scored, 180)
+        with factory() as session:
+            before = set(session.execute(sa.select(Prediction.id, Prediction.frame_id, Prediction.scored_at)).all())
+        frozen.send_signal(signal.SIGCONT)
+        _poll("the thawed worker to find its lease gone",
+              lambda: "lost the lease" in frozen_log.read_text(errors="replace"), 60)
+    finally:
+        for proc in (frozen, other):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+        for proc in (frozen, other):
+            if proc is not None:
+                proc.wait(timeout=60)
+    assert frozen.returncode == 0 and other is not None and other.returncode == 0, other_log.read_text()[-2000:]
+    with factory() as session:
+        after = set(session.execute(sa.select(Prediction.id, Prediction.frame_id, Prediction.scored_at)).all())
+        per_frame = dict(
+            session.execute(sa.select(Prediction.frame_id, sa.func.count()).group_by(Prediction.frame_id)).all()
+        )
+    assert after == before, "the late commit changed the predictions"
+    assert per_frame == {i: 2 for i in ids}, "exactly one prediction per frame and active model"
+    # the frozen worker's batch was scored while it was frozen: by the second worker
+    assert all(scored_at > frozen_at for _, frame_id, scored_at in after if frame_id in taken)
