@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
+import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.orm import Session, sessionmaker
 
+from bearwatch.cli_common import cli_actor as _actor
+from bearwatch.cli_common import open_database as _database
+from bearwatch.cli_common import serve_metrics, stop_on_signals
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import ModelRole
 
@@ -28,30 +28,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(site_app, name="site")
 app.add_typer(camera_app, name="camera")
 app.add_typer(model_app, name="model")
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-@contextmanager
-def _database(create: bool = False) -> Iterator[sessionmaker[Session]]:
-    """This process's engine and session factory, refusing a database not at head."""
-    from bearwatch.db import make_engine, session_factory
-    from bearwatch.migrations import require_head
-    from bearwatch.settings import load_settings
-
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        if not create:
-            require_head(engine)
-        yield session_factory(engine)
-    finally:
-        engine.dispose()
 
 
 @app.command()
@@ -168,8 +144,12 @@ def status() -> None:
     """Sites, stages, cameras and how many frames were sampled and scored."""
     from bearwatch.status import counts, site_statuses
 
+    from bearwatch.heartbeat import process_health
+    from bearwatch.schema import utcnow
+
     with _database() as factory, factory() as session:
         sites, totals = site_statuses(session), counts(session)
+        processes = process_health(session, utcnow())
     for site in sites:
         model = site.rollout_model or "no rollout model"
         typer.echo(f"site {site.name}: {site.stage.value} since {site.stage_since:%Y-%m-%d %H:%M}Z, {model}")
@@ -180,6 +160,12 @@ def status() -> None:
             typer.echo(f"  camera {cam.name}: {state}, last frame {last}, every {cam.interval_s:g}s, {cam.source}{error}")
     by_status = ", ".join(f"{k} {v}" for k, v in totals.frames_by_status.items())
     typer.echo(f"frames {totals.frames} ({by_status}); predictions {totals.predictions}, flagged {totals.flagged}; models {totals.models}")
+    for proc in processes:
+        detail = f", {proc.detail}" if proc.detail else ""
+        typer.echo(
+            f"process {proc.part} on {proc.host} pid {proc.pid}: {proc.health.value}, last beat {proc.beat_age_s:.0f}s ago, "
+            f"last progress {proc.progress_age_s:.0f}s ago, {proc.waiting} waiting{detail}"
+        )
 
 
 @app.command()
@@ -191,9 +177,6 @@ def infer(
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="serve /metrics on this port")] = None,
 ) -> None:
     """Run the inference worker: score new frames with every active model until SIGTERM."""
-    import signal
-    import threading
-
     from bearwatch.settings import load_settings
     from inference.worker import InferenceWorker, WorkerOptions
 
@@ -201,13 +184,8 @@ def infer(
     options = WorkerOptions(batch_size=batch_size, lease_s=lease, decode_threads=decode_threads,
                             device=None if device == "auto" else device)
     with _database() as factory:
-        if metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            start_http_server(metrics_port)
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+        serve_metrics(metrics_port)
+        stop = stop_on_signals()
         InferenceWorker(factory, settings.frames_dir, options).run(stop)
 
 
@@ -230,13 +208,27 @@ def demo(
 @app.command("dashboard")
 def dashboard_cmd() -> None:
     """Serve the Streamlit dashboard (BEARWATCH_DASHBOARD_ADDRESS / _PORT)."""
-    from bearwatch.dashboard_server import serve_dashboard
+    from bearwatch.dashboard_server import run_dashboard
     from bearwatch.settings import load_settings
 
     settings = load_settings()
     with _database():
         pass  # refuse a database that is not at head before starting the server
-    sys.exit(serve_dashboard(settings).wait())
+    code = run_dashboard(settings)
+    sys.exit(0 if code in (0, -signal.SIGTERM) else code)
+
+
+# Subcommands of one part live in bearwatch/commands/<part>.py; each registers itself here.
+from bearwatch.commands import shadow as _shadow_commands  # noqa: E402
+_shadow_commands.register(app)
+from bearwatch.commands import users as _users_commands  # noqa: E402
+_users_commands.register(app)
+from bearwatch.commands import analytics as _analytics_commands  # noqa: E402
+_analytics_commands.register(app)
+from bearwatch.commands import ingest as _ingest_commands  # noqa: E402
+_ingest_commands.register(app)
+from bearwatch.commands import run as _run_commands  # noqa: E402
+_run_commands.register(app)
 
 
 def main() -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bearwatch.errors import ConfigError
-from bearwatch.schema import ModelRole
+from bearwatch.schema import ChannelKind, ModelRole
 
 
 class _Strict(BaseModel):
@@ -42,6 +42,16 @@ class Thresholds(_Strict):
     # review and alerting
     audit_rate: float = Field(0.02, ge=0, le=1)
     alert_cooldown_s: float = Field(300, ge=0)
+    # guard: cameras are dark when no enabled camera produced a frame for this long
+    dark_after_s: float = Field(3600, gt=0)
+    # drift (shadow.drift): the current window, the least frames compared, and when a
+    # metric alarms (significant at drift_significance AND at least the effect size)
+    drift_window_hours: float = Field(24, gt=0)
+    drift_min_frames: int = Field(30, ge=2)
+    drift_significance: float = Field(0.01, gt=0, lt=1)
+    drift_min_ks: float = Field(0.25, ge=0, le=1)  # KS D of brightness, sharpness, scores
+    drift_min_share_change: float = Field(0.15, ge=0, le=1)  # night, flag and OOD shares
+    drift_min_mmd: float = Field(0.05, ge=0)  # squared MMD of the embeddings
 
 
 _Named = TypeVar("_Named", bound="CameraConfig | SiteConfig")
@@ -86,9 +96,42 @@ class ModelConfig(_Strict):
     sites: list[str] = []  # sites whose rollout model this is (role rollout only)
 
 
+class ChannelConfig(_Strict):
+    """Where alerts go: a webhook (JSON POST with an Idempotency-Key) or the log (demos)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    kind: ChannelKind
+    url: str | None = Field(None, max_length=1000)
+    sites: list[str] = []  # empty: every site
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _url_fits_kind(self) -> "ChannelConfig":
+        if self.kind is ChannelKind.WEBHOOK:
+            if not self.url or not self.url.startswith(("http://", "https://")):
+                raise ValueError("a webhook channel needs a url starting with http:// or https://")
+        elif self.url:
+            raise ValueError("a log channel takes no url")
+        return self
+
+
+class AlertsConfig(_Strict):
+    channels: list[ChannelConfig] = []
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channel_names(cls, channels: list[ChannelConfig]) -> list[ChannelConfig]:
+        names = [c.name for c in channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alert channel names must be unique: {', '.join(dupes)}")
+        return channels
+
+
 class ParkConfig(_Strict):
     sites: list[SiteConfig] = []
     models: list[ModelConfig] = []
+    alerts: AlertsConfig = AlertsConfig()
 
     @field_validator("sites")
     @classmethod

@@ -27,3 +27,32 @@ class ModelError(BearwatchError):
 
 class FrameError(BearwatchError):
     """A frame cannot be captured, decoded or stored."""
+
+
+class PermissionDenied(BearwatchError):
+    """The acting user's role does not allow the action (checked in the services)."""
+
+
+class InvalidTransition(BearwatchError):
+    """A rollout stage change that the state machine does not allow."""
+
+
+class AlreadyDecided(BearwatchError):
+    """A ranger already gave a different verdict on this frame (one verdict per frame and ranger)."""
+
+
+class InvalidVerdict(BearwatchError):
+    """A verdict that does not fit the frame (confirm on a frame the model did not flag, ...)."""
+
+
+class UndoRefused(BearwatchError):
+    """A verdict cannot be undone any more (too old, or its alert was already sent)."""
+
+
+class GateNotPassed(BearwatchError):
+    """A promotion the gate does not allow; ``lines`` has one line per failing or
+    inconclusive check (the CLI prints them)."""
+
+    def __init__(self, message: str, lines: list[str]) -> None:
+        super().__init__(message)
+        self.lines = lines

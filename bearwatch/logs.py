@@ -18,5 +18,5 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("apscheduler", "PIL", "matplotlib", "urllib3"):
+    for noisy in ("apscheduler", "PIL", "matplotlib", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

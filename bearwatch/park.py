@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from bearwatch.config import ParkConfig
 from bearwatch.files import sha256_file
-from bearwatch.schema import Camera, ModelRole, ModelVersion, Site
+from bearwatch.errors import ConfigError
+from bearwatch.schema import AlertChannel, Camera, ModelRole, ModelVersion, Site
 from ingest.cameras import add_camera
 from inference.registry import register_model
 from shadow.sites import add_site, get_site, set_rollout_model
@@ -55,4 +56,30 @@ def apply_config(session: Session, config: ParkConfig, *, actor: str) -> ApplyRe
             if site.rollout_model_id != model.id:
                 set_rollout_model(session, site, model, actor=actor)
                 report.updated.append(f"site {site.name} rollout model {model.name}")
+    _apply_channels(session, config, report)
     return report
+
+
+def _apply_channels(session: Session, config: ParkConfig, report: ApplyReport) -> None:
+    """Alert channels by name; a channel no longer in the file is disabled, not deleted
+    (its delivery history stays)."""
+    from shadow.delivery import shown_url
+
+    known_sites = set(session.scalars(sa.select(Site.name)))
+    for cfg in config.alerts.channels:
+        unknown = sorted(set(cfg.sites) - known_sites)
+        if unknown:
+            raise ConfigError(f"alert channel {cfg.name!r} names unknown site(s): {', '.join(unknown)}")
+        channel = session.scalar(sa.select(AlertChannel).where(AlertChannel.name == cfg.name))
+        wanted = (cfg.kind, cfg.url, list(cfg.sites), cfg.enabled)
+        if channel is None:
+            session.add(AlertChannel(name=cfg.name, kind=cfg.kind, url=cfg.url, sites=list(cfg.sites), enabled=cfg.enabled))
+            report.created.append(f"alert channel {cfg.name} ({cfg.kind.value} {shown_url(cfg.url)})")
+        elif (channel.kind, channel.url, list(channel.sites or []), channel.enabled) != wanted:
+            channel.kind, channel.url, channel.sites, channel.enabled = cfg.kind, cfg.url, list(cfg.sites), cfg.enabled
+            report.updated.append(f"alert channel {cfg.name}")
+    in_file = {c.name for c in config.alerts.channels}
+    for channel in session.scalars(sa.select(AlertChannel).where(AlertChannel.enabled.is_(True))):
+        if channel.name not in in_file:
+            channel.enabled = False
+            report.updated.append(f"alert channel {channel.name} disabled (not in the park file)")

@@ -86,6 +86,31 @@ class AlertStatus(str, enum.Enum):
     DEAD = "dead"  # delivery gave up after N attempts
 
 
+class AlertSource(str, enum.Enum):
+    MODEL = "model"  # made from the rollout model's flag
+    RANGER = "ranger"  # a ranger's sighting: a confirm where flags send nothing, or a MISSED report
+
+
+class FlagOutcome(str, enum.Enum):
+    """What the alert processor did with one flagged prediction (shadow.alerts)."""
+
+    ALERT = "alert"  # a new alert
+    MERGED = "merged"  # attached to an alert at the same camera within the cooldown
+    NO_ALERT = "no_alert"  # manual stage, or outside the limited trial's scope/window
+    STALE = "stale"  # older than the processor's horizon when first seen
+
+
+class ChannelKind(str, enum.Enum):
+    WEBHOOK = "webhook"
+    LOG = "log"  # writes alerts to the log; for demos
+
+
+class DeliveryStatus(str, enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"  # gave up after the maximum number of attempts
+
+
 class Role(str, enum.Enum):
     RANGER = "ranger"
     OPS = "ops"
@@ -119,6 +144,9 @@ class Site(Base):
     trial_scope: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Per-site overrides of the gate and guard thresholds (design.md section 5).
     thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The drift reference window chosen by ops; unset: the latest manual period.
+    drift_reference_start: Mapped[datetime | None]
+    drift_reference_end: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     cameras: Mapped[list[Camera]] = relationship(back_populates="site")
@@ -141,8 +169,25 @@ class Camera(Base):
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Which `bearwatch ingest` process samples this camera, and until when (heartbeat).
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(100))
+    lease_until: Mapped[datetime | None]
 
     site: Mapped[Site] = relationship(back_populates="cameras")
+
+
+class CameraHealthEvent(Base):
+    """One row per camera health transition (feeds drift views and the rollout guard)."""
+
+    __tablename__ = "camera_health_events"
+    __table_args__ = (sa.Index("ix_camera_health_events_camera_id_at", "camera_id", "at"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    camera_id: Mapped[int] = mapped_column(sa.ForeignKey("cameras.id", ondelete="CASCADE"))
+    from_health: Mapped[CameraHealth] = mapped_column(_enum(CameraHealth))
+    to_health: Mapped[CameraHealth] = mapped_column(_enum(CameraHealth))
+    reason: Mapped[str] = mapped_column(sa.String(1000))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Frame(Base):
@@ -173,6 +218,8 @@ class Frame(Base):
     claimed_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.String(1000))
+    # Set by the sweeper when the JPEG is gone but a decision or alert refers to the row.
+    file_missing_at: Mapped[datetime | None]
 
     camera: Mapped[Camera] = relationship()
     predictions: Mapped[list[Prediction]] = relationship(back_populates="frame")
@@ -249,6 +296,9 @@ class Alert(Base):
     __table_args__ = (
         sa.Index("ix_alerts_site_id_created_at", "site_id", "created_at"),
         sa.Index("ix_alerts_status_next_attempt_at", "status", "next_attempt_at"),
+        # The review queue's pending alerts and the camera cooldown lookup.
+        sa.Index("ix_alerts_site_id_status_created_at", "site_id", "status", "created_at"),
+        sa.Index("ix_alerts_camera_id_last_flag_at", "camera_id", "last_flag_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -263,6 +313,65 @@ class Alert(Base):
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    source: Mapped[AlertSource] = mapped_column(_enum(AlertSource), default=AlertSource.MODEL)
+    # The verdict that created, released or suppressed it (undo reverts exactly that).
+    decision_id: Mapped[int | None] = mapped_column(sa.ForeignKey("decisions.id", ondelete="SET NULL"))
+    # Repeated flags of the same animal within the cooldown attach here instead of alerting again.
+    flag_count: Mapped[int] = mapped_column(default=1)
+    last_flag_at: Mapped[datetime | None]
+
+
+class AlertFlag(Base):
+    """One row per flagged rollout prediction the alert processor has handled: the
+    processed marker (unique prediction) and the frame -> alert link."""
+
+    __tablename__ = "alert_flags"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), sa.ForeignKey("predictions.id", ondelete="CASCADE"),
+        unique=True,
+    )
+    frame_id: Mapped[int] = mapped_column(sa.ForeignKey("frames.id", ondelete="CASCADE"), index=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    alert_id: Mapped[int | None] = mapped_column(sa.ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
+    stage: Mapped[Stage] = mapped_column(_enum(Stage))
+    outcome: Mapped[FlagOutcome] = mapped_column(_enum(FlagOutcome))
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertChannel(Base):
+    """Where alerts go: a webhook (JSON POST) or the log. ``sites`` empty means all sites."""
+
+    __tablename__ = "alert_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    kind: Mapped[ChannelKind] = mapped_column(_enum(ChannelKind))
+    url: Mapped[str | None] = mapped_column(sa.String(1000))  # may carry a token: shown redacted
+    sites: Mapped[list[str]] = mapped_column(default=list)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertDelivery(Base):
+    """The outbox: each channel gets each alert exactly once (unique alert, channel)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("alert_id", "channel_id"),
+        sa.Index("ix_alert_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(sa.ForeignKey("alerts.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(sa.ForeignKey("alert_channels.id", ondelete="CASCADE"))
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_until: Mapped[datetime | None]  # a sender holds it until then
+    last_error: Mapped[str | None] = mapped_column(sa.String(1000))
     delivered_at: Mapped[datetime | None]
 
 
@@ -282,3 +391,50 @@ class StageChange(Base):
     thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProcessState(str, enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"  # the supervisor gave up restarting it
+
+
+class Heartbeat(Base):
+    """Each bearwatch process's liveness and progress, for the supervisor's stuck
+    check and `bearwatch status`; one row per process (part, host, pid)."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (sa.UniqueConstraint("part", "host", "pid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    part: Mapped[str] = mapped_column(sa.String(50))  # ingest, inference, shadow, dashboard
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int]
+    state: Mapped[ProcessState] = mapped_column(_enum(ProcessState), default=ProcessState.RUNNING)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)  # alive
+    progress_at: Mapped[datetime] = mapped_column(default=utcnow)  # last unit of work done
+    waiting: Mapped[int] = mapped_column(default=0)  # work it sees waiting
+    detail: Mapped[str | None] = mapped_column(sa.String(1000))
+
+
+class DriftEvent(Base):
+    """One drift check of a site: the windows compared, every metric's numbers, and
+    whether it raised an alarm (shadow.drift). Never updated."""
+
+    __tablename__ = "drift_events"
+    __table_args__ = (sa.Index("ix_drift_events_site_id_created_at", "site_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("model_versions.id"))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    reference_start: Mapped[datetime]
+    reference_end: Mapped[datetime]
+    # metric name -> {value, reference, statistic, p_value, threshold, alarm, ...}
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    alarm: Mapped[bool] = mapped_column(default=False)
+    detail: Mapped[str] = mapped_column(sa.String(2000), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

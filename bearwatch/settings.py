@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO")
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     dashboard_address: str = Field(default="127.0.0.1")
+    dashboard_metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve the dashboard's /metrics here")
 
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":
@@ -35,6 +36,11 @@ class Settings(BaseSettings):
     @property
     def frames_dir(self) -> Path:
         return self.data_dir / "frames"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Backtest reports (`bearwatch backtest` writes here by default; the dashboard lists them)."""
+        return self.data_dir / "reports"
 
     @property
     def demo_dir(self) -> Path:

@@ -3,6 +3,7 @@ active model, commit — while the next batch is already being decoded."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.errors import BearwatchError
+from bearwatch.heartbeat import HeartbeatWriter
 from bearwatch.schema import Frame, FrameStatus, utcnow
 from inference import metrics
 from inference.decode import FrameDecoder, PreparedBatch
@@ -24,7 +26,11 @@ from inference.runner import ModelRunner, embedding_bytes, pick_device
 
 log = logging.getLogger(__name__)
 
+# A batch claimed ahead: the claim, its decoding, when it was claimed (monotonic).
+_Ahead = tuple[Claim, Future[PreparedBatch], float]
+
 QUEUE_STATS_EVERY_S = 5.0
+DB_RETRY_S = 2.0  # after a lost database connection
 MODEL_CHECK_EVERY_S = 10.0  # how soon a newly registered or retired model is noticed
 
 
@@ -99,6 +105,7 @@ class InferenceWorker:
         self._loaded_ids: set[int] | None = None
         self._models_checked_at = 0.0
         self._stats_at = 0.0
+        self.heartbeat = HeartbeatWriter(factory, "inference")
 
     def refresh_models(self) -> None:
         """Reload when a model was registered or retired since the last look."""
@@ -139,6 +146,7 @@ class InferenceWorker:
             log.warning("lost the lease on %d frames of a batch; another worker scores them", len(claim.frames) - done)
         metrics.BATCH_SIZE.observe(len(claim.frames))
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        self.heartbeat.beat(progressed=True)
         return done
 
     def run_once(self) -> int:
@@ -151,39 +159,63 @@ class InferenceWorker:
         return self._finish(claim, self._decoded(claim, future), started)
 
     def run(self, stop: threading.Event) -> None:
-        """Score until ``stop`` is set; the batch in hand is finished, a prefetched one released."""
-        ahead: tuple[Claim, Future[PreparedBatch], float] | None = None
+        """Score until ``stop`` is set; the batch in hand is finished, a prefetched one released.
+        A lost database connection (a restart) is waited out: the claims in hand are left
+        to expire and are scored again, by this worker or another, once it is back."""
+        ahead: _Ahead | None = None
         try:
             while not stop.is_set():
-                self.publish_queue_stats()
-                if ahead is None:
-                    if self._models_check_due():
-                        self.refresh_models()
-                    if not self.models:
-                        stop.wait(self.options.idle_wait_s * 8)
-                        continue
-                    started = time.monotonic()
-                    job = self._claim_and_decode()
-                    if job is None:
-                        stop.wait(self.options.idle_wait_s)
-                        continue
-                    ahead = (*job, started)
-                claim, future, started = ahead
-                ahead = None
-                prepared = self._decoded(claim, future)
-                # Decode the next batch while this one is scored, unless it is time to look
-                # for model changes: then the pipeline drains first, so no batch is
-                # decoded for one set of models and scored by another.
-                if not stop.is_set() and not self._models_check_due():
-                    next_started = time.monotonic()
-                    job = self._claim_and_decode()
-                    ahead = (*job, next_started) if job else None
-                self._finish(claim, prepared, started)
+                current, ahead = ahead, None
+                try:
+                    ahead = self._step(current, stop)
+                except sa.exc.OperationalError as exc:
+                    log.warning("lost the database connection (%s); trying again in %.0f s",
+                                str(exc.orig or exc).strip().splitlines()[0], DB_RETRY_S)
+                    stop.wait(DB_RETRY_S)
         finally:
             if ahead is not None:
                 ahead[1].cancel()
-                release(self.factory, ahead[0])
+                try:
+                    release(self.factory, ahead[0])
+                except sa.exc.OperationalError:
+                    pass  # its lease runs out instead
             self.close()
+            self.heartbeat.stopped()
+
+    def _step(self, ahead: _Ahead | None, stop: threading.Event) -> _Ahead | None:
+        """One turn of the pipeline; returns the batch claimed ahead, if any."""
+        self.publish_queue_stats()
+        if ahead is None:
+            if self._models_check_due():
+                self.refresh_models()
+            if not self.models:
+                stop.wait(self.options.idle_wait_s * 8)
+                return None
+            started = time.monotonic()
+            job = self._claim_and_decode()
+            if job is None:
+                stop.wait(self.options.idle_wait_s)
+                return None
+            ahead = (*job, started)
+        claim, future, started = ahead
+        next_ahead: _Ahead | None = None
+        prepared = self._decoded(claim, future)
+        # Decode the next batch while this one is scored, unless it is time to look
+        # for model changes: then the pipeline drains first, so no batch is
+        # decoded for one set of models and scored by another.
+        if not stop.is_set() and not self._models_check_due():
+            next_started = time.monotonic()
+            job = self._claim_and_decode()
+            next_ahead = (*job, next_started) if job else None
+        try:
+            self._finish(claim, prepared, started)
+        except BaseException:
+            if next_ahead is not None:
+                next_ahead[1].cancel()
+                with contextlib.suppress(sa.exc.OperationalError):  # else its lease runs out
+                    release(self.factory, next_ahead[0])
+            raise
+        return next_ahead
 
     def close(self) -> None:
         self._batcher.shutdown(wait=True, cancel_futures=True)
@@ -197,4 +229,5 @@ class InferenceWorker:
         with self.factory() as session:
             depth, oldest = session.execute(sa.select(sa.func.count(), sa.func.min(Frame.captured_at)).where(waiting)).one()
         metrics.QUEUE_DEPTH.set(depth or 0)
+        self.heartbeat.beat(waiting=depth or 0)
         metrics.OLDEST_UNSCORED_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0.0)

@@ -1,0 +1,61 @@
+"""Helpers every `bearwatch` subcommand module uses: the database, the acting user.
+
+Subcommands that belong to one part live in that part's command module
+(`bearwatch/commands/<part>.py`) with a ``register(app)`` function that cli.py calls.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    import threading
+
+
+def cli_actor() -> str:
+    """The operator running the command, for ledger rows written from the CLI."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def open_database(create: bool = False) -> Iterator[sessionmaker[Session]]:
+    """This process's engine and session factory, refusing a database not at head."""
+    from bearwatch.db import make_engine, session_factory
+    from bearwatch.migrations import require_head
+    from bearwatch.settings import load_settings
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        if not create:
+            require_head(engine)
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def serve_metrics(port: int | None) -> None:
+    """Serve this process's Prometheus /metrics on ``port`` (None: not at all)."""
+    if port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+
+
+def stop_on_signals() -> "threading.Event":
+    """An event set by SIGTERM or Ctrl-C: long-running commands finish their unit of work and stop."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop

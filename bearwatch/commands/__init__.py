@@ -1,0 +1,1 @@
+"""`bearwatch` subcommands, one module per part; each has register(app)."""

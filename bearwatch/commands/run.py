@@ -1,0 +1,137 @@
+"""`bearwatch run`: the whole system on one machine, as supervised child processes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bearwatch.cli_common import cli_actor, open_database
+
+if TYPE_CHECKING:
+    from bearwatch.supervisor import ChildSpec, Supervisor
+
+# Start order; shutdown goes the other way: the dashboard and ingest stop first (no new
+# frames), then the inference worker finishes its batch, then the shadow loop delivers.
+PARTS = ("shadow", "inference", "ingest", "dashboard")
+
+
+def child_specs(
+    metrics_base_port: int, *, with_dashboard: bool, infer_args: list[str], shadow_args: list[str] | None = None,
+) -> list["ChildSpec"]:
+    from bearwatch.supervisor import ChildSpec
+
+    bearwatch = [sys.executable, "-m", "bearwatch"]
+    specs = [
+        ChildSpec("shadow", [*bearwatch, "shadow", "--metrics-port", str(metrics_base_port + 2), *(shadow_args or [])]),
+        ChildSpec("inference", [*bearwatch, "infer", "--metrics-port", str(metrics_base_port + 1), *infer_args]),
+        ChildSpec("ingest", [*bearwatch, "ingest", "--metrics-port", str(metrics_base_port)]),
+    ]
+    if with_dashboard:
+        specs.append(ChildSpec("dashboard", [*bearwatch, "dashboard"], check_stuck=False,
+                               env={"BEARWATCH_DASHBOARD_METRICS_PORT": str(metrics_base_port + 3)}))
+    return specs
+
+
+def run_supervised(
+    specs: list["ChildSpec"], *, duration_s: float | None = None,
+    before_shutdown: Callable[["Supervisor", bool], None] | None = None, stuck_after_s: float = 120.0,
+) -> None:
+    """Supervise ``specs`` until SIGTERM/SIGINT (or ``duration_s``), then stop in order.
+    ``before_shutdown(supervisor, by_signal)`` runs first (the demo drains its queue)."""
+    import signal
+    import socket
+    import threading
+    import time
+
+    from bearwatch.db import make_engine, session_factory
+    from bearwatch.heartbeat import Health, judge, mark_failed
+    from bearwatch.schema import Heartbeat, utcnow
+    from bearwatch.settings import load_settings
+    from bearwatch.supervisor import Supervisor
+
+    import sqlalchemy as sa
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    factory = session_factory(engine)
+    host = socket.gethostname()
+
+    db_failed_at = [float("-inf")]
+
+    def stuck(part: str, pid: int) -> bool:
+        if time.monotonic() - db_failed_at[0] < stuck_after_s:
+            return False  # heartbeats could not be written while the database was away
+        try:
+            with factory() as session:
+                row = session.scalar(
+                    sa.select(Heartbeat).where(Heartbeat.part == part, Heartbeat.host == host, Heartbeat.pid == pid)
+                )
+        except sa.exc.OperationalError:
+            db_failed_at[0] = time.monotonic()
+            return False  # the database is down: that is not the child's fault
+        if row is None:
+            return False  # not started beating yet
+        now = utcnow()
+        beat_age = (now - row.beat_at).total_seconds()
+        health = judge(row.state, beat_age, (now - row.progress_at).total_seconds(), row.waiting,
+                       stale_after_s=stuck_after_s, stuck_after_s=stuck_after_s)
+        # Work waiting and no progress, or no heartbeat at all (frozen: SIGSTOP, a hung call).
+        return health in (Health.STUCK, Health.STALE)
+
+    def failed(part: str, pid: int, reason: str) -> None:
+        typer.echo(f"error: {part} failed: {reason}", err=True)
+        try:
+            with factory.begin() as session:
+                mark_failed(session, part, host, pid, reason)
+        except sa.exc.OperationalError:
+            pass
+
+    stop, by_signal = threading.Event(), threading.Event()
+
+    def on_signal(*_: object) -> None:
+        by_signal.set()
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    timer = threading.Timer(duration_s, stop.set) if duration_s is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    hook = (lambda sup: before_shutdown(sup, by_signal.is_set())) if before_shutdown is not None else None
+    try:
+        Supervisor(specs, stuck=stuck, on_failed=failed).run(stop, before_shutdown=hook)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        engine.dispose()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        park_file: Annotated[Path, typer.Argument(help="park YAML file: sites, cameras, models, alert channels")],
+        metrics_base_port: Annotated[int, typer.Option("--metrics-base-port", help="ingest on this port, inference +1, shadow +2, dashboard +3")] = 9101,
+        dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="serve the dashboard too")] = True,
+        device: Annotated[str, typer.Option("--device", help="inference device: auto, cpu, cuda")] = "auto",
+        duration: Annotated[float | None, typer.Option("--duration", help="stop after this many seconds")] = None,
+        retention_days: Annotated[float | None, typer.Option("--retention-days", min=0, help="delete frames older than this (evidence is kept)")] = None,
+        stuck_after: Annotated[float, typer.Option("--stuck-after", min=5, help="restart a child without progress (work waiting) or heartbeat for this long, seconds")] = 120.0,
+    ) -> None:
+        """Apply the park file, then run ingest, inference, the shadow loop and the dashboard as
+        supervised child processes until SIGTERM or Ctrl-C."""
+        from bearwatch.config import load_config
+        from bearwatch.park import apply_config
+
+        config = load_config(park_file)
+        with open_database() as factory, factory.begin() as session:
+            apply_config(session, config, actor=cli_actor())
+        shadow_args = ["--retention-days", f"{retention_days:g}"] if retention_days is not None else []
+        specs = child_specs(metrics_base_port, with_dashboard=dashboard, infer_args=["--device", device], shadow_args=shadow_args)
+        typer.echo(f"running {', '.join(s.name for s in specs)}; metrics on ports {metrics_base_port}-{metrics_base_port + len(specs) - 1}")
+        run_supervised(specs, duration_s=duration, stuck_after_s=stuck_after)
