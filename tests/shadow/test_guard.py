@@ -64,10 +64,11 @@ def test_alert_rate_doubling_after_promotion_demotes_to_manual(factory: sessionm
         site = create_site(session, "lake", spec, START, tmp_path / "models", SMALL)
         simulate(session, site, spec, START, promoted, tmp_path / "frames")
         _promote(session, site, promoted)
-        simulate(session, site, spec, promoted, promoted + DAY, tmp_path / "frames")
-        early = run_guard(session, site, promoted + DAY)  # one day: too little evidence yet
-        assert not early.demoted
-        simulate(session, site, spec, promoted + DAY, promoted + 4 * DAY, tmp_path / "frames")
+        early_at = promoted + timedelta(hours=2)
+        simulate(session, site, spec, promoted, early_at, tmp_path / "frames")
+        early = run_guard(session, site, early_at)  # two hours: too little evidence yet
+        assert not early.demoted, early.reasons
+        simulate(session, site, spec, early_at, promoted + 4 * DAY, tmp_path / "frames")
     from prometheus_client import REGISTRY
 
     def demotions() -> float:
