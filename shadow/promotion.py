@@ -90,15 +90,23 @@ def _scope_ids(session: Session, site: Site, scope: TrialScope) -> dict[str, Any
 
 def promote(
     session: Session, site: Site | str, actor: Actor, reason: str, now: datetime, *, override: bool = False,
-    scope: TrialScope | None = None, evaluate: GateEvaluator | None = None,
+    scope: TrialScope | None = None, evaluate: GateEvaluator | None = None, expected_stage: Stage | None = None,
 ) -> StageChange:
-    """Move the site to its next stage if the gate passes (or an admin overrides it)."""
+    """Move the site to its next stage if the gate passes (or an admin overrides it).
+
+    ``expected_stage`` is the stage the caller saw when it decided: if someone else has
+    changed the site since (another promotion, the guard), nothing happens, so that one
+    click never promotes through a gate its user did not look at."""
     require_role(actor, Role.OPS, "promote a site")
     if override:
         require_role(actor, Role.ADMIN, "override a promotion gate")
         if not reason.strip():
             raise InvalidTransition("an override needs a written reason (--reason)")
     locked = _locked_site(session, site)
+    if expected_stage is not None and locked.stage is not expected_stage:
+        raise InvalidTransition(
+            f"site {locked.name} is {locked.stage.value} now, not {expected_stage.value} as when you looked; "
+            "nothing was changed: look at its gate again")
     to_stage = NEXT_STAGE.get(locked.stage)
     if to_stage is None:
         raise InvalidTransition(f"site {locked.name} is already {locked.stage.value}, the last stage")

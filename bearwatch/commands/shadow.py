@@ -118,6 +118,8 @@ def promote(
     override: Annotated[bool, typer.Option("--override", help="admin only: promote although the gate does not pass")] = False,
     cameras: Annotated[str | None, typer.Option("--cameras", help="limited trial: camera names, comma-separated")] = None,
     hours: Annotated[str | None, typer.Option("--hours", help="limited trial: UTC hours, e.g. 20-6 or 8,9,12-14")] = None,
+    from_stage: Annotated[Stage | None, typer.Option(
+        "--from", help="the stage you expect the site to be in; refused if it changed since")] = None,
 ) -> None:
     """Promote a site to its next stage if its gate passes (ops); exit 2 with the failing checks if not."""
     from bearwatch.auth import actor_for_user
@@ -132,7 +134,8 @@ def promote(
     with _database() as factory:
         try:
             with write_transaction(factory) as session:
-                change = promote_site(session, site, actor_for_user(session, user), reason, _now(), override=override, scope=scope)
+                change = promote_site(session, site, actor_for_user(session, user), reason, _now(), override=override,
+                                      scope=scope, expected_stage=from_stage)
                 to_stage, evidence = change.to_stage, change.evidence
         except GateNotPassed as refused:
             typer.echo(f"error: {refused}", err=True)

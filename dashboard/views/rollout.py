@@ -9,7 +9,7 @@ from datetime import datetime
 import streamlit as st
 
 from bearwatch.db import write_transaction
-from bearwatch.errors import BearwatchError, GateNotPassed
+from bearwatch.errors import BearwatchError, GateNotPassed, InvalidTransition
 from bearwatch.schema import Role, Stage, utcnow
 from dashboard.context import factory, page_actor, settings
 from dashboard.queries.rollout import SiteRollout, site_gate, site_rollouts
@@ -17,6 +17,7 @@ from shadow.gates import GateOutcome, GateResult
 from shadow.promotion import LedgerRow, TrialScope, demote, ledger, parse_hours, promote
 
 FLASH = "rollout_flash"
+SHOWN = "rollout_shown_stage"  # per site, the stage the last run of this page showed
 MARK = {GateOutcome.PASS: "✓ pass", GateOutcome.FAIL: "✗ fail", GateOutcome.INCONCLUSIVE: "? inconclusive"}  # glyphs every font has
 
 actor = page_actor(Role.RANGER)
@@ -54,11 +55,11 @@ def _evidence_text(e: dict) -> str:
     return ", ".join(sorted(e)) or "—"
 
 
-def _changed(message: str) -> None:
+def _changed(message: str, kind: str = "success") -> None:
     _rollouts.clear()
     _gate.clear()
     _ledger.clear()
-    st.session_state[FLASH] = ("success", message)
+    st.session_state[FLASH] = (kind, message)
     st.rerun()
 
 
@@ -93,10 +94,15 @@ if gate is None:
     st.caption("Expanded is the last stage: no gate out of it.")
 else:
     g = gate
+    # A click reruns this script on fresh data: the promotion must name the stage the user
+    # looked at (the previous run's), so a change by someone else in between refuses it.
+    shown: dict[str, Stage] = st.session_state.setdefault(SHOWN, {})
+    looked_at = shown.get(chosen.site, g.from_stage)
+    shown[chosen.site] = g.from_stage
     st.markdown(f"Gate **{g.from_stage.value} → {g.to_stage.value}**: {MARK[g.outcome]}")
     st.dataframe(
         [
-            {"check": c.name, "result": MARK[c.outcome], "value": "no data" if c.value is None else round(c.value, 4),
+            {"check": c.name, "result": MARK[c.outcome], "value": "no data" if c.value is None else f"{c.value:.4g}",  # one type: Arrow needs it
              "needs": f"{c.comparison} {c.threshold:g}", "detail": c.detail}
             for c in g.checks
         ],
@@ -115,12 +121,15 @@ else:
             try:
                 scope = TrialScope(tuple(cameras), parse_hours(hours)) if g.to_stage is Stage.LIMITED else None
                 with write_transaction(factory()) as session:
-                    change = promote(session, chosen.site, actor, reason, utcnow(), override=override, scope=scope)
+                    change = promote(session, chosen.site, actor, reason, utcnow(), override=override, scope=scope,
+                                     expected_stage=looked_at)
                     to_stage = change.to_stage
             except GateNotPassed as exc:
                 st.error(str(exc))
                 for line in exc.lines:
                     st.markdown(f"- {line}")
+            except InvalidTransition as exc:  # e.g. changed since the user looked: show it fresh
+                _changed(str(exc), "error")
             except BearwatchError as exc:
                 st.error(str(exc))
             else:

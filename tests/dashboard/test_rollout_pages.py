@@ -95,6 +95,26 @@ def test_a_failing_gate_shows_its_failing_checks_and_refuses(gate_sites: Path, f
     assert _ledger(factory, "pine") == before
 
 
+def test_a_promotion_made_meanwhile_by_someone_else_refuses_the_second_click(
+        gate_sites: Path, factory: sessionmaker[Session]) -> None:
+    first, second = _rollout("ops"), _rollout("admin")
+    second.selectbox(key="rollout_site").select("oak").run()
+    assert "Gate **manual → limited**: ✓ pass" in page_text(second)
+    _promote(first, "oak", "shadow numbers are good")
+    assert _ledger(factory, "oak")[-1] == (Stage.MANUAL, Stage.LIMITED, "ops")
+
+    # the admin's screen still shows the manual -> limited gate; the click must not promote
+    # the site on through the limited -> expanded gate it never saw (an override would)
+    # (filling in a form does not rerun the page: the click is the first run on fresh data)
+    second.text_input(key="promote_reason").input("shadow numbers are good")
+    second.checkbox(key="promote_override").check()
+    next(b for b in second.button if b.label == "Promote").click()
+    second.run()
+    assert _ledger(factory, "oak")[-1] == (Stage.MANUAL, Stage.LIMITED, "ops")
+    assert any("oak is limited now, not manual as when you looked" in str(e.value) for e in second.error), page_text(second)
+    assert "oak: limited" in page_text(second), "the page shows the site as it is now"
+
+
 def test_a_ranger_sees_the_rollout_but_the_service_refuses_a_promotion(gate_sites: Path, factory: sessionmaker[Session]) -> None:
     app = _rollout("ranger")
     assert "Read-only for rangers" in page_text(app)

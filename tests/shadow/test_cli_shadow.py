@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from bearwatch.db import make_engine, session_factory
+from bearwatch.errors import InvalidTransition
 from bearwatch.schema import Role, Site, Stage, utcnow
 from shadow.gates import Check, GateOutcome, GateResult
 from tests.conftest import run_cli
@@ -90,6 +91,9 @@ def test_promote_prints_each_failing_check_and_exits_2(cli_db: sessionmaker[Sess
     assert "site north promoted to limited; trial" in result.output
     ledger = CliRunner().invoke(cli.app, ["ledger"])
     assert "north: manual -> limited by olga" in ledger.output and "gate pass: gate passed" in ledger.output
+    stale = CliRunner().invoke(cli.app, ["promote", "north", "--reason", "again", "--user", "olga", "--from", "manual"])
+    # bearwatch's entry point turns this error into "error: ..." and exit 2 (CliRunner skips it)
+    assert isinstance(stale.exception, InvalidTransition) and "north is limited now, not manual" in str(stale.exception)
 
 
 def test_help_lists_the_shadow_commands() -> None:

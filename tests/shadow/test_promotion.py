@@ -171,3 +171,18 @@ def test_concurrent_stage_changes_keep_the_ledger_a_chain(factory: sessionmaker[
         assert row.from_stage is stage
         stage = row.to_stage
     assert _site(factory).stage is stage
+
+
+def test_promotion_refused_when_the_stage_changed_since_the_user_looked(factory: sessionmaker[Session]) -> None:
+    # Two ops look at the same manual site; the first promotes it. The second one's click
+    # was meant for the manual -> limited gate and must not promote limited -> expanded.
+    make_park(factory)
+    with write_transaction(factory) as session:
+        promote(session, "north", OPS, "gate passed", T0, evaluate=gate(GateOutcome.PASS), expected_stage=Stage.MANUAL)
+    with pytest.raises(InvalidTransition, match="north is limited now, not manual as when you looked"):
+        with write_transaction(factory) as session:
+            promote(session, "north", ADMIN, "gate passed", T0, evaluate=gate(GateOutcome.PASS), expected_stage=Stage.MANUAL)
+    site = _site(factory)
+    assert site.stage is Stage.LIMITED
+    with factory() as session:
+        assert [c.to_stage for c in session.scalars(sa.select(StageChange).order_by(StageChange.id))][-1] is Stage.LIMITED
