@@ -33,7 +33,7 @@ from bearwatch.schema import (
 from shadow import alert_rules
 from shadow.delivery import enqueue_deliveries
 from shadow.locks import lock_alerts
-from shadow.metrics import ALERTS
+from shadow.metrics import ALERTS, count_on_commit
 
 
 # Flags older than this when first seen (a backlog after an outage) are recorded, not
@@ -47,9 +47,9 @@ def site_thresholds(site: Site) -> Thresholds:
     return Thresholds.model_validate({k: v for k, v in stored.items() if k in Thresholds.model_fields})
 
 
-def set_status(alert: Alert, status: AlertStatus, site_name: str) -> None:
+def set_status(session: Session, alert: Alert, status: AlertStatus, site_name: str) -> None:
     alert.status = status
-    ALERTS.labels(site=site_name, stage=alert.stage.value, status=status.value).inc()
+    count_on_commit(session, ALERTS.labels(site=site_name, stage=alert.stage.value, status=status.value))
 
 
 def rollout_prediction(session: Session, site: Site, frame_id: int) -> Prediction | None:
@@ -125,7 +125,7 @@ def process_flag(
             )
             session.add(alert)
             session.flush()
-            set_status(alert, status, site.name)
+            set_status(session, alert, status, site.name)
             if status is AlertStatus.QUEUED:
                 enqueue_deliveries(session, alert, site.name, now)
     flag = AlertFlag(
@@ -197,7 +197,7 @@ def create_sighting(session: Session, site: Site, frame: Frame, decision: Decisi
     )
     session.add(alert)
     session.flush()
-    set_status(alert, AlertStatus.QUEUED, site.name)
+    set_status(session, alert, AlertStatus.QUEUED, site.name)
     enqueue_deliveries(session, alert, site.name, now)
     return alert
 

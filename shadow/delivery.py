@@ -33,7 +33,7 @@ from bearwatch.schema import (
     Frame,
     Site,
 )
-from shadow.metrics import ALERTS, DELIVERIES, OUTBOX_DEPTH
+from shadow.metrics import ALERTS, DELIVERIES, OUTBOX_DEPTH, count_on_commit
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _finish_alert(session: Session, alert_id: int, now: datetime) -> None:
     alert.status = status
     if status is AlertStatus.SENT:
         alert.delivered_at = now
-    ALERTS.labels(site=site.name if site else "?", stage=alert.stage.value, status=status.value).inc()
+    count_on_commit(session, ALERTS.labels(site=site.name if site else "?", stage=alert.stage.value, status=status.value))
 
 
 def _record(session: Session, item: Claimed, error: str | None, now: datetime, policy: DeliveryPolicy) -> str:

@@ -182,6 +182,6 @@ def run_drift_check(session: Session, site: Site, now: datetime) -> DriftCheck:
     )
     session.add(event)
     session.flush()
-    metrics.DRIFT_CHECKS.labels(str(site.id), "true" if check.alarm else "false").inc()
+    metrics.count_on_commit(session, metrics.DRIFT_CHECKS.labels(str(site.id), "true" if check.alarm else "false"))
     metrics.DRIFT_ALARM.labels(str(site.id)).set(1 if check.alarm else 0)
     return DriftCheck(check.site, check.window, check.reference, check.metrics, check.alarm, check.detail, event.id)

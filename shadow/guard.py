@@ -151,7 +151,7 @@ def run_guard(session: Session, site: Site, now: datetime) -> GuardResult:
     change = record_stage_change(session, locked, Stage.MANUAL, actor=GUARD.name, reason="guard: " + "; ".join(decision.reasons),
                                  now=now, evidence=decision.evidence)
     for cause in decision.causes:
-        metrics.GUARD_DEMOTIONS.labels(str(locked.id), cause).inc()
+        metrics.count_on_commit(session, metrics.GUARD_DEMOTIONS.labels(str(locked.id), cause))
     return GuardResult(locked.name, found, True, decision.reasons, change.id)
 
 

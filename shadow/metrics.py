@@ -1,6 +1,10 @@
 """Prometheus metrics of the shadow part (labels are site and channel ids, never names or URLs)."""
 
+from typing import Any
+
+import sqlalchemy as sa
 from prometheus_client import Counter, Gauge
+from sqlalchemy.orm import Session
 
 # Operations: alerts, deliveries, the outbox, verdicts.
 ALERTS = Counter(
@@ -28,3 +32,24 @@ ALERT_RATE_BREACH = Gauge(
     "bearwatch_alert_rate_breach",
     "1 when the alert-rate ratio is significantly outside the site's band at the last guard run", ["site"],
 )
+
+
+# Counters of things written to the database move only when the write commits: a
+# transaction that rolls back (a lost race, a lock timeout, a crash) must not count.
+_ON_COMMIT = "bearwatch_counts_on_commit"
+
+
+def count_on_commit(session: Session, counter: Any) -> None:
+    """``counter.inc()`` once ``session``'s current transaction commits (a labelled child)."""
+    session.info.setdefault(_ON_COMMIT, []).append(counter)
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    for counter in session.info.pop(_ON_COMMIT, []):
+        counter.inc()
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _drop_rolled_back(session: Session) -> None:
+    session.info.pop(_ON_COMMIT, None)
