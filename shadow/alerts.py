@@ -47,9 +47,9 @@ def site_thresholds(site: Site) -> Thresholds:
     return Thresholds.model_validate({k: v for k, v in stored.items() if k in Thresholds.model_fields})
 
 
-def set_status(session: Session, alert: Alert, status: AlertStatus, site_name: str) -> None:
+def set_status(session: Session, alert: Alert, status: AlertStatus) -> None:
     alert.status = status
-    count_on_commit(session, ALERTS.labels(site=site_name, stage=alert.stage.value, status=status.value))
+    count_on_commit(session, ALERTS.labels(site=str(alert.site_id), stage=alert.stage.value, status=status.value))
 
 
 def rollout_prediction(session: Session, site: Site, frame_id: int) -> Prediction | None:
@@ -125,7 +125,7 @@ def process_flag(
             )
             session.add(alert)
             session.flush()
-            set_status(session, alert, status, site.name)
+            set_status(session, alert, status)
             if status is AlertStatus.QUEUED:
                 enqueue_deliveries(session, alert, site.name, now)
     flag = AlertFlag(
@@ -197,7 +197,7 @@ def create_sighting(session: Session, site: Site, frame: Frame, decision: Decisi
     )
     session.add(alert)
     session.flush()
-    set_status(session, alert, AlertStatus.QUEUED, site.name)
+    set_status(session, alert, AlertStatus.QUEUED)
     enqueue_deliveries(session, alert, site.name, now)
     return alert
 

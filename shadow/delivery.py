@@ -174,12 +174,11 @@ def _finish_alert(session: Session, alert_id: int, now: datetime) -> None:
     statuses = list(session.scalars(sa.select(AlertDelivery.status).where(AlertDelivery.alert_id == alert_id)))
     if DeliveryStatus.PENDING in statuses or not statuses:
         return
-    site = session.get(Site, alert.site_id)
     status = AlertStatus.SENT if all(s is DeliveryStatus.DELIVERED for s in statuses) else AlertStatus.DEAD
     alert.status = status
     if status is AlertStatus.SENT:
         alert.delivered_at = now
-    count_on_commit(session, ALERTS.labels(site=site.name if site else "?", stage=alert.stage.value, status=status.value))
+    count_on_commit(session, ALERTS.labels(site=str(alert.site_id), stage=alert.stage.value, status=status.value))
 
 
 def _record(session: Session, item: Claimed, error: str | None, now: datetime, policy: DeliveryPolicy) -> str:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the shadow part (labels are site and channel ids, never names or URLs)."""
+"""Prometheus metrics of the shadow part. The site label is the site id (as in ingest and the
+alert rules), a channel is labelled by its name; never URLs."""
 
 from typing import Any
 

@@ -83,12 +83,12 @@ def apply_decision(session: Session, decision: Decision, site: Site, frame: Fram
     existing_sighting = sighting_alert(session, frame.id)
     effect = alert_rules.verdict_effect(decision.verdict, flagged, alert.status if alert else None, existing_sighting is not None)
     if effect is Effect.RELEASE and alert is not None:
-        set_status(session, alert, AlertStatus.QUEUED, site.name)
+        set_status(session, alert, AlertStatus.QUEUED)
         alert.decision_id = decision.id
         session.execute(sa.delete(AlertDelivery).where(AlertDelivery.alert_id == alert.id))
         enqueue_deliveries(session, alert, site.name, now)
     elif effect is Effect.SUPPRESS and alert is not None:
-        set_status(session, alert, AlertStatus.SUPPRESSED, site.name)
+        set_status(session, alert, AlertStatus.SUPPRESSED)
         alert.decision_id = decision.id
     elif effect is Effect.SIGHTING:
         alert = create_sighting(session, site, frame, decision, now)
@@ -127,8 +127,8 @@ def submit_verdict(
         session.flush()
         effect, alert = apply_decision(session, decision, site, frame, flagged=flagged, now=now)
         result = VerdictResult(decision.id, frame.id, verdict, True, effect, alert.id if alert else None)
-        site_name = site.name
-    VERDICTS.labels(site=site_name, verdict=verdict.value).inc()
+        site_id = site.id
+    VERDICTS.labels(site=str(site_id), verdict=verdict.value).inc()
     return result
 
 
@@ -170,7 +170,7 @@ def undo_last_verdict(
                 session.delete(alert)
                 reverted.append(f"sighting alert {alert.id} withdrawn")
             else:
-                set_status(session, alert, AlertStatus.PENDING, site.name)
+                set_status(session, alert, AlertStatus.PENDING)
                 alert.decision_id = None
                 alert.last_error = None
                 reverted.append(f"alert {alert.id} is held again")

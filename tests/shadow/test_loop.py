@@ -85,7 +85,7 @@ def test_limited_site_end_to_end(cli_db: sessionmaker[Session], data_env: dict[s
         wait_for("the confirmed alert delivered", lambda: _statuses(cli_db)[bear] is AlertStatus.SENT, timeout=30)
         assert list(receiver.keys.values()) == [1] and receiver.bodies[0]["frame_id"] == bear
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-        assert 'bearwatch_alerts_total{site="north",stage="limited",status="pending"} 2.0' in metrics
+        assert f'bearwatch_alerts_total{{site="{park.site_id}",stage="limited",status="pending"}} 2.0' in metrics
         assert 'bearwatch_alert_deliveries_total{channel="ops-hook",outcome="delivered"} 1.0' in metrics
         assert 'bearwatch_alert_deliveries_total{channel="ops-hook",outcome="retry"}' in metrics
         wait_for("the outbox depth gauge at 0", lambda: "bearwatch_alert_outbox_depth 0.0" in

@@ -168,7 +168,7 @@ def test_verdicts_are_counted_in_metrics(factory: sessionmaker[Session]) -> None
     park = make_park(factory, name="metrics-site")
     ana = add_user(factory, "ana")
     frame = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)
-    labels = {"site": "metrics-site", "verdict": "confirm"}
+    labels = {"site": str(park.site_id), "verdict": "confirm"}
     before = REGISTRY.get_sample_value("bearwatch_verdicts_total", labels) or 0.0
     submit_verdict(factory, frame, ana, Verdict.CONFIRM, at(1))
     submit_verdict(factory, frame, ana, Verdict.CONFIRM, at(2))  # a repeat is not a new verdict
