@@ -32,10 +32,16 @@ from bearwatch.schema import Role, User  # noqa: E402
 from bearwatch.users import add_user, set_password  # noqa: E402
 
 PASSWORD = "bench password 1"
-# (sidebar link, what shows that the page has rendered)
+# (sidebar link, what shows that the page has rendered: looked for in element containers
+# of the new run only, since Streamlit keeps the previous page's elements, marked stale,
+# until they are replaced)
 PAGES = [("Live wall", ".bw-tile"), ("Latest frames", "text=newest scored frames"),
          ("Cameras", "[data-testid=stDataFrame]"), ("Models", "[data-testid=stDataFrame]"),
-         ("Users", "[data-testid=stDataFrame]")]
+         ("Users", "[data-testid=stDataFrame]"),
+         ("Review", "text=/in the queue|Nothing to review/"), ("Rollout", "text=Evidence of a ledger row"),
+         ("Alert rates", "[data-testid=stVegaLiteChart]"), ("Drift", "[data-testid=stVegaLiteChart]")]
+FRESH = '[data-testid=stElementContainer][data-stale="false"]'
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 
@@ -102,7 +108,8 @@ def main() -> None:
                         page.get_by_role("heading", name=other).wait_for()
                         t0 = time.perf_counter()
                         page.get_by_role("link", name=name).click()
-                        page.locator(ready).first.wait_for()
+                        page.get_by_role("heading", name=name).wait_for()
+                        page.locator(FRESH).locator(ready).first.wait_for()
                         loads[name].append(time.perf_counter() - t0)
                     rss, peak = _memory_mb(server)
                     print(f"| {r + 1} | {rss:.0f} | {peak:.0f} |")

@@ -14,6 +14,7 @@ predictions by (model_version, flagged), frames by (camera, captured_at).
 from __future__ import annotations
 
 import enum
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -66,9 +67,12 @@ def review_queue(
     frames and audit frames captured within ``window`` before ``now``, oldest first."""
     user_id = session.scalar(sa.select(User.id).where(User.name == reviewer.name))
     sites = session.scalars(sa.select(Site).where(Site.name == site) if site else sa.select(Site).order_by(Site.name)).all()
+    cameras: dict[int, list[int]] = defaultdict(list)
+    for camera_id, site_id in session.execute(sa.select(Camera.id, Camera.site_id).where(Camera.site_id.in_([s.id for s in sites]))):
+        cameras[site_id].append(camera_id)
     items: list[QueueItem] = []
     for s in sites:
-        items.extend(_site_queue(session, s, user_id, now - window, limit))
+        items.extend(_site_queue(session, s, cameras[s.id], user_id, now - window, limit))
     order = {QueueReason.PENDING_ALERT: 0, QueueReason.FLAGGED: 1, QueueReason.AUDIT: 2}
     items.sort(key=lambda i: (order[i.reason], i.captured_at, i.frame_id))
     return items[:limit]
@@ -80,9 +84,15 @@ def _undecided(user_id: int | None) -> sa.ColumnElement[bool]:
     return ~sa.select(Decision.id).where(Decision.frame_id == Frame.id, Decision.reviewer_id == user_id).exists()
 
 
-def _site_queue(session: Session, site: Site, user_id: int | None, since: datetime, limit: int) -> list[QueueItem]:
-    if site.rollout_model_id is None:
+def _site_queue(
+    session: Session, site: Site, camera_ids: list[int], user_id: int | None, since: datetime, limit: int
+) -> list[QueueItem]:
+    if site.rollout_model_id is None or not camera_ids:
         return []
+    # The site's cameras by id, not through a join on cameras: then PostgreSQL reads the
+    # window through the (camera_id, captured_at) index, only this site's frames, instead
+    # of every site's frames in the window by captured_at (4x faster at 20 sites).
+    of_site = Frame.camera_id.in_(camera_ids)
     out: list[QueueItem] = []
     seen: set[int] = set()
 
@@ -131,7 +141,7 @@ def _site_queue(session: Session, site: Site, user_id: int | None, since: dateti
         .outerjoin(Alert, Alert.id == AlertFlag.alert_id)
         .where(
             Prediction.model_version_id == site.rollout_model_id, Prediction.flagged.is_(True),
-            Camera.site_id == site.id, Frame.captured_at >= since, _undecided(user_id),
+            of_site, Frame.captured_at >= since, _undecided(user_id),
         )
         .order_by(Frame.captured_at)
         .limit(limit + len(seen))
@@ -146,7 +156,7 @@ def _site_queue(session: Session, site: Site, user_id: int | None, since: dateti
             .join(Camera, Camera.id == Frame.camera_id)
             .join(Prediction, pred_join)
             .where(
-                Camera.site_id == site.id, Frame.captured_at >= since, Prediction.flagged.is_(False),
+                of_site, Frame.captured_at >= since, Prediction.flagged.is_(False),
                 (Frame.id * alert_rules.HASH_MULTIPLIER) % alert_rules.HASH_MODULUS < alert_rules.audit_threshold(rate),
                 _undecided(user_id),
             )

@@ -11,8 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.schema import Camera, Decision, Frame, ModelVersion, Prediction, Site
-from shadow.agreement import agreement_of, reviewed_frames
+from bearwatch.schema import ModelVersion, Site
+from shadow.agreement import agreement_of, reviewed_frames_by_pair
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,13 @@ class ReportFile:
 
 def model_agreement(session: Session, start: datetime, end: datetime) -> tuple[AgreementRow, ...]:
     """For every (site, model version) with predictions on reviewed frames in [start, end)."""
-    pairs = session.execute(
-        sa.select(Site.id, Prediction.model_version_id).distinct()
-        .select_from(Decision)
-        .join(Frame, Frame.id == Decision.frame_id)
-        .join(Camera, Camera.id == Frame.camera_id)
-        .join(Site, Site.id == Camera.site_id)
-        .join(Prediction, Prediction.frame_id == Frame.id)
-        .where(Frame.captured_at >= start, Frame.captured_at < end)
-    ).all()
+    by_pair = reviewed_frames_by_pair(session, start, end)
     sites = {s.id: s for s in session.scalars(sa.select(Site))}
     models = dict(session.execute(sa.select(ModelVersion.id, ModelVersion.name)).all())
     rows = []
-    for site_id, model_id in pairs:
+    for (site_id, model_id), frames in by_pair.items():
         site = sites[site_id]
-        report = agreement_of(reviewed_frames(session, site, model_id, start, end))
+        report = agreement_of(frames)
         c, p, r = report.confusion, report.precision, report.recall
         rows.append(AgreementRow(
             site=site.name, model=models.get(model_id, str(model_id)), model_id=model_id,

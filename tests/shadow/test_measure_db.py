@@ -12,7 +12,7 @@ from bearwatch.schema import (
     Alert, AlertStatus, Camera, CameraHealth, Decision, Frame, FrameStatus, ModelVersion, Prediction, Role, Site, Stage,
     StageChange, User, Verdict,
 )
-from shadow.agreement import site_agreement
+from shadow.agreement import reviewed_frames, reviewed_frames_by_pair, site_agreement
 from shadow.alert_rates import alert_rate_comparison, alert_rate_series, current_exposure, trial_scope_of
 from shadow.periods import latest_manual_period, thresholds_of
 
@@ -75,6 +75,36 @@ def test_site_agreement_counts_the_right_frames(factory: sessionmaker[Session]) 
         assert report.kappa_frames == 3  # frames with two reviewers
         other = site_agreement(session, r.site, T0, T0 + timedelta(hours=24), model_version_id=r.models[1].id)
         assert other is not None and (other.confusion.tp, other.confusion.reviewed) == (1, 1)
+
+
+def test_all_pairs_in_one_query_match_the_per_site_query(factory: sessionmaker[Session]) -> None:
+    # The Models page reads every (site, model) pair at once (reviewed_frames_by_pair);
+    # it must give each pair exactly what the per-site reviewed_frames gives.
+    with factory.begin() as session:
+        r = Rows(session)
+        r.frame(0, 0, flagged=True, verdicts=(C,))
+        r.frame(0, 10, flagged=True, verdicts=(C, D))
+        r.frame(1, 30, flagged=False, verdicts=(M,))
+        r.frame(0, 60, flagged=True)  # not reviewed
+        r.frame(0, 70, model=1, flagged=True, verdicts=(C,))
+        r.frame(1, 80, model=None, verdicts=(D,))  # reviewed, no prediction: no pair
+        r.frame(0, 60 * 30, flagged=True, verdicts=(D,))  # outside the window
+        other = Site(name="south", stage=Stage.MANUAL, stage_since=T0, rollout_model_id=r.models[1].id, thresholds={})
+        session.add(other)
+        session.flush()
+        cam = Camera(site_id=other.id, name="s0", source="x", health=CameraHealth.ONLINE)
+        session.add(cam)
+        session.flush()
+        r.cams.append(cam)
+        r.frame(2, 5, model=1, flagged=False, verdicts=(D, D))
+        start, end = T0, T0 + timedelta(hours=24)
+        by_pair = reviewed_frames_by_pair(session, start, end)
+        m0, m1 = r.models[0].id, r.models[1].id
+        assert set(by_pair) == {(r.site.id, m0), (r.site.id, m1), (other.id, m1)}
+        for site in (r.site, other):
+            for model_id in (m0, m1):
+                assert by_pair.get((site.id, model_id), []) == reviewed_frames(session, site, model_id, start, end)
+        assert [len(f.verdicts) for f in by_pair[(r.site.id, m0)]] == [1, 2, 1]
 
 
 def test_baseline_and_current_rates_with_dark_frames_and_the_trial_scope(factory: sessionmaker[Session]) -> None:

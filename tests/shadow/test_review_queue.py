@@ -73,3 +73,18 @@ def test_expanded_flagged_frames_say_the_alert_already_went(factory: sessionmake
     process_new_flags(factory, at(5), max_age_s=None)
     item = _queue(factory, ana, at(10))[0]
     assert (item.frame_id, item.reason) == (frame, QueueReason.FLAGGED) and "already went out" in item.on_confirm
+
+
+def test_each_site_queues_its_own_cameras_frames(factory: sessionmaker[Session]) -> None:
+    north = make_park(factory, stage=Stage.MANUAL, thresholds={"audit_rate": 1.0})
+    south = make_park(factory, name="south", stage=Stage.MANUAL, cameras=1, thresholds={"audit_rate": 1.0})
+    ana = add_user(factory, "ana")
+    north_frames = {add_frame(factory, cam, at(60 * i), model_id=north.model_id, score=0.9 if i % 2 else 0.1)
+                    for i, cam in enumerate(north.cameras * 2)}
+    # south's frames scored by north's model too: they are still south's, reviewed with south's model
+    south_frames = {add_frame(factory, south.cameras[0], at(30 + 60 * i), model_id=south.model_id, score=0.9 if i else 0.1,
+                              challenger_id=north.model_id, challenger_score=0.9) for i in range(3)}
+    queue = _queue(factory, ana, at(3600))
+    assert {i.frame_id for i in queue if i.site == "north"} == north_frames
+    assert {i.frame_id for i in queue if i.site == "south"} == south_frames
+    assert {i.frame_id for i in _queue(factory, ana, at(3600), site="south")} == south_frames
