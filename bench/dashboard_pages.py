@@ -38,7 +38,7 @@ PASSWORD = "bench password 1"
 PAGES = [("Live wall", ".bw-tile"), ("Latest frames", "text=newest scored frames"),
          ("Cameras", "[data-testid=stDataFrame]"), ("Models", "[data-testid=stDataFrame]"),
          ("Users", "[data-testid=stDataFrame]"),
-         ("Review", "text=/in the queue|Nothing to review/"), ("Rollout", "text=Evidence of a ledger row"),
+         ("Review", "text=/in the queue|Nothing to review/"), ("Rollout", "text=/Gate .* → |Expanded is the last stage/"),
          ("Alert rates", "[data-testid=stVegaLiteChart]"), ("Drift", "[data-testid=stVegaLiteChart]")]
 FRESH = '[data-testid=stElementContainer][data-stale="false"]'
 
