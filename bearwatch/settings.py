@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     dashboard_address: str = Field(default="127.0.0.1")
     dashboard_metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve the dashboard's /metrics here")
+    camera_ca_file: Path | None = Field(default=None, description="PEM file of extra CAs / self-signed certificates for HTTPS cameras")
 
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":

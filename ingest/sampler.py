@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class SamplerOptions:
     capture_timeout_s: float = 10.0  # OpenCV open/read deadlines and the HTTP socket timeout
     watchdog_grace_s: float = 2.0  # past timeout + grace a capture thread is abandoned
     backoff_cap_s: float = 60.0
+    tls: ssl.SSLContext | None = None  # HTTPS cameras (ingest.sources.camera_tls_context); None: system CAs
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,8 @@ class CameraSampler:
         try:
             got = self.watchdog.run(
                 self.spec.id,
-                lambda: capture(self.spec.source, self.state, timeout_s=timeout, now=utcnow(), pool=self.pool),
+                lambda: capture(self.spec.source, self.state, timeout_s=timeout, now=utcnow(), pool=self.pool,
+                                tls=self.options.tls),
                 timeout + self.options.watchdog_grace_s,
             )
         except NoNewFrame:

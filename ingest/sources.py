@@ -20,6 +20,7 @@ import base64
 import enum
 import os
 import re
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from bearwatch.errors import FrameError
+from bearwatch.errors import ConfigError, FrameError
 from bearwatch.redact import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -107,8 +108,23 @@ class Captured:
     captured_at: datetime
 
 
+def camera_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """How HTTPS cameras are verified: the system's CAs, plus ``ca_file`` (PEM: a park's
+    own CA, or a camera's self-signed certificate) when given. Verification stays on;
+    the certificate must name the host in the camera's URL (an IP address SAN for cameras
+    reached by IP)."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"BEARWATCH_CAMERA_CA_FILE {ca_file}: not a readable PEM certificate file ({exc})") from None
+    return context
+
+
 def capture(
-    source: str, state: SourceState, *, timeout_s: float, now: datetime, pool: CapturePool | None = None
+    source: str, state: SourceState, *, timeout_s: float, now: datetime, pool: CapturePool | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Captured:
     """Take one fresh frame from ``source`` within about ``timeout_s`` seconds. RTSP and
     device sources go to the capture ``pool`` (child processes killed past their
@@ -119,7 +135,7 @@ def capture(
     kind = source_kind(url)
     try:
         if kind is SourceKind.HTTP:
-            return Captured(_http_frame(url, timeout_s), now)
+            return Captured(_http_frame(url, timeout_s, tls), now)
         if kind is SourceKind.FOLDER:
             return _folder_frame(Path(_local_path(url)), state)
         if kind is SourceKind.FILE:
@@ -239,7 +255,7 @@ def _decode(data: bytes, what: str) -> np.ndarray | None:
     return image
 
 
-def _http_frame(url: str, timeout_s: float) -> np.ndarray | None:
+def _http_frame(url: str, timeout_s: float, tls: ssl.SSLContext | None = None) -> np.ndarray | None:
     """A snapshot URL gives one JPEG; an MJPEG stream gives parts, and the first part of
     a fresh connection is the current picture."""
     deadline = time.monotonic() + timeout_s
@@ -252,7 +268,7 @@ def _http_frame(url: str, timeout_s: float) -> np.ndarray | None:
         netloc = f"{host}:{parts.port}" if parts.port else host
         url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s, context=tls) as resp:
             ctype = resp.headers.get("Content-Type", "")
             if ctype.startswith("multipart/"):
                 match = re.search(r"boundary=\"?([^\";]+)", ctype)
@@ -263,6 +279,9 @@ def _http_frame(url: str, timeout_s: float) -> np.ndarray | None:
     except urllib.error.HTTPError as exc:
         raise FrameError(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            raise FrameError(f"TLS certificate not trusted ({exc.reason.verify_message}); to trust a camera's own "
+                             "certificate or CA, give its PEM file in BEARWATCH_CAMERA_CA_FILE") from None
         raise FrameError(f"cannot connect: {exc.reason}") from None
     except TimeoutError:
         raise FrameError(f"no answer within {timeout_s:g}s") from None

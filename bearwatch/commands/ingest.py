@@ -32,12 +32,14 @@ def ingest(
     from ingest.leases import single_ingest_lock
     from ingest.sampler import SamplerOptions
     from ingest.scheduler import IngestOptions, IngestService
+    from ingest.sources import camera_tls_context
     from ingest.store import FrameStore
 
     settings = load_settings()
     options = IngestOptions(
         lease_s=lease, threads=threads, capture_processes=capture_processes,
-        sampler=SamplerOptions(capture_timeout_s=capture_timeout, backoff_cap_s=backoff_cap),
+        sampler=SamplerOptions(capture_timeout_s=capture_timeout, backoff_cap_s=backoff_cap,
+                               tls=camera_tls_context(settings.camera_ca_file)),
     )
     with single_ingest_lock(settings.database_url), open_database() as factory:
         serve_metrics(metrics_port)

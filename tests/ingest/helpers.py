@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -85,7 +86,7 @@ class CameraHTTP:
     """A loopback HTTP camera: /snap.jpg (one JPEG), /mjpeg (multipart stream),
     /private/snap.jpg behind basic auth, /trickle (a JPEG sent a byte every 0.1 s). ``picture`` is what the camera sees now."""
 
-    def __init__(self, user: str = "ranger", password: str = "hunter2") -> None:
+    def __init__(self, user: str = "ranger", password: str = "hunter2", tls: ssl.SSLContext | None = None) -> None:
         self.picture = jpeg(scene(1))
         self.requests: list[str] = []
         owner = self
@@ -142,12 +143,16 @@ class CameraHTTP:
                     self.end_headers()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:  # HTTPS: the TLS handshake happens on accept
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def __enter__(self) -> CameraHTTP:
         self.thread.start()

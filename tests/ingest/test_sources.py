@@ -4,17 +4,20 @@ the environment that never show, nothing listening, a server that says nothing."
 from __future__ import annotations
 
 import logging
+import ssl
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import trustme
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.errors import FrameError
+from bearwatch.errors import ConfigError, FrameError
 from bearwatch.schema import CameraHealth, utcnow
+from bearwatch.settings import load_settings
 from ingest.sampler import CameraSampler, CameraSpec, Outcome, SamplerOptions, sample_camera
-from ingest.sources import SourceKind, SourceState, capture, name_time, source_kind
+from ingest.sources import SourceKind, SourceState, camera_tls_context, capture, name_time, source_kind
 from ingest.store import FrameStore
 from tests.ingest.helpers import CameraHTTP, camera, free_port, jpeg, make_camera, scene, silent_server
 
@@ -47,6 +50,30 @@ def test_http_snapshot_and_mjpeg_give_the_current_picture() -> None:
         cam.picture = jpeg(scene(22))  # the camera sees something else now: a fresh frame
         changed = cv2.imdecode(np.frombuffer(cam.picture, np.uint8), cv2.IMREAD_COLOR)
         assert np.array_equal(_grab(cam.url("/mjpeg")), changed)
+
+
+def test_https_camera_with_its_own_certificate_is_trusted_only_through_the_ca_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A camera with a certificate from a CA the system does not know (as a self-signed one):
+    # refused with a clear error, until the park's CA file is given (verification stays on).
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    ca_file = tmp_path / "park-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with CameraHTTP(tls=server_tls) as cam:
+        url = cam.url("/snap.jpg")
+        assert url.startswith("https://")
+        with pytest.raises(FrameError, match="TLS certificate not trusted .*BEARWATCH_CAMERA_CA_FILE"):
+            capture(url, SourceState(), timeout_s=5, now=utcnow(), tls=camera_tls_context(None))
+        got = capture(url, SourceState(), timeout_s=5, now=utcnow(), tls=camera_tls_context(ca_file))
+        expected = cv2.imdecode(np.frombuffer(cam.picture, np.uint8), cv2.IMREAD_COLOR)
+        assert got.image is not None and np.array_equal(got.image, expected)
+    (tmp_path / "not-a-cert.pem").write_text("hello")
+    with pytest.raises(ConfigError, match="BEARWATCH_CAMERA_CA_FILE .*not-a-cert.pem: not a readable PEM"):
+        camera_tls_context(tmp_path / "not-a-cert.pem")
+    monkeypatch.setenv("BEARWATCH_CAMERA_CA_FILE", str(ca_file))
+    assert load_settings().camera_ca_file == ca_file
 
 
 def test_credentials_come_from_the_environment_and_never_show(
