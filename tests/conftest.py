@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -124,6 +125,15 @@ def demo_footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage
 
     return ensure_demo_footage(_asset_dir(tmp_path_factory, "footage"), DEMO_CAMERAS)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1) -> None:
+    """Poll ``check`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:

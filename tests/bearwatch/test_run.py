@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from bearwatch.db import make_engine, session_factory
 from bearwatch.demo.model import TRAIN_DIR_NAME
 from bearwatch.demo.run import write_demo_park
 from bearwatch.schema import Heartbeat, Prediction, ProcessState
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 
 
 def _free_base_port() -> int:
@@ -33,11 +32,7 @@ def _free_base_port() -> int:
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
+    wait_for(what, check, timeout, interval=0.5)  # the whole system starting on two cores: minutes
 
 
 def _beats(factory: sessionmaker[Session]) -> dict[str, list[Heartbeat]]:

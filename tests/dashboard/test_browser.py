@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.conftest import wait_for
 from tests.dashboard.history import build_gate_sites, build_lake
 from tests.dashboard.seed import PASSWORD, SECRET, seed_park
 
@@ -93,14 +94,6 @@ def _history(factory: sessionmaker[Session], root: Path) -> None:
     process_new_flags(factory, utcnow())
     build_gate_sites(factory, root, now)
     build_lake(factory, root, now)
-
-
-def _poll(what: str, check: object, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _pick(page: object, key: str, option: str) -> None:
@@ -201,7 +194,7 @@ def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
         page.screenshot(path=str(SCREENSHOTS / "review.png"))
         page.evaluate("document.activeElement && document.activeElement.blur()")  # keys go to the page, not a widget
         page.keyboard.press("c")
-        _poll("the confirm to reach the database", lambda: verdicts() == [Verdict.CONFIRM])
+        wait_for("the confirm to reach the database", lambda: verdicts() == [Verdict.CONFIRM], timeout=15.0)
         page.get_by_text("the alert is sent").wait_for()
         assert "confirming sends the alert" not in page.get_by_test_id("stMain").inner_text(), "the next frame is shown"
 

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.schema import Frame, FrameStatus, ModelRole, Prediction, utcnow
 from ingest.store import FrameStore
+from tests.conftest import wait_for
 from tests.inference.helpers import register, store_frames_at
 
 LEASE_S = 3
@@ -33,14 +33,6 @@ def _infer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
          "--decode-threads", "1"],
         env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
     )
-
-
-def _poll(what: str, check: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.mark.timeout(240)
@@ -63,7 +55,7 @@ def test_a_worker_frozen_past_its_lease_commits_nothing_when_thawed(
                 Frame.claimed_by == frozen_id, Frame.status == FrameStatus.CLAIMED)))
 
     try:
-        _poll("the first worker to claim a batch", lambda: bool(held()), 120)
+        wait_for("the first worker to claim a batch", lambda: bool(held()), 120, interval=0.02)
         frozen.send_signal(signal.SIGSTOP)
         frozen_at = utcnow()
         taken = held()
@@ -74,12 +66,12 @@ def test_a_worker_frozen_past_its_lease_commits_nothing_when_thawed(
             with factory() as session:
                 return not session.scalar(sa.select(sa.func.count()).where(Frame.status != FrameStatus.SCORED))
 
-        _poll("the second worker to score every frame, the frozen one's batch included", all_scored, 180)
+        wait_for("the second worker to score every frame, the frozen one's batch included", all_scored, 180, interval=0.02)
         with factory() as session:
             before = set(session.execute(sa.select(Prediction.id, Prediction.frame_id, Prediction.scored_at)).all())
         frozen.send_signal(signal.SIGCONT)
-        _poll("the thawed worker to find its lease gone",
-              lambda: "lost the lease" in frozen_log.read_text(errors="replace"), 60)
+        wait_for("the thawed worker to find its lease gone",
+                 lambda: "lost the lease" in frozen_log.read_text(errors="replace"), 60, interval=0.02)
     finally:
         for proc in (frozen, other):
             if proc is not None and proc.poll() is None:

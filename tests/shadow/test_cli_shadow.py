@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from bearwatch.db import make_engine, session_factory
 from bearwatch.errors import InvalidTransition
 from bearwatch.schema import Role, Site, Stage, utcnow
 from shadow.gates import Check, GateOutcome, GateResult
 from tests.conftest import run_cli
 from tests.shadow.helpers import add_frame, add_user, make_park
-
-
-@pytest.fixture
-def cli_db(data_env: dict[str, str]) -> Iterator[sessionmaker[Session]]:
-    assert run_cli("init", env=data_env).returncode == 0
-    engine = make_engine(data_env["BEARWATCH_DATABASE_URL"])
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def test_verdict_alerts_demote_ledger(cli_db: sessionmaker[Session], data_env: dict[str, str]) -> None:

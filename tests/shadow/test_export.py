@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.db import make_engine, session_factory
 from bearwatch.schema import Role, Stage, Verdict
 from shadow.export import frame_label
 from shadow.verdicts import submit_verdict
@@ -30,14 +28,6 @@ from tests.shadow.helpers import add_frame, add_user, at, make_park, write_jpeg
 )
 def test_frame_label(verdicts: list[Verdict], flagged: bool, expected: tuple[bool | None, str]) -> None:
     assert frame_label(verdicts, flagged) == expected
-
-
-@pytest.fixture
-def cli_db(data_env: dict[str, str]) -> Iterator[sessionmaker[Session]]:
-    assert run_cli("init", env=data_env).returncode == 0
-    engine = make_engine(data_env["BEARWATCH_DATABASE_URL"])
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def test_export_reads_back_with_fastai(cli_db: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path) -> None:

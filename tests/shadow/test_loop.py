@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,19 +15,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.db import make_engine, session_factory
 from bearwatch.schema import Alert, AlertStatus, ChannelKind, Role, Stage, utcnow
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 from tests.shadow.helpers import add_channel, add_frame, add_user, make_park
 from tests.shadow.receiver import Receiver, free_port
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Loop:
@@ -47,14 +37,6 @@ class Loop:
         code = self.proc.wait(timeout=20)
         self.fh.close()
         return code
-
-
-@pytest.fixture
-def cli_db(data_env: dict[str, str]) -> Iterator[sessionmaker[Session]]:
-    assert run_cli("init", env=data_env).returncode == 0
-    engine = make_engine(data_env["BEARWATCH_DATABASE_URL"])
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def _statuses(factory: sessionmaker[Session]) -> dict[int, AlertStatus]:

@@ -13,13 +13,14 @@ from bearwatch.demo.simulate import SimSpec, create_site, simulate
 from bearwatch.schema import DriftEvent, Heartbeat, ProcessState, Site, Stage, StageChange, utcnow
 from shadow.rollout import record_stage_change
 from tests.shadow.scenario import SMALL
-from tests.shadow.test_loop import Loop, cli_db, wait_for  # noqa: F401 - cli_db is a fixture
+from tests.conftest import wait_for
+from tests.shadow.test_loop import Loop
 
 DAY = timedelta(days=1)
 
 
 def test_the_loop_guard_demotes_a_site_whose_model_file_changed_and_drift_is_checked(
-    cli_db: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path  # noqa: F811
+    cli_db: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path
 ) -> None:
     now = utcnow()
     start, promoted = now - 8 * DAY, now - DAY
@@ -70,7 +71,7 @@ def test_the_loop_guard_demotes_a_site_whose_model_file_changed_and_drift_is_che
 
 
 def test_the_loop_leader_applies_retention_keeping_evidence(
-    cli_db: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path  # noqa: F811
+    cli_db: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path
 ) -> None:
     from bearwatch.schema import Decision, Frame
 
