@@ -78,6 +78,16 @@ class Verdict(str, enum.Enum):
     MISSED = "missed"  # a bear the model did not flag
 
 
+class ReviewReason(str, enum.Enum):
+    """Why a frame was before the ranger who decided it (design.md section 5)."""
+
+    FLAGGED = "flagged"  # the rollout model flagged it: every flag is reviewed
+    HELD_ALERT = "held_alert"  # a limited-stage alert waiting for a ranger
+    AUDIT = "audit"  # the designed audit sample of unflagged frames
+    FOLLOW_UP = "follow_up"  # next to a bear the audit found: completes that sighting
+    MISSED_REPORT = "missed_report"  # a bear a ranger happened to see: real, but not a random sample
+
+
 class AlertStatus(str, enum.Enum):
     PENDING = "pending"  # limited stage: held until a ranger confirms
     QUEUED = "queued"  # in the outbox, to be delivered
@@ -289,6 +299,14 @@ class Decision(Base):
     verdict: Mapped[Verdict] = mapped_column(_enum(Verdict))
     note: Mapped[str | None] = mapped_column(sa.String(2000))
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The review design at the time of the verdict: why the frame was in the queue, its
+    # audit stratum, and the probability the design had of showing it (None: unknown).
+    # Rows from before migration 0008 got them from the audit rate then in force
+    # (design_derived true).
+    review_reason: Mapped[ReviewReason | None] = mapped_column(_enum(ReviewReason))
+    audit_stratum: Mapped[str | None] = mapped_column(sa.String(16))
+    inclusion_prob: Mapped[float | None] = mapped_column()
+    design_derived: Mapped[bool] = mapped_column(default=False)
 
 
 class Alert(Base):

@@ -1,11 +1,16 @@
 """What reaches a ranger: held alerts first (oldest first), then frames the site's rollout
-model flagged, then a random audit sample of frames it did not flag (so recall can be
+model flagged, then the audit sample of frames it did not flag (so recall can be
 measured). Frames this ranger already decided are left out; a frame flagged only by a
 challenger model is not flagged here.
 
-The audit sample is a hash of the frame id below the site's audit_rate: stable (the same
-frames every time), and unbiased (ids follow capture order, not content). The same
-formula runs in SQL (shadow.alert_rules.audit_hash).
+The audit is the designed probability sample of shadow.audit_design: unflagged frames
+are stratified by score band and day/night (near the model's threshold, where misses
+live, at audit_near_rate; the rest at audit_night_rate by night and audit_rate by day),
+and a frame is in it when a hash of its id falls below its stratum's rate: stable (the
+same frames every time), unbiased (ids follow capture order, not content). The selection
+runs in SQL (audit_design.audit_rate_sql), the same formula as audit_design.in_audit.
+Each item carries its stratum and inclusion probability (flagged frames and held alerts:
+'flagged', 1), as the verdict on it will store them.
 
 Each query walks an index: alert_flags by alert, alerts by (site, status, created_at),
 predictions by (model_version, flagged), frames by (camera, captured_at).
@@ -22,15 +27,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.auth import Actor
-from bearwatch.schema import Alert, AlertFlag, AlertStatus, Camera, Decision, Frame, Prediction, Site, Stage, User
-from shadow import alert_rules
-from shadow.alerts import site_thresholds
+from bearwatch.schema import Alert, AlertFlag, AlertStatus, Camera, Decision, Frame, ModelVersion, Prediction, Site, Stage, User
+from shadow import alert_rules, audit_design, follow_up
+from shadow.periods import thresholds_of
 
 
 class QueueReason(str, enum.Enum):
     PENDING_ALERT = "pending_alert"
     FLAGGED = "flagged"
     AUDIT = "audit"
+    FOLLOW_UP = "follow_up"  # next to a bear the audit found: completes that sighting
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class QueueItem:
     on_confirm: str  # what a confirm (or 'missed') will do
     pending_since: datetime
     alert_id: int | None
+    stratum: str | None  # audit_design.Stratum: 'flagged' for held alerts and flagged frames
+    inclusion_prob: float  # the chance the review design had of showing this frame (flagged: 1)
 
 
 def _top_label(probabilities: dict[str, float] | None) -> str | None:
@@ -66,14 +74,22 @@ def review_queue(
     """The next frames for ``reviewer``: per site, held alerts (no time limit), then flagged
     frames and audit frames captured within ``window`` before ``now``, oldest first."""
     user_id = session.scalar(sa.select(User.id).where(User.name == reviewer.name))
-    sites = session.scalars(sa.select(Site).where(Site.name == site) if site else sa.select(Site).order_by(Site.name)).all()
+    # Each site with its rollout model's threshold (the audit's score bands), in one query.
+    rows = session.execute(
+        sa.select(Site, ModelVersion.threshold)
+        .outerjoin(ModelVersion, ModelVersion.id == Site.rollout_model_id)
+        .where(Site.name == site if site else sa.true())
+        .order_by(Site.name)
+    ).all()
+    sites = [s for s, _ in rows]
+    model_thresholds = {s.id: threshold for s, threshold in rows}
     cameras: dict[int, list[int]] = defaultdict(list)
     for camera_id, site_id in session.execute(sa.select(Camera.id, Camera.site_id).where(Camera.site_id.in_([s.id for s in sites]))):
         cameras[site_id].append(camera_id)
     items: list[QueueItem] = []
     for s in sites:
-        items.extend(_site_queue(session, s, cameras[s.id], user_id, now - window, limit))
-    order = {QueueReason.PENDING_ALERT: 0, QueueReason.FLAGGED: 1, QueueReason.AUDIT: 2}
+        items.extend(_site_queue(session, s, model_thresholds[s.id], cameras[s.id], user_id, now - window, limit))
+    order = {QueueReason.PENDING_ALERT: 0, QueueReason.FLAGGED: 1, QueueReason.FOLLOW_UP: 2, QueueReason.AUDIT: 3}
     items.sort(key=lambda i: (order[i.reason], i.captured_at, i.frame_id))
     return items[:limit]
 
@@ -85,10 +101,12 @@ def _undecided(user_id: int | None) -> sa.ColumnElement[bool]:
 
 
 def _site_queue(
-    session: Session, site: Site, camera_ids: list[int], user_id: int | None, since: datetime, limit: int
+    session: Session, site: Site, model_threshold: float | None, camera_ids: list[int], user_id: int | None,
+    since: datetime, limit: int,
 ) -> list[QueueItem]:
-    if site.rollout_model_id is None or not camera_ids:
+    if site.rollout_model_id is None or model_threshold is None or not camera_ids:
         return []
+    t = thresholds_of(site)
     # The site's cameras by id, not through a join on cameras: then PostgreSQL reads the
     # window through the (camera_id, captured_at) index, only this site's frames, instead
     # of every site's frames in the window by captured_at (4x faster at 20 sites).
@@ -103,6 +121,11 @@ def _site_queue(
         seen.add(frame.id)
         flagged = pred is not None and pred.flagged
         status = alert.status if alert is not None else None
+        if reason is QueueReason.AUDIT and pred is not None:
+            stratum = audit_design.stratum_of(pred.positive_score, frame.is_night, False, model_threshold, t)
+            stratum_name, prob = stratum.value, audit_design.stratum_rate(stratum, t)
+        else:
+            stratum_name, prob = audit_design.Stratum.FLAGGED.value, 1.0
         if flagged and not processed:
             # Not yet processed: say what the processor will do with it.
             in_scope = alert_rules.in_trial_scope(site.trial_scope, site.trial_start, site.trial_end, frame.camera_id, frame.captured_at)
@@ -113,7 +136,7 @@ def _site_queue(
             model_score=pred.positive_score if pred else None, stage=site.stage, reason=reason,
             on_confirm=alert_rules.confirm_text(flagged, status),
             pending_since=alert.created_at if reason is QueueReason.PENDING_ALERT and alert else frame.captured_at,
-            alert_id=alert.id if alert else None,
+            alert_id=alert.id if alert else None, stratum=stratum_name, inclusion_prob=prob,
         ))
 
     pred_join = sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == site.rollout_model_id)
@@ -148,16 +171,17 @@ def _site_queue(
     )
     for frame, camera, pred, alert, flag_id in flagged:
         item(frame, camera, pred, QueueReason.FLAGGED, alert, processed=flag_id is not None)
-    # 3. The audit sample of frames the model scored and did not flag.
-    rate = site_thresholds(site).audit_rate
-    if rate > 0:
+    # 3. The audit sample of frames the model scored and did not flag: each frame's id
+    # hash below its stratum's rate.
+    if max(t.audit_rate, audit_design.night_rate(t), t.audit_near_rate) > 0:
+        stratum_threshold = audit_design.audit_rate_sql(Prediction.positive_score, Frame.is_night, model_threshold, t)
         audit = session.execute(
             sa.select(Frame, Camera.name, Prediction)
             .join(Camera, Camera.id == Frame.camera_id)
             .join(Prediction, pred_join)
             .where(
                 of_site, Frame.captured_at >= since, Prediction.flagged.is_(False),
-                (Frame.id * alert_rules.HASH_MULTIPLIER) % alert_rules.HASH_MODULUS < alert_rules.audit_threshold(rate),
+                audit_design.id_hash_sql(Frame.id) < stratum_threshold,
                 _undecided(user_id),
             )
             .order_by(Frame.captured_at)
@@ -165,4 +189,18 @@ def _site_queue(
         )
         for frame, camera, pred in audit:
             item(frame, camera, pred, QueueReason.AUDIT, None)
+    # 4. Follow-up: unflagged frames nobody decided yet around bears the audit found.
+    found = follow_up.anchors(session, camera_ids, since - timedelta(seconds=t.alert_cooldown_s))
+    if found:
+        nobody_decided = ~sa.select(Decision.id).where(Decision.frame_id == Frame.id).exists()
+        rows = session.execute(
+            sa.select(Frame, Camera.name, Prediction)
+            .join(Camera, Camera.id == Frame.camera_id)
+            .join(Prediction, pred_join)
+            .where(of_site, Prediction.flagged.is_(False), follow_up.near(found, t.alert_cooldown_s), nobody_decided)
+            .order_by(Frame.captured_at)
+            .limit(limit)
+        )
+        for frame, camera, pred in rows:
+            item(frame, camera, pred, QueueReason.FOLLOW_UP, None)
     return out

@@ -4,6 +4,11 @@ One verdict per frame and ranger (unique frame_id, reviewer_id): the same verdic
 is a no-op, a different one is refused (AlreadyDecided). Another ranger may review the
 same frame. A ranger may undo their own last verdict for a short while, together with
 what it did to alerts, unless its alert has already started going out.
+
+Each verdict stores the review design it came through (design.md section 5): why the
+frame was before the ranger (a held alert, a flag of the site's rollout model, the audit
+sample, or else a report outside the design), the frame's audit stratum and its
+inclusion probability (shadow.audit_design, with the site's thresholds at the time).
 """
 
 from __future__ import annotations
@@ -25,17 +30,21 @@ from bearwatch.schema import (
     Camera,
     Decision,
     Frame,
+    ModelVersion,
+    Prediction,
+    ReviewReason,
     Role,
     Site,
     User,
     Verdict,
 )
-from shadow import alert_rules
+from shadow import alert_rules, audit_design, follow_up
 from shadow.alert_rules import Effect
 from shadow.alerts import FLAG_MAX_AGE_S, create_sighting, flag_alert, process_flag, rollout_prediction, set_status, sighting_alert
 from shadow.delivery import enqueue_deliveries
 from shadow.locks import lock_alerts
 from shadow.metrics import VERDICTS
+from shadow.periods import thresholds_of
 
 UNDO_WINDOW_S = 60.0
 
@@ -65,21 +74,58 @@ def _reviewer(session: Session, actor: Actor) -> User:
     return user
 
 
-def _frame_site(session: Session, frame_id: int) -> tuple[Frame, Site]:
-    frame = session.get(Frame, frame_id)
-    if frame is None:
+def _frame_site(session: Session, frame_id: int) -> tuple[Frame, Site, float | None]:
+    """The frame, its site and the threshold of the site's rollout model, in one query."""
+    row = session.execute(
+        sa.select(Frame, Site, ModelVersion.threshold)
+        .join(Camera, Camera.id == Frame.camera_id)
+        .join(Site, Site.id == Camera.site_id)
+        .outerjoin(ModelVersion, ModelVersion.id == Site.rollout_model_id)
+        .where(Frame.id == frame_id)
+    ).first()
+    if row is None:
         raise NotFound(f"no frame with id {frame_id}")
-    camera = session.get(Camera, frame.camera_id)
-    assert camera is not None
-    site = session.get(Site, camera.site_id)
-    assert site is not None
-    return frame, site
+    return row[0], row[1], row[2]
+
+
+@dataclass(frozen=True)
+class ReviewDesign:
+    """Why a frame was before the ranger, and the chance the review design had of it."""
+
+    reason: ReviewReason
+    stratum: str | None
+    inclusion_prob: float | None
+
+
+def review_design(
+    site: Site, frame: Frame, prediction: Prediction | None, model_threshold: float | None, model_alert: Alert | None
+) -> ReviewDesign:
+    """The design behind a verdict (design.md section 5): a held alert or a flag of the
+    site's rollout model is always reviewed; an unflagged frame is in the audit sample of
+    its stratum, or else a ranger reported it outside the design (a missed report, with
+    the chance the audit had of showing it; unknown without a prediction)."""
+    if prediction is None or model_threshold is None:
+        return ReviewDesign(ReviewReason.MISSED_REPORT, None, None)
+    t = thresholds_of(site)
+    score, night = prediction.positive_score, frame.is_night
+    if prediction.flagged:
+        reason = ReviewReason.HELD_ALERT if model_alert is not None and model_alert.status is AlertStatus.PENDING else ReviewReason.FLAGGED
+        return ReviewDesign(reason, audit_design.Stratum.FLAGGED.value, 1.0)
+    stratum = audit_design.stratum_of(score, night, False, model_threshold, t)
+    reason = ReviewReason.AUDIT if audit_design.in_audit(frame.id, score, night, model_threshold, t) else ReviewReason.MISSED_REPORT
+    return ReviewDesign(reason, stratum.value, audit_design.inclusion_probability(score, night, False, model_threshold, t))
 
 
 def apply_decision(session: Session, decision: Decision, site: Site, frame: Frame, *, flagged: bool, now: datetime) -> tuple[Effect, Alert | None]:
     """Do what one verdict does to alerts (the caller holds the alerts lock)."""
     prediction = rollout_prediction(session, site, frame.id)
     alert = flag_alert(session, prediction.id)[1] if prediction is not None and flagged else None
+    return _apply(session, decision, site, frame, flagged=flagged, alert=alert, now=now)
+
+
+def _apply(session: Session, decision: Decision, site: Site, frame: Frame, *, flagged: bool, alert: Alert | None,
+           now: datetime) -> tuple[Effect, Alert | None]:
+    """apply_decision with the model alert the frame's flag made or joined already known."""
     existing_sighting = sighting_alert(session, frame.id)
     effect = alert_rules.verdict_effect(decision.verdict, flagged, alert.status if alert else None, existing_sighting is not None)
     if effect is Effect.RELEASE and alert is not None:
@@ -104,7 +150,7 @@ def submit_verdict(
     with write_transaction(factory) as session:
         lock_alerts(session)
         user = _reviewer(session, actor)
-        frame, site = _frame_site(session, frame_id)
+        frame, site, model_threshold = _frame_site(session, frame_id)
         prediction = rollout_prediction(session, site, frame.id)
         flagged = bool(prediction is not None and prediction.flagged)
         problem = alert_rules.check_verdict_fits(verdict, flagged, frame.id)
@@ -119,13 +165,21 @@ def submit_verdict(
                 )
             alert = (flag_alert(session, prediction.id)[1] if prediction is not None and flagged else None) or sighting_alert(session, frame.id)
             return VerdictResult(existing.id, frame.id, verdict, False, Effect.NONE, alert.id if alert else None)
+        model_alert = None
         if flagged and prediction is not None:
-            # Make sure the flag has made its alert (or its 'no alert' marker) first.
-            process_flag(session, site, frame, prediction, now, max_age_s=FLAG_MAX_AGE_S)
-        decision = Decision(frame_id=frame.id, reviewer_id=user.id, verdict=verdict, note=note, decided_at=now)
+            # Make sure the flag has made its alert (or its 'no alert' marker) first. Its
+            # alert is then in the session already: session.get costs no statement.
+            flag = process_flag(session, site, frame, prediction, now, max_age_s=FLAG_MAX_AGE_S)
+            model_alert = session.get(Alert, flag.alert_id) if flag.alert_id is not None else None
+        design = review_design(site, frame, prediction, model_threshold, model_alert)
+        if design.reason is ReviewReason.MISSED_REPORT and prediction is not None and follow_up.is_follow_up(
+                session, frame.camera_id, frame.captured_at, thresholds_of(site).alert_cooldown_s):
+            design = ReviewDesign(ReviewReason.FOLLOW_UP, design.stratum, design.inclusion_prob)
+        decision = Decision(frame_id=frame.id, reviewer_id=user.id, verdict=verdict, note=note, decided_at=now,
+                            review_reason=design.reason, audit_stratum=design.stratum, inclusion_prob=design.inclusion_prob)
         session.add(decision)
         session.flush()
-        effect, alert = apply_decision(session, decision, site, frame, flagged=flagged, now=now)
+        effect, alert = _apply(session, decision, site, frame, flagged=flagged, alert=model_alert, now=now)
         result = VerdictResult(decision.id, frame.id, verdict, True, effect, alert.id if alert else None)
         site_id = site.id
     VERDICTS.labels(site=str(site_id), verdict=verdict.value).inc()
@@ -150,7 +204,7 @@ def undo_last_verdict(
                 f"your last verdict (frame {decision.frame_id}, '{decision.verdict.value}' at {decision.decided_at:%H:%M:%S}Z) "
                 f"is older than {window_s:g} s and stays; record a new review with a note instead"
             )
-        frame, site = _frame_site(session, decision.frame_id)
+        frame, site, _ = _frame_site(session, decision.frame_id)
         alerts = list(session.scalars(sa.select(Alert).where(Alert.decision_id == decision.id)))
         for alert in alerts:
             deliveries = list(session.scalars(

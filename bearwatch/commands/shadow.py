@@ -64,13 +64,15 @@ def review(
 ) -> None:
     """The frames waiting for this ranger: held alerts, flagged frames, the audit sample."""
     from bearwatch.auth import actor_for_user
-    from shadow.review_queue import review_queue
+    from shadow.review_queue import QueueReason, review_queue
 
     with _database() as factory, factory() as session:
         items = review_queue(session, actor_for_user(session, user), _now(), site=site, limit=limit)
     for i in items:
         score = "-" if i.model_score is None else f"{i.model_score:.2f}"
-        typer.echo(f"frame {i.frame_id} {i.site}/{i.camera} {i.captured_at:%Y-%m-%d %H:%M:%S}Z {i.reason.value} "
+        # audit items name their stratum and its rate: "audit/near@10%"
+        why = f"audit/{i.stratum}@{i.inclusion_prob * 100:.3g}%" if i.reason is QueueReason.AUDIT and i.stratum else i.reason.value
+        typer.echo(f"frame {i.frame_id} {i.site}/{i.camera} {i.captured_at:%Y-%m-%d %H:%M:%S}Z {why} "
                    f"{i.model_label or '-'} {score}: {i.on_confirm}")
     if not items:
         typer.echo("nothing to review")

@@ -1,0 +1,57 @@
+"""Follow-up review: around a bear the audit found on an unflagged frame, rangers check the
+frames within the alert cooldown on the same camera, and on from each bear among them,
+until the missed sighting is known whole (adaptive cluster sampling, Thompson 1990,
+JASA 85: 1050-1059). Then its chance of being found by the audit is known exactly, and
+the recall estimate (shadow.sightings) need not lean on the worst case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bearwatch.schema import Decision, Frame, ReviewReason, Verdict
+
+FOUND_BY_DESIGN = (ReviewReason.AUDIT, ReviewReason.FOLLOW_UP)
+MAX_ANCHORS = 200  # the newest found misses a queue looks around (bounded work per request)
+
+Anchor = tuple[int, datetime]  # camera id, captured at
+
+
+def anchors(session: Session, camera_ids: Sequence[int], since: datetime) -> list[Anchor]:
+    """Found misses (MISSED on a frame the design showed) on these cameras since ``since``."""
+    if not camera_ids:
+        return []
+    rows = session.execute(
+        sa.select(Frame.camera_id, Frame.captured_at).distinct()
+        .join(Decision, Decision.frame_id == Frame.id)
+        .where(Frame.camera_id.in_(camera_ids), Frame.captured_at >= since, Decision.verdict == Verdict.MISSED,
+               Decision.review_reason.in_(FOUND_BY_DESIGN))
+        .order_by(Frame.captured_at.desc())
+        .limit(MAX_ANCHORS)
+    ).all()
+    return [(c, at) for c, at in rows]
+
+
+def near(found: Sequence[Anchor], cooldown_s: float) -> sa.ColumnElement[bool]:
+    """SQL: the frame is on an anchor's camera within the cooldown of it."""
+    reach = timedelta(seconds=cooldown_s)
+    if not found:
+        return sa.false()
+    return sa.or_(*[sa.and_(Frame.camera_id == cam, Frame.captured_at >= at - reach, Frame.captured_at <= at + reach)
+                    for cam, at in found])
+
+
+def is_follow_up(session: Session, camera_id: int, captured_at: datetime, cooldown_s: float) -> bool:
+    """Whether an unflagged frame is within the cooldown of a found miss on its camera."""
+    reach = timedelta(seconds=cooldown_s)
+    return session.scalar(
+        sa.select(sa.literal(1)).select_from(Decision).join(Frame, Frame.id == Decision.frame_id)
+        .where(Frame.camera_id == camera_id, Frame.captured_at >= captured_at - reach,
+               Frame.captured_at <= captured_at + reach, Decision.verdict == Verdict.MISSED,
+               Decision.review_reason.in_(FOUND_BY_DESIGN))
+        .limit(1)
+    ) is not None
