@@ -39,8 +39,15 @@ class Thresholds(_Strict):
     alert_ratio_low: float = Field(0.5, gt=0)
     alert_ratio_high: float = Field(2.0, gt=0)
     guard_significance: float = Field(0.05, gt=0, lt=1)
-    # review and alerting
+    # review and alerting. The audit of unflagged frames is a stratified probability
+    # sample (shadow.audit_design): scores from audit_near_from x the model threshold up
+    # to it at audit_near_rate, where misses live; the rest at audit_rate by day and
+    # audit_night_rate (None: audit_rate) by night. Every stratum's rate is stored with
+    # each verdict as the frame's inclusion probability.
     audit_rate: float = Field(0.02, ge=0, le=1)
+    audit_night_rate: float | None = Field(None, ge=0, le=1)
+    audit_near_rate: float = Field(0.10, ge=0, le=1)
+    audit_near_from: float = Field(0.5, ge=0, le=1)
     alert_cooldown_s: float = Field(300, ge=0)
     # guard: cameras are dark when no enabled camera produced a frame for this long
     dark_after_s: float = Field(3600, gt=0)

@@ -14,7 +14,6 @@ site's rollout model by default). Frames without a prediction of that model are 
 
 from __future__ import annotations
 
-import enum
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,15 +25,8 @@ from sqlalchemy.orm import Session
 
 from bearwatch.schema import Camera, Decision, Frame, Prediction, Site, Verdict
 from shadow.stats import Interval, cohen_kappa, wilson_interval
+from shadow.truth import Truth, says_bear, truth_of
 
-
-class Truth(str, enum.Enum):
-    BEAR = "bear"
-    NOT_BEAR = "not_bear"
-    DISPUTED = "disputed"
-
-
-BEAR_VERDICTS = frozenset({Verdict.CONFIRM, Verdict.MISSED})
 
 
 @dataclass(frozen=True)
@@ -45,19 +37,6 @@ class ReviewedFrame:
     flagged: bool
     positive_score: float
     verdicts: tuple[tuple[int, Verdict], ...]  # (reviewer id, verdict), in decision order
-
-
-def says_bear(verdict: Verdict) -> bool:
-    return verdict in BEAR_VERDICTS
-
-
-def truth_of(verdicts: Sequence[tuple[int, Verdict]]) -> Truth:
-    labels = {says_bear(v) for _, v in verdicts}
-    if not labels:
-        raise ValueError("a reviewed frame has at least one verdict")
-    if len(labels) > 1:
-        return Truth.DISPUTED
-    return Truth.BEAR if labels.pop() else Truth.NOT_BEAR
 
 
 @dataclass(frozen=True)

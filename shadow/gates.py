@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from bearwatch.config import Thresholds
 from bearwatch.errors import InvalidTransition
 from bearwatch.schema import Alert, Camera, CameraHealth, Decision, DriftEvent, Site, Stage, Verdict
+from shadow.sequential import events_to_reach, proportion_lower, ratio_bounds
+from shadow.sightings import Estimate, SightingReport
 from shadow.stats import RateRatio, wilson_interval
 
 if TYPE_CHECKING:
@@ -79,12 +81,16 @@ class ShadowEvidence:
     """manual -> limited: what the shadow window showed."""
 
     window_days: float  # how long the site has been in manual (the shadow window)
-    confusion: Confusion  # the model against the rangers on the reviewed frames
+    confusion: Confusion  # frame level, the secondary view
     drift_checks: int  # drift checks run in the window
     drift_alarms: int
     cameras_enabled: int
     cameras_online: int
     cameras_unknown: int  # health not known yet
+    sightings: SightingReport | None = None  # the unit of the decision
+    baseline_sightings: int = 0  # ranger-confirmed sightings in the window (the guard's baseline)
+    audited_frames: int = 0  # unflagged frames reviewed through the audit design
+    unflagged_frames: int = 0  # unflagged frames scored in the window (audit workload)
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ class TrialEvidence:
     finished: bool  # now >= trial end
     alerts_reviewed: int
     alerts_confirmed: int
-    missed_bears: int  # MISSED reports on frames the model did not alert on
+    missed_bears: int  # missed sightings: bears reported on frames the model did not alert on
     rate: RateRatio | None  # alert rate vs the manual baseline; None: no baseline yet
 
 
@@ -111,24 +117,55 @@ def check_at_least(name: str, value: float | None, threshold: float, data: dict[
     return Check(name, GateOutcome.PASS, value, threshold, ">=", data, f"{value:g}{unit} >= {threshold:g}{unit}")
 
 
-def check_lower_bound(name: str, successes: int, n: int, threshold: float, *, enough_data: bool) -> Check:
-    """A proportion's Wilson 95% lower bound against ``threshold``. Pass when the lower
-    bound reaches it; fail when even the upper bound falls short, or when the data is
-    complete (``enough_data``) and the lower bound falls short; else inconclusive."""
-    ci = wilson_interval(successes, n)
-    data: dict[str, Any] = {"successes": successes, "n": n}
-    if ci is None:
-        return Check(name, GateOutcome.INCONCLUSIVE, None, threshold, ">=", data, "no data yet")
-    data.update(estimate=successes / n, ci_low=ci.low, ci_high=ci.high)
-    line = f"{successes}/{n} = {successes / n:.3f}, 95% CI [{ci.low:.3f}, {ci.high:.3f}], needs lower bound >= {threshold:g}"
-    if ci.low >= threshold:
-        outcome = GateOutcome.PASS
-    elif ci.high < threshold or enough_data:
-        outcome = GateOutcome.FAIL
+def check_lower_bound(name: str, successes: int, n: int, threshold: float, *, enough_data: bool = False) -> Check:
+    """A proportion against ``threshold`` with the anytime-valid confidence sequence: pass
+    when its lower bound reaches the threshold, fail when its upper bound falls short
+    (the evidence excludes the threshold), else inconclusive with how many more would
+    decide it at the observed share. ``enough_data`` is accepted for old callers and no
+    longer turns "not yet" into a fail."""
+    est = precision_like(successes, n)
+    return estimate_check(name, est, threshold, unit="", plan_unit="reviews")
+
+
+def precision_like(successes: int, n: int) -> Estimate:
+    from shadow.sightings import precision_estimate
+
+    return precision_estimate(successes, n)
+
+
+def estimate_check(name: str, est: Estimate, threshold: float, *, unit: str, plan_unit: str,
+                   per_day: float | None = None, extra: dict[str, Any] | None = None,
+                   ceiling: float | None = None, ceiling_note: str = "") -> Check:
+    """Pass: lower bound >= threshold. Fail: upper bound (or the census ceiling) < threshold.
+    Else inconclusive, with a plan: how many more ``plan_unit`` at the observed share."""
+    data: dict[str, Any] = {"successes": est.successes, "n": est.n, "estimate": est.value, "ci_low": est.low,
+                            "ci_high": est.high, "method": est.method, **(extra or {})}
+    if est.n == 0 or est.value is None:
+        more = events_to_reach(0, 0, threshold)
+        data["plan"] = {"more": more, "unit": plan_unit}
+        return Check(name, GateOutcome.INCONCLUSIVE, None, threshold, ">=", data,
+                     f"no {plan_unit} yet; at least {more} needed" if more else f"no {plan_unit} yet")
+    line = (f"{est.value:.3f}{unit} ({est.successes}/{est.n}), 95% anytime-valid bounds [{est.low:.3f}, {est.high:.3f}], "
+            f"needs lower bound >= {threshold:g}")
+    if est.low >= threshold:
+        return Check(name, GateOutcome.PASS, est.low, threshold, ">=", data, line)
+    if est.high < threshold:
+        return Check(name, GateOutcome.FAIL, est.low, threshold, ">=", data, line + " (the evidence excludes it)")
+    if ceiling is not None and ceiling < threshold:
+        data["ceiling"] = ceiling
+        return Check(name, GateOutcome.FAIL, est.low, threshold, ">=", data, line + f"; {ceiling_note}")
+    more = events_to_reach(est.successes, est.n, threshold)
+    plan: dict[str, Any] = {"more": more, "unit": plan_unit}
+    if more is None:
+        line += f" (at the observed share no amount of {plan_unit} decides it)"
     else:
-        outcome = GateOutcome.INCONCLUSIVE
-        line += " (too few reviews to decide yet)"
-    return Check(name, outcome, ci.low, threshold, ">=", data, line)
+        line += f" (about {more} more {plan_unit} at the observed share"
+        if per_day:
+            plan["days"] = more / per_day
+            line += f", ~{more / per_day:.0f} days at {per_day:.1f}/day"
+        line += ")"
+    data["plan"] = plan
+    return Check(name, GateOutcome.INCONCLUSIVE, est.low, threshold, ">=", data, line)
 
 
 def check_no_drift_alarm(checks_run: int, alarms: int) -> Check:
@@ -154,20 +191,117 @@ def check_cameras_healthy(enabled: int, online: int, unknown: int) -> Check:
     return Check("cameras_healthy", GateOutcome.PASS, share, 1.0, ">=", data, f"all {enabled} enabled cameras online")
 
 
+AUDIT_RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def recall_target(threshold: float, min_inclusion: float) -> float:
+    """The share of caught among observed sightings whose lower bound shows recall >=
+    ``threshold`` when a miss may be found with probability only ``min_inclusion``."""
+    return threshold / (threshold + max(min_inclusion, 1e-9) * (1.0 - threshold))
+
+
+def audit_plan(caught_per_day: float, horizon_days: float, recall: float | None, threshold: float,
+               unflagged_per_day: float) -> dict[str, Any]:
+    """The least audit rate (every stratum) that, at the current rates, would decide the
+    recall check within ``horizon_days``; None when none would."""
+    r = recall if recall is not None else 1.0
+    if r <= threshold or caught_per_day <= 0:
+        return {"audit_rate": None, "horizon_days": horizon_days}
+    caught = round(caught_per_day * horizon_days)
+    for rate in AUDIT_RATES:
+        found = round(rate * caught * (1.0 - r) / r)
+        if caught and proportion_lower(caught, caught + found) >= recall_target(threshold, rate):
+            return {"audit_rate": rate, "horizon_days": horizon_days, "audited_frames_per_day": rate * unflagged_per_day}
+    return {"audit_rate": None, "horizon_days": horizon_days}
+
+
+def check_sighting_recall(ev: ShadowEvidence, t: Thresholds) -> Check:
+    rep = ev.sightings
+    assert rep is not None
+    est = rep.recall
+    days = max(ev.window_days, 1e-9)
+    caught_per_day = rep.caught / days
+    extra = {"caught": rep.caught, "misses_found": len(rep.misses_found), "misses_reported": len(rep.misses_reported),
+             "min_inclusion": rep.min_inclusion, "unit": "sightings"}
+    q_target = recall_target(t.min_recall_lower, rep.min_inclusion)
+    check = estimate_check("sighting_recall", est, t.min_recall_lower, unit=" of sightings", plan_unit="sightings",
+                           extra=extra, ceiling=rep.recall_ceiling,
+                           ceiling_note=f"{rep.misses} missed sighting(s) found: recall at most {rep.recall_ceiling or 0:.3f}")
+    if check.outcome is not GateOutcome.INCONCLUSIVE:
+        return check
+    more = events_to_reach(est.successes, est.n, q_target, share=1.0)
+    horizon = max(t.shadow_days - ev.window_days, 7.0)
+    audit = audit_plan(caught_per_day, horizon, est.value, t.min_recall_lower, ev.unflagged_frames / days)
+    plan = {"more": more, "unit": "caught sightings with no further miss found", "audit": audit}
+    line = check.detail.split(" (about")[0].split(" (at the observed")[0]
+    if more is not None:
+        plan["days"] = more / caught_per_day if caught_per_day else None
+        line += f"; about {more} more caught sightings with no miss found"
+        line += f" (~{more / caught_per_day:.0f} days at {caught_per_day:.1f}/day)" if caught_per_day else ""
+    if audit["audit_rate"] is not None:
+        line += (f"; an audit of {audit['audit_rate']:.0%} in every stratum would decide it in {horizon:.0f} days "
+                 f"(~{audit['audited_frames_per_day']:.0f} audited frames/day)")
+    else:
+        line += f"; no audit rate decides it within {horizon:.0f} days at the current sighting rate"
+    return Check(check.name, check.outcome, check.value, check.threshold, check.comparison, {**check.data, "plan": plan}, line)
+
+
+def check_band(name: str, x1: int, t1: float, x0: int, t0: float, t: Thresholds, data: dict[str, Any], what: str) -> Check:
+    """A rate ratio against the guard's band: fail when its anytime-valid interval lies
+    wholly outside, pass when the estimate is inside, else inconclusive."""
+    band = t.alert_ratio_high
+    if x0 == 0 and x1 == 0:
+        return Check(name, GateOutcome.INCONCLUSIVE, None, band, "inside", data, f"no {what} yet")
+    b = ratio_bounds(x1, t1, x0, t0)
+    ratio = math.inf if x0 == 0 else (x1 / t1) / (x0 / t0)
+    data = {**data, "ratio": ratio if math.isfinite(ratio) else None, "ci_low": b.low,
+            "ci_high": b.high if math.isfinite(b.high) else None,
+            "method": "conditional binomial, 95% anytime-valid beta-mixture confidence sequence"}
+    line = (f"{what} {ratio:.2f} (95% anytime-valid {b.low:.2f}-{b.high:.2f}) vs band "
+            f"[{t.alert_ratio_low:g}, {t.alert_ratio_high:g}]")
+    if b.high < t.alert_ratio_low or b.low > t.alert_ratio_high:
+        return Check(name, GateOutcome.FAIL, ratio if math.isfinite(ratio) else None, band, "inside", data,
+                     line + ": the guard would demote")
+    if t.alert_ratio_low <= ratio <= t.alert_ratio_high:
+        return Check(name, GateOutcome.PASS, ratio, band, "inside", data, line)
+    return Check(name, GateOutcome.INCONCLUSIVE, ratio if math.isfinite(ratio) else None, band, "inside", data,
+                 line + " (outside the band, not yet significantly)")
+
+
+def check_predicted_ratio(ev: ShadowEvidence, t: Thresholds) -> Check:
+    """The alert-rate ratio the model would have in expanded: its would-be alerts (false
+    ones included) against the rangers' confirmed sightings, on the same camera-hours."""
+    rep = ev.sightings
+    assert rep is not None
+    alerts = len(rep.alerts)
+    data = {"would_be_alerts": alerts, "baseline_sightings": ev.baseline_sightings, "unit": "sightings"}
+    return check_band("predicted_alert_ratio", alerts, 1.0, ev.baseline_sightings, 1.0, t, data,
+                      "predicted expanded alert ratio")
+
+
 def manual_gate_checks(ev: ShadowEvidence, t: Thresholds) -> list[Check]:
-    m = ev.confusion
-    counts = {"tp": m.tp, "fp": m.fp, "fn": m.fn, "tn": m.tn, "disputed": m.disputed}
     window = check_at_least("shadow_window_days", ev.window_days, t.shadow_days, {}, " days")
-    reviewed = check_at_least("reviewed_frames", m.reviewed, t.min_reviewed, counts)
-    bears = check_at_least("confirmed_bears", m.bears, t.min_confirmed_bears, counts)
-    enough = all(c.outcome is GateOutcome.PASS for c in (window, reviewed, bears))
-    return [
-        window, reviewed, bears,
-        check_lower_bound("recall_lower_bound", m.tp, m.tp + m.fn, t.min_recall_lower, enough_data=enough),
-        check_lower_bound("precision_lower_bound", m.tp, m.tp + m.fp, t.min_precision_lower, enough_data=enough),
+    checks = [window]
+    if ev.sightings is None:
+        from shadow.sightings import sighting_report
+
+        ev = ShadowEvidence(**{**ev.__dict__, "sightings": sighting_report([], t.alert_cooldown_s, 0.0)})
+    rep = ev.sightings
+    assert rep is not None
+    days = max(ev.window_days, 1e-9)
+    checks += [
+        check_at_least("audited_frames", ev.audited_frames, t.min_reviewed,
+                       {"audited": ev.audited_frames, "unflagged": ev.unflagged_frames}),
+        check_at_least("sightings", rep.caught + rep.misses, t.min_confirmed_bears,
+                       {"caught": rep.caught, "misses": rep.misses, "unit": "sightings"}),
+        check_sighting_recall(ev, t),
+        estimate_check("alert_precision", rep.precision, t.min_precision_lower, unit=" of alerts", plan_unit="reviewed alerts",
+                       per_day=rep.reviewed_alerts / days, extra={"unit": "alerts", "unreviewed": rep.unreviewed_alerts}),
+        check_predicted_ratio(ev, t),
         check_no_drift_alarm(ev.drift_checks, ev.drift_alarms),
         check_cameras_healthy(ev.cameras_enabled, ev.cameras_online, ev.cameras_unknown),
     ]
+    return checks
 
 
 def check_trial_finished(ev: TrialEvidence, t: Thresholds) -> Check:
@@ -180,13 +314,9 @@ def check_trial_finished(ev: TrialEvidence, t: Thresholds) -> Check:
 
 
 def check_confirmed_share(ev: TrialEvidence, t: Thresholds) -> Check:
-    data = {"confirmed": ev.alerts_confirmed, "reviewed": ev.alerts_reviewed}
-    if ev.alerts_reviewed == 0:
-        return Check("confirmed_share", GateOutcome.INCONCLUSIVE, None, t.min_confirmed_share, ">=", data, "no reviewed alerts yet")
-    share = ev.alerts_confirmed / ev.alerts_reviewed
-    outcome = GateOutcome.PASS if share >= t.min_confirmed_share else GateOutcome.FAIL
-    return Check("confirmed_share", outcome, share, t.min_confirmed_share, ">=", data,
-                 f"{ev.alerts_confirmed}/{ev.alerts_reviewed} alerts confirmed = {share:.3f}")
+    est = precision_like(ev.alerts_confirmed, ev.alerts_reviewed)
+    return estimate_check("confirmed_share", est, t.min_confirmed_share, unit=" of alerts", plan_unit="reviewed alerts",
+                          extra={"confirmed": ev.alerts_confirmed, "reviewed": ev.alerts_reviewed, "unit": "alerts"})
 
 
 def check_missed_bears(ev: TrialEvidence, t: Thresholds) -> Check:
@@ -205,21 +335,16 @@ def rate_data(rate: RateRatio) -> dict[str, Any]:
 
 
 def check_alert_rate_ratio(rate: RateRatio | None, t: Thresholds) -> Check:
-    """The point estimate must lie inside [low, high] to promote (the guard, by contrast,
-    acts only on a significant departure)."""
+    """The trial's alert rate against the manual baseline, by :func:`check_band`."""
     band = t.alert_ratio_high
     if rate is None:
         return Check("alert_rate_ratio", GateOutcome.INCONCLUSIVE, None, band, "inside", {},
                      "no manual baseline (no camera-hours in the manual period)")
-    data = rate_data(rate)
-    if math.isnan(rate.ratio):
-        return Check("alert_rate_ratio", GateOutcome.INCONCLUSIVE, None, band, "inside", data, "no alerts and no baseline sightings")
-    inside = t.alert_ratio_low <= rate.ratio <= t.alert_ratio_high
-    line = (f"ratio {rate.ratio:.2f} (95% CI {rate.ci.low:.2f}-{rate.ci.high:.2f}) vs band "
-            f"[{t.alert_ratio_low:g}, {t.alert_ratio_high:g}]; {rate.x1} alerts / {rate.t1:.0f} camera-h "
-            f"vs {rate.x0} sightings / {rate.t0:.0f} camera-h")
-    return Check("alert_rate_ratio", GateOutcome.PASS if inside else GateOutcome.FAIL,
-                 rate.ratio if math.isfinite(rate.ratio) else None, band, "inside", data, line)
+    line_data = rate_data(rate)
+    check = check_band("alert_rate_ratio", rate.x1, rate.t1, rate.x0, rate.t0, t, line_data, "alert rate ratio")
+    detail = (f"{check.detail}; {rate.x1} alerts / {rate.t1:.0f} camera-h vs {rate.x0} sightings / "
+              f"{rate.t0:.0f} camera-h")
+    return Check(check.name, check.outcome, check.value, check.threshold, check.comparison, check.data, detail)
 
 
 def trial_gate_checks(ev: TrialEvidence, t: Thresholds) -> list[Check]:
@@ -267,13 +392,24 @@ def shadow_window_start(session: Session, site: Site) -> datetime:
 
 def shadow_evidence(session: Session, site: Site, now: datetime) -> ShadowEvidence:
     from shadow.agreement import Confusion, site_agreement
+    from shadow.alert_rates import baseline_exposure
+    from shadow.periods import Period, thresholds_of
+    from shadow.sighting_evidence import site_sightings
 
     start = shadow_window_start(session, site)
     report = site_agreement(session, site, start, now)
     c = report.confusion if report else Confusion(0, 0, 0, 0, 0)
     checks, alarms = drift_counts(session, site, start, now)
     enabled, online, unknown = camera_counts(session, site)
-    return ShadowEvidence(_days(start, now), c, checks, alarms, enabled, online, unknown)
+    evidence = site_sightings(session, site, start, now)
+    t = thresholds_of(site)
+    baseline = baseline_exposure(session, site, Period(Stage.MANUAL, start, now, site.rollout_model_id), t.alert_cooldown_s)
+    return ShadowEvidence(
+        _days(start, now), c, checks, alarms, enabled, online, unknown,
+        sightings=evidence.report if evidence else None, baseline_sightings=baseline.events,
+        audited_frames=evidence.audited_frames if evidence else 0,
+        unflagged_frames=evidence.unflagged_scored if evidence else 0,
+    )
 
 
 def trial_evidence(session: Session, site: Site, now: datetime, t: Thresholds) -> TrialEvidence:
@@ -302,20 +438,17 @@ def trial_evidence(session: Session, site: Site, now: datetime, t: Thresholds) -
 
 
 def missed_bears(session: Session, site: Site, start: datetime, end: datetime) -> int:
-    """Frames in [start, end] with a MISSED report and no alert of the site, on the
-    trial scope's cameras and hours."""
-    from bearwatch.schema import Frame
+    """Missed sightings in [start, end]: sightings (shadow.sightings) with no flag of the
+    site's model, found by the audit or reported, on the trial scope's cameras and hours."""
     from shadow.alert_rates import trial_scope_of
+    from shadow.sighting_evidence import site_sightings
 
-    alerted = sa.select(Alert.frame_id).where(Alert.site_id == site.id)
-    rows = session.execute(
-        sa.select(Frame.camera_id, Frame.captured_at, Frame.is_night).distinct()
-        .join(Decision, Decision.frame_id == Frame.id)
-        .join(Camera, Camera.id == Frame.camera_id)
-        .where(Camera.site_id == site.id, Decision.verdict == Verdict.MISSED,
-               Frame.captured_at >= start, Frame.captured_at <= end, Frame.id.not_in(alerted))
-    ).all()
-    return len(trial_scope_of(site).filter([(c, at, night) for c, at, night in rows]))
+    evidence = site_sightings(session, site, start, end)
+    if evidence is None:
+        return 0
+    scope = trial_scope_of(site)
+    misses = evidence.report.misses_found + evidence.report.misses_reported
+    return sum(scope.keeps((m.camera_id, m.start, None)) for m in misses)
 
 
 def evaluate_gate(session: Session, site: Site, now: datetime) -> GateResult:

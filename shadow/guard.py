@@ -1,7 +1,9 @@
 """The guard: demotes a site in limited or expanded to manual by itself (design.md
 section 5) when
-- its alert rate leaves [alert_ratio_low, alert_ratio_high] of the manual baseline
-  significantly (exact rate-ratio test at guard_significance),
+- its alert rate leaves [alert_ratio_low, alert_ratio_high] of the manual baseline:
+  an anytime-valid e-process on the conditional binomial (shadow.sequential.ratio_decision,
+  a mixture SPRT), so the chance of a false demotion over the whole stage stays at most
+  guard_significance however often the guard looks,
 - a drift alarm fired since the site entered its stage,
 - the rollout model file is missing or its sha256 no longer matches the registry,
 - its cameras went dark: every enabled camera offline, or no usable (non-black) frame
@@ -31,6 +33,7 @@ from shadow import metrics
 from shadow.gates import rate_data
 from shadow.periods import thresholds_of, usable_frame
 from shadow.rollout import record_stage_change
+from shadow.sequential import RatioDecision, ratio_decision
 from shadow.stats import RateRatio
 
 
@@ -60,13 +63,17 @@ def decide(f: GuardFindings, t: Thresholds) -> GuardDecision:
     evidence: dict[str, Any] = {"thresholds": {k: getattr(t, k) for k in (
         "alert_ratio_low", "alert_ratio_high", "guard_significance", "dark_after_s")}}
     if f.rate is not None:
-        evidence["alert_rate"] = rate_data(f.rate)
-        if f.rate.outside(t.guard_significance):
-            word = "up" if f.rate.direction == "up" else "down"
+        test = rate_decision(f.rate, t)
+        evidence["alert_rate"] = {**rate_data(f.rate), "e_up": test.e_up, "e_down": test.e_down, "e_level": test.level,
+                                  "method": "mixture SPRT on the conditional binomial (anytime-valid)"}
+        if test.outside:
+            word = "up" if test.up else "down"
+            e = test.e_up if test.up else test.e_down
             causes.append("alert_rate")
             reasons.append(
                 f"alert rate {word}: ratio {f.rate.ratio:.2f} to the manual baseline is outside "
-                f"[{t.alert_ratio_low:g}, {t.alert_ratio_high:g}] (p={f.rate.p_outside:.2g} < {t.guard_significance:g})"
+                f"[{t.alert_ratio_low:g}, {t.alert_ratio_high:g}] (e-value {e:.3g} >= {test.level:g}, "
+                f"anytime-valid at {t.guard_significance:g} over the stage)"
             )
     if f.drift_alarm_ids:
         evidence["drift_event_ids"] = list(f.drift_alarm_ids)
@@ -86,6 +93,12 @@ def decide(f: GuardFindings, t: Thresholds) -> GuardDecision:
         causes.append("cameras_dark")
         reasons.append(f"cameras dark: no usable frame from any camera for {f.dark_for_s / 60:.0f} min")
     return GuardDecision(bool(reasons), tuple(reasons), evidence, tuple(causes))
+
+
+def rate_decision(rate: RateRatio, t: Thresholds) -> RatioDecision:
+    """The e-process verdict on the stage's cumulative counts (valid at every look)."""
+    return ratio_decision(rate.x1, rate.t1, rate.x0, rate.t0, low=t.alert_ratio_low, high=t.alert_ratio_high,
+                          alpha=t.guard_significance)
 
 
 def model_problem(version: ModelVersion | None) -> str | None:
@@ -129,6 +142,7 @@ class GuardResult:
     demoted: bool
     reasons: tuple[str, ...]
     stage_change_id: int | None
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the guard looked at
 
 
 def run_guard(session: Session, site: Site, now: datetime) -> GuardResult:
@@ -146,13 +160,13 @@ def run_guard(session: Session, site: Site, now: datetime) -> GuardResult:
     decision = decide(findings, t)
     metrics.ALERT_RATE_BREACH.labels(str(locked.id)).set(1 if "alert_rate" in decision.causes else 0)
     if not decision.demote:
-        return GuardResult(locked.name, locked.stage, False, (), None)
+        return GuardResult(locked.name, locked.stage, False, (), None, decision.evidence)
     found = locked.stage
     change = record_stage_change(session, locked, Stage.MANUAL, actor=GUARD.name, reason="guard: " + "; ".join(decision.reasons),
                                  now=now, evidence=decision.evidence)
     for cause in decision.causes:
         metrics.count_on_commit(session, metrics.GUARD_DEMOTIONS.labels(str(locked.id), cause))
-    return GuardResult(locked.name, found, True, decision.reasons, change.id)
+    return GuardResult(locked.name, found, True, decision.reasons, change.id, decision.evidence)
 
 
 def run_guard_all(factory: sessionmaker[Session], now: datetime) -> list[GuardResult]:

@@ -38,10 +38,13 @@ def agreement(
     stage: Annotated[Stage | None, typer.Option("--stage", help="the site's latest period in this stage (from the ledger)")] = None,
     misses: Annotated[int, typer.Option("--misses", help="how many misses to list")] = 20,
 ) -> None:
-    """The rollout model against the rangers: confusion matrix, precision, recall, misses, kappa."""
+    """The rollout model against the rangers: sighting precision and recall (the unit of
+    rollout decisions, design-weighted, anytime-valid bounds), the misses, and the
+    frame-level confusion matrix as a secondary view."""
     from bearwatch.schema import utcnow
     from shadow.agreement import site_agreement
     from shadow.periods import stage_periods
+    from shadow.sighting_evidence import site_sightings
     from shadow.sites import get_site
 
     now = utcnow()
@@ -56,20 +59,37 @@ def agreement(
         else:
             start = now - timedelta(days=days) if days is not None else s.stage_since
         report = site_agreement(session, s, start, end)
-        if report is None:
+        evidence = site_sightings(session, s, start, end)
+        if report is None or evidence is None:
             raise BearwatchError(f"site {site} has no rollout model; register one with `bearwatch model register --site {site}`")
-    c = report.confusion
+    rep = evidence.report
     typer.echo(f"site {site} ({s.stage.value}), frames captured {start:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z")
-    typer.echo(f"reviewed {c.reviewed} (disputed, left out: {c.disputed}); bears {c.bears}")
+    typer.echo(f"sightings (the unit of rollout decisions): {rep.caught} caught by the model, "
+               f"{len(rep.misses_found)} missed and found by the audit, {len(rep.misses_reported)} missed and reported "
+               f"by rangers (not a random sample); alerts: {rep.bear_alerts} bear, {rep.false_alerts} false, "
+               f"{rep.unreviewed_alerts} not reviewed yet")
+    for name, est in (("sighting recall", rep.recall), ("alert precision", rep.precision)):
+        typer.echo(f"{name}: {_num(est.value)} ({est.successes}/{est.n}), 95% anytime-valid bounds "
+                   f"[{_num(est.low)}, {_num(est.high)}] - {est.method}")
+    if rep.recall_ceiling is not None and rep.misses:
+        typer.echo(f"misses found: {rep.misses} sighting(s); the window's recall is at most {_num(rep.recall_ceiling)}")
+    typer.echo(f"audit: {evidence.audited_frames} unflagged frames reviewed through the design, least inclusion "
+               f"probability {rep.min_inclusion:g}" + (f"; {evidence.derived_design} verdict(s) from before the design "
+                                                       "was stored: probabilities derived from the audit rate in force"
+                                                       if evidence.derived_design else ""))
+    shown = (rep.misses_found + rep.misses_reported)[:misses]
+    for m in sorted(shown, key=lambda m: m.start):
+        how = "audit" if m.design_found else "reported"
+        typer.echo(f"  missed sighting: camera {m.camera_id}, {m.start:%Y-%m-%d %H:%M}Z, {m.bear_frames} bear frame(s), "
+                   f"found by {how}, first frame {m.first_frame_id}")
+    c = report.confusion
+    typer.echo(f"frames (secondary view, not design-weighted): reviewed {c.reviewed} (disputed, left out: {c.disputed}); "
+               f"bears {c.bears}")
     typer.echo(f"             rangers: bear  not bear\nflagged          {c.tp:8d}  {c.fp:8d}\nnot flagged      {c.fn:8d}  {c.tn:8d}")
-    for name, r in (("precision", report.precision), ("recall", report.recall)):
+    for name, r in (("frame precision", report.precision), ("frame recall", report.recall)):
         ci = f"95% CI [{_num(r.ci.low)}, {_num(r.ci.high)}]" if r.ci else "no data"
         typer.echo(f"{name}: {_num(r.value)} ({r.successes}/{r.n}), {ci}")
     typer.echo(f"inter-ranger kappa: {_num(report.kappa)} on {report.kappa_frames} frames with two reviewers")
-    for m in report.misses[:misses]:
-        typer.echo(f"  missed: frame {m.frame_id}, camera {m.camera_id}, {m.captured_at:%Y-%m-%d %H:%M}Z, score {m.positive_score:.3f}")
-    if len(report.misses) > misses:
-        typer.echo(f"  ... and {len(report.misses) - misses} more")
 
 
 def gate(site: str) -> None:
@@ -147,7 +167,11 @@ def guard() -> None:
         if r.demoted:
             typer.echo(f"site {r.site}: DEMOTED {r.stage.value} -> manual (ledger row {r.stage_change_id}): {'; '.join(r.reasons)}")
         else:
-            typer.echo(f"site {r.site}: {r.stage.value}, nothing found")
+            rate = r.evidence.get("alert_rate")
+            seen = (f"; alert rate ratio {_num(rate['ratio'], 2)} ({rate['alerts']} alerts vs {rate['baseline_sightings']} "
+                    f"baseline sightings), e-values up {rate['e_up']:.3g} / down {rate['e_down']:.3g}, demotes at "
+                    f"{rate['e_level']:g} ({rate['method']})") if rate else "; no alert-rate baseline yet"
+            typer.echo(f"site {r.site}: {r.stage.value}, nothing found{seen}")
 
 
 def backtest(

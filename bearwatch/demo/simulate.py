@@ -1,25 +1,27 @@
 """A simulated site history, backdated: cameras, frames (tiny real JPEGs with their
-image statistics), predictions of a model with a known error rate (scores,
-embeddings, out-of-domain scores), ranger verdicts with a known error rate, alerts as
-the stage rules make them, and the site's stage as the caller moves it.
+image statistics), predictions of a model with known sighting recall and alert
+precision (scores, embeddings, out-of-domain scores), ranger verdicts with the review
+design stored on each, alerts as the stage rules make them, and the site's stage as the
+caller moves it.
 
-What it does, per camera and frame slot (one frame every ``frame_interval_s``):
-- a bear is in frame with probability ``bear_rate``; night is 20:00-06:00 UTC (grey,
-  darker frames); from ``night_shift_from`` night frames are darker still, their
-  embeddings move and their out-of-domain score rises (a domain shift);
+What happens in the world (bear visits that span frames, what the model flags and
+scores, ranger errors, partial miss reports) is bearwatch.demo.world, realistic by
+default: the calibration bench runs the same world. On top, per camera and frame slot
+(one frame every ``frame_interval_s``):
+- night is 20:00-06:00 UTC (grey, darker frames); from ``night_shift_from`` night frames
+  are darker still, their embeddings move and their out-of-domain score rises;
 - from ``dark_from`` the last camera goes dark: black frames (``dark_mode="black"``),
   one frozen night frame repeated byte for byte (``"frozen"``), or no frames and
   health offline (``"offline"``);
-- the model flags a bear with probability ``model_recall`` and an empty frame with the
-  false-positive rate that gives ``model_precision``; from ``alert_multiplier_from``
-  it flags extra empty frames so that it flags ``alert_multiplier`` times as often;
-- the rangers: each verdict is wrong with probability ``ranger_error``; a second
-  ranger reviews a share ``second_review_rate`` of reviewed frames.
-- by the site's stage: manual - every flagged frame reviewed, unflagged bears reported
-  MISSED (``miss_report_rate``), an audit share of unflagged frames reviewed, no
-  alerts; limited - an alert per flagged frame (one per camera per cooldown) held
-  PENDING, then confirmed (SENT) or dismissed (SUPPRESSED) by a ranger; expanded -
-  alerts SENT at once, rangers audit ``alert_audit_rate`` of them.
+- from ``alert_multiplier_from`` the model alerts ``alert_multiplier`` times as often;
+- the rangers review as the system asks them to, by the site's stage: manual - every
+  flagged frame, the audit sample the site's audit design picks (shadow.audit_design),
+  and the misses they report on their own; limited - every alert (held until a ranger
+  decides), the audit and the reports; expanded - ``alert_audit_rate`` of the alerts,
+  the audit and the reports; around a bear the audit found, rangers check the
+  frames within the cooldown until its sighting is complete (``follow_ups``); a second ranger looks at every bear reported on an
+  unflagged frame (``second_look_missed``). Each verdict stores why the frame was shown and its
+  inclusion probability, as the verdict path does.
 Frame files are written without fsync (it is a simulation; the frame store proper
 writes atomically). Sizes are the caller's: tests keep them small.
 """
@@ -37,15 +39,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.config import Thresholds
+from bearwatch.demo.world import NIGHT_HOURS, WorldSpec, camera_frames, ranger_says_bear
 from bearwatch.schema import (
-    Alert, AlertStatus, Camera, CameraHealth, Decision, Frame, FrameStatus, ModelVersion, Prediction, Role, Site,
-    Stage, StageChange, User, Verdict,
+    Alert, AlertStatus, Camera, CameraHealth, Decision, Frame, FrameStatus, ModelVersion, Prediction, ReviewReason,
+    Role, Site, Stage, StageChange, User, Verdict,
 )
 from ingest.quality import frame_stats
 from ingest.store import FrameStore
+from shadow import audit_design
+from shadow.alert_rules import within_cooldown
 
 EMBEDDING_DIM = 16
-NIGHT_HOURS = (20, 6)  # night from 20:00 to 06:00 UTC
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,18 @@ class SimSpec:
     seed: int = 0
     cameras: int = 2
     frame_interval_s: float = 900.0
-    bear_rate: float = 0.08
-    model_recall: float = 0.97
-    model_precision: float = 0.85
+    visit_rate_per_hour: float = 0.12  # bear visits per camera-hour (more at night)
+    visit_frames_mean: float = 2.5  # frames a visit spans
+    model_recall: float = 0.9  # sighting recall by day: visits the model flags at least once
+    night_recall_factor: float = 0.9  # night recall = model_recall * this
+    model_precision: float = 0.7  # alert precision
     threshold: float = 0.5
-    ranger_error: float = 0.0
+    ranger_miss: float = 0.05  # a ranger calls a bear frame empty
+    ranger_false: float = 0.002  # a ranger calls an empty frame a bear
     second_review_rate: float = 0.1
-    miss_report_rate: float = 1.0
-    audit_rate: float = 0.05  # unflagged frames reviewed
+    second_look_missed: bool = True  # a second ranger checks every bear reported on an unflagged frame
+    miss_report_rate: float = 0.1  # missed visits a ranger reports on their own
+    miss_near_share: float = 0.5  # missed visits scored just below the threshold
     alert_audit_rate: float = 0.3  # expanded: alerts a ranger looks at afterwards
     alert_multiplier: float = 1.0
     alert_multiplier_from: datetime | None = None
@@ -68,6 +76,15 @@ class SimSpec:
     dark_from: datetime | None = None
     dark_mode: str = "black"  # "black" frames, "frozen" (the same frame again and again), or "offline": no frames
     image_size: tuple[int, int] = (32, 24)
+
+    def world(self) -> WorldSpec:
+        return WorldSpec(
+            seed=self.seed, visit_rate_per_hour=self.visit_rate_per_hour, visit_frames_mean=self.visit_frames_mean,
+            sighting_recall=self.model_recall, night_recall_factor=self.night_recall_factor, alert_precision=self.model_precision, threshold=self.threshold,
+            ranger_miss=self.ranger_miss, ranger_false=self.ranger_false, second_review_rate=self.second_review_rate,
+            miss_report_rate=self.miss_report_rate, miss_near_share=self.miss_near_share,
+            alert_multiplier=self.alert_multiplier,
+        )
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,35 @@ def _image(rng: np.random.Generator, size: tuple[int, int], brightness: float, n
     return np.clip(grey[..., None] + tint, 0, 255).astype(np.uint8)
 
 
+def _review(flagged: bool, alert: Alert | None, audited: bool, follow_up: bool, reported: bool) -> ReviewReason | None:
+    """Why a ranger looks at this frame, as the review queue would put it (None: nobody does)."""
+    if alert is not None and alert.status is AlertStatus.PENDING:
+        return ReviewReason.HELD_ALERT
+    if flagged:
+        return ReviewReason.FLAGGED
+    if audited:
+        return ReviewReason.AUDIT
+    if follow_up:
+        return ReviewReason.FOLLOW_UP
+    return ReviewReason.MISSED_REPORT if reported else None
+
+
+def follow_ups(audited_bears: list[int], bear: np.ndarray, interval_s: float, cooldown_s: float) -> set[int]:
+    """Frame indices a ranger checks around each bear the audit found: every frame within
+    the cooldown, and on from each bear among them, until the sighting is complete."""
+    reach = max(1, int(cooldown_s // interval_s)) if interval_s <= cooldown_s else 0
+    seen: set[int] = set()
+    todo = list(audited_bears)
+    while todo:
+        i = todo.pop()
+        for j in range(max(0, i - reach), min(len(bear), i + reach + 1)):
+            if j not in seen and j != i:
+                seen.add(j)
+                if bear[j]:
+                    todo.append(j)
+    return seen
+
+
 def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: datetime, frames_root: Path) -> SimSummary:
     """Simulate [start, end) at ``site`` in its current stage; returns what was made."""
     # Seeded on the offset from the site's creation, not on the clock: the same spec gives
@@ -142,29 +188,30 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
     store = FrameStore(frames_root)
     model = session.get(ModelVersion, site.rollout_model_id)
     assert model is not None, "simulated sites have a rollout model"
-    cooldown = Thresholds.model_validate(
-        {k: v for k, v in (site.thresholds or {}).items() if k in Thresholds.model_fields}).alert_cooldown_s
+    t = Thresholds.model_validate({k: v for k, v in (site.thresholds or {}).items() if k in Thresholds.model_fields})
+    world = spec.world()
     cameras = list(session.scalars(sa.select(Camera).where(Camera.site_id == site.id).order_by(Camera.id)))
     rangers = [_ranger(session, "sim-ranger-1"), _ranger(session, "sim-ranger-2")]
     scope = set((site.trial_scope or {}).get("cameras") or [])
     scope_hours = set((site.trial_scope or {}).get("hours") or [])
-    base_flag_rate = spec.bear_rate * spec.model_recall / spec.model_precision
-    base_fpr = min(1.0, (base_flag_rate - spec.bear_rate * spec.model_recall) / max(1e-9, 1 - spec.bear_rate))
-    last_alert: dict[int, datetime] = {}
+    last_flag: dict[int, datetime] = {}
     counts = dict(frames=0, bears=0, flagged=0, alerts=0, decisions=0)
     step = timedelta(seconds=spec.frame_interval_s)
+    slots = int(np.ceil((end - start) / step)) if end > start else 0
+    start_hour = start.hour + start.minute / 60 + start.second / 3600
+    multiplier_from = None
+    if spec.alert_multiplier_from is not None:
+        multiplier_from = max(0, int(np.ceil((spec.alert_multiplier_from - start) / step)))
     for cam_index, camera in enumerate(cameras):
-        made: list[tuple[Frame, bool, bool, bool, bool]] = []  # frame, bear, night, shifted, dark
-        at = start
-        while at < end:
-            slot = at
-            at += step
+        w = camera_frames(world, rng, slots, spec.frame_interval_s, start_hour, multiplier_from)
+        made: list[tuple[Frame, int, bool, bool, bool]] = []  # frame, world index, night, shifted, dark
+        for i in range(slots):
+            slot = start + i * step
             dark = spec.dark_from is not None and slot >= spec.dark_from and cam_index == len(cameras) - 1
             if dark and spec.dark_mode == "offline":
                 continue
             night = is_night_hour(slot)
             shifted = night and spec.night_shift_from is not None and slot >= spec.night_shift_from
-            bear = (not dark) and rng.random() < spec.bear_rate
             brightness = (18.0 if shifted else 50.0) if night else 125.0
             if dark and spec.dark_mode == "frozen":
                 img = _image(np.random.default_rng([spec.seed, camera.id]), spec.image_size, 50.0, True, False)
@@ -182,18 +229,18 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
                           size_bytes=len(data), width=st.width, height=st.height, brightness=st.brightness,
                           contrast=st.contrast, sharpness=st.sharpness, is_night=st.is_night, change_score=None,
                           status=FrameStatus.SCORED)
-            made.append((frame, bear, night, shifted, dark))
+            made.append((frame, i, night, shifted, dark))
         session.add_all([m[0] for m in made])
         session.flush()  # one multi-row insert: the frames get their ids
-        for frame, bear, night, shifted, dark in made:
+        audited_at = {i: not w.flagged[i] and audit_design.in_audit(frame.id, float(w.score[i]), frame.is_night,
+                                                                      model.threshold, t) for frame, i, *_ in made}
+        checked = follow_ups([i for i, a in audited_at.items() if a and w.bear[i]], w.bear & ~w.flagged,
+                             spec.frame_interval_s, t.alert_cooldown_s)
+        for frame, i, night, shifted, dark in made:
             slot = frame.captured_at
-            # The model.
-            fpr = base_fpr
-            if spec.alert_multiplier_from is not None and slot >= spec.alert_multiplier_from:
-                extra = (spec.alert_multiplier - 1.0) * base_flag_rate / max(1e-9, 1 - spec.bear_rate)
-                fpr = min(1.0, max(0.0, base_fpr + extra))
-            flagged = (not dark) and rng.random() < (spec.model_recall if bear else fpr)
-            score = float(rng.uniform(spec.threshold, 1.0) if flagged else rng.uniform(0.0, spec.threshold))
+            bear = bool(w.bear[i]) and not dark
+            flagged = bool(w.flagged[i]) and not dark
+            score = float(w.score[i]) if not dark else float(rng.uniform(0.0, 0.05))
             emb = rng.normal(0.0, 1.0, EMBEDDING_DIM)
             emb[0] += 1.5 if bear else 0.0
             emb[1] += 1.0 if night else 0.0
@@ -210,36 +257,41 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
             alert: Alert | None = None
             in_scope = (not scope or camera.id in scope) and (not scope_hours or slot.hour in scope_hours)
             if flagged and site.stage is not Stage.MANUAL and in_scope:
-                prev = last_alert.get(camera.id)
-                if prev is None or (slot - prev).total_seconds() >= cooldown:
-                    last_alert[camera.id] = slot
+                # A flag within the cooldown of the camera's previous flag joins its alert
+                # (the window slides, as shadow.alert_rules.within_cooldown).
+                prev = last_flag.get(camera.id)
+                last_flag[camera.id] = slot
+                if prev is None or not within_cooldown(prev, slot, t.alert_cooldown_s):
                     alert = Alert(site_id=site.id, camera_id=camera.id, frame_id=frame.id, model_version_id=model.id,
                                   stage=site.stage, status=AlertStatus.SENT if site.stage is Stage.EXPANDED else AlertStatus.PENDING,
                                   idempotency_key=f"sim-{frame.id}-{model.id}", created_at=slot,
                                   delivered_at=slot if site.stage is Stage.EXPANDED else None)
                     session.add(alert)
                     counts["alerts"] += 1
-            # Rangers.
-            review = False
-            if site.stage is Stage.MANUAL:
-                review = flagged or (bear and rng.random() < spec.miss_report_rate) or rng.random() < spec.audit_rate
-            elif site.stage is Stage.LIMITED:
-                review = alert is not None or (not flagged and ((bear and rng.random() < spec.miss_report_rate)
-                                                                 or rng.random() < spec.audit_rate))
-            else:
-                review = (alert is not None and rng.random() < spec.alert_audit_rate) or (
-                    not flagged and ((bear and rng.random() < spec.miss_report_rate) or rng.random() < spec.audit_rate))
-            if not review:
+            # Rangers: what the review design shows them, and the misses they report.
+            audited = audited_at[i] and not dark
+            shows_flag = flagged and (site.stage is not Stage.EXPANDED or (alert is not None and rng.random() < spec.alert_audit_rate))
+            reason = _review(shows_flag, alert, audited, i in checked and not flagged,
+                             bool(w.reported[i]) and bear and not flagged)
+            if reason is None:
                 continue
+            stratum = audit_design.stratum_of(score, frame.is_night, flagged, model.threshold, t)
             reviewers = rangers if rng.random() < spec.second_review_rate else rangers[:1]
-            for n, ranger in enumerate(reviewers):
-                sees_bear = bear if rng.random() >= spec.ranger_error else not bear
+            first_says_bear: bool | None = None
+            for n, ranger in enumerate(rangers):
+                if n >= len(reviewers) and not (spec.second_look_missed and not flagged and first_says_bear):
+                    break
+                # A ranger reporting a miss on their own saw the bear; the others judge what they are shown.
+                sees_bear = True if reason is ReviewReason.MISSED_REPORT and n == 0 else bool(
+                    ranger_says_bear(world, rng, np.array([bear]))[0])
+                first_says_bear = sees_bear if n == 0 else first_says_bear
                 if flagged:
                     verdict = Verdict.CONFIRM if sees_bear else Verdict.DISMISS
                 else:
                     verdict = Verdict.MISSED if sees_bear else Verdict.DISMISS
                 session.add(Decision(frame_id=frame.id, reviewer_id=ranger.id, verdict=verdict,
-                                     decided_at=slot + timedelta(seconds=30 + 30 * n)))
+                                     decided_at=slot + timedelta(seconds=30 + 30 * n), review_reason=reason,
+                                     audit_stratum=stratum.value, inclusion_prob=audit_design.stratum_rate(stratum, t)))
                 counts["decisions"] += 1
                 if alert is not None and n == 0 and site.stage is Stage.LIMITED:
                     alert.status = AlertStatus.SENT if verdict is Verdict.CONFIRM else AlertStatus.SUPPRESSED

@@ -20,21 +20,24 @@ def test_agreement_gate_drift_guard_commands(factory: sessionmaker[Session], dat
     now = utcnow().replace(microsecond=0)
     start = now - timedelta(days=8)
     frames = Path(data_env["BEARWATCH_DATA_DIR"]) / "frames"
-    spec = SimSpec(seed=9, model_recall=0.98, model_precision=0.9)
+    spec = SimSpec(seed=9, model_recall=0.995, night_recall_factor=1.0, model_precision=0.9)
     with factory.begin() as session:
-        create_site(session, "north", spec, start, tmp_path / "models", SMALL)
+        # A census audit and a 0.7 bar: the week decides whatever hour of the day the test runs at.
+        decisive = SMALL.model_copy(update={"min_recall_lower": 0.7, "audit_rate": 1.0, "audit_near_rate": 1.0})
+        create_site(session, "north", spec, start, tmp_path / "models", decisive)
         simulate(session, session.scalar(sa.select(Site).where(Site.name == "north")), spec, start, now - timedelta(hours=2), frames)  # type: ignore[arg-type]
 
     out = run_cli("agreement", "north", env=data_env)
     assert out.returncode == 0, out.stderr
-    assert "precision" in out.stdout and "95% CI" in out.stdout and "kappa" in out.stdout
+    assert "sighting recall" in out.stdout and "anytime-valid bounds" in out.stdout and "Horvitz-Thompson" in out.stdout
+    assert "frames (secondary view" in out.stdout and "95% CI" in out.stdout and "kappa" in out.stdout
     never = run_cli("agreement", "north", "--stage", "expanded", env=data_env)
     assert never.returncode == 2 and "never been in the expanded stage" in never.stderr
 
     gate = run_cli("gate", "north", env=data_env)  # no drift check yet: inconclusive, exit 1
     assert gate.returncode == 1, gate.stderr
     assert "gate manual -> limited for north: INCONCLUSIVE" in gate.stdout
-    assert "no_drift_alarm: no drift check ran" in gate.stdout and "recall_lower_bound" in gate.stdout
+    assert "no_drift_alarm: no drift check ran" in gate.stdout and "sighting_recall" in gate.stdout
 
     drift = run_cli("drift", "north", "--record", env=data_env)
     assert drift.returncode == 0, drift.stderr
@@ -44,7 +47,7 @@ def test_agreement_gate_drift_guard_commands(factory: sessionmaker[Session], dat
 
     passed = run_cli("gate", "north", env=data_env)
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "PASS" in passed.stdout and passed.stdout.count("[        pass]") == 7
+    assert "PASS" in passed.stdout and passed.stdout.count("[        pass]") == 8
 
     assert "nothing to guard" in run_cli("guard", env=data_env).stdout
     with factory.begin() as session:

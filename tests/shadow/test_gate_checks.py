@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import Any
+
 import pytest
 
 from bearwatch.config import Thresholds
@@ -18,41 +21,73 @@ from shadow.gates import (
     trial_gate_checks,
 )
 from shadow.agreement import Confusion
+from shadow.sequential import proportion_lower
+from shadow.sightings import AlertGroup, Sighting, SightingReport, precision_estimate, recall_estimate
 from shadow.stats import rate_ratio_test
 
 P, F, I = GateOutcome.PASS, GateOutcome.FAIL, GateOutcome.INCONCLUSIVE
 T = Thresholds()
 
 
-def shadow(**kw: float) -> ShadowEvidence:
-    counts = dict(tp=300, fp=100, fn=0, tn=200, disputed=0)
-    base = dict(window_days=7.0, drift_checks=3, drift_alarms=0, cameras_enabled=2, cameras_online=2, cameras_unknown=0)
-    for key, value in kw.items():
-        (counts if key in counts else base)[key] = value
-    return ShadowEvidence(confusion=Confusion(**counts), **base)  # type: ignore[arg-type]
+def report(caught: int = 60, found: int = 0, reported: int = 0, bear_alerts: int | None = None, false_alerts: int = 6,
+           min_inclusion: float = 1.0, would_be: int | None = None) -> SightingReport:
+    """A window's sightings as counts: ``found`` misses from the audit (each a single frame
+    the audit showed with probability ``min_inclusion``), ``reported`` misses outside it."""
+    at = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    miss = [Sighting(1, at, at, 1, False, True, min_inclusion, i) for i in range(found)]
+    told = [Sighting(1, at, at, 1, False, False, min_inclusion, i) for i in range(reported)]
+    bear = caught if bear_alerts is None else bear_alerts
+    alerts = tuple(AlertGroup(1, at, at, 1, None, i) for i in range(would_be if would_be is not None else bear + false_alerts))
+    return SightingReport(alerts=alerts, sightings=(), caught=caught, bear_alerts=bear, false_alerts=false_alerts,
+                          unreviewed_alerts=0, misses_found=tuple(miss), misses_reported=tuple(told),
+                          min_inclusion=min_inclusion, precision=precision_estimate(bear, bear + false_alerts),
+                          recall=recall_estimate(caught, miss, min_inclusion))
+
+
+def shadow(rep: SightingReport | None = None, **kw: float) -> ShadowEvidence:
+    base: dict[str, Any] = dict(window_days=7.0, drift_checks=3, drift_alarms=0, cameras_enabled=2, cameras_online=2,
+                                cameras_unknown=0, audited_frames=300, unflagged_frames=3000)
+    base.update(kw)
+    rep = rep or report()
+    base.setdefault("baseline_sightings", rep.caught + rep.misses)
+    return ShadowEvidence(confusion=Confusion(0, 0, 0, 0, 0), sightings=rep, **base)
 
 
 def by_name(checks: list) -> dict:
     return {c.name: c for c in checks}
 
 
+def smallest_census_that_passes(threshold: float) -> int:
+    n = 1
+    while proportion_lower(n, n) < threshold:
+        n += 1
+    return n
+
+
+N90 = smallest_census_that_passes(0.9)
+
+
 @pytest.mark.parametrize(
     ("evidence", "check", "outcome"),
     [
-        (shadow(), None, P),  # everything good
-        (shadow(window_days=7.0), "shadow_window_days", P),  # exactly at 7 days
-        (shadow(window_days=6.99), "shadow_window_days", I),
-        (shadow(tp=20, fn=0, fp=0, tn=280), "reviewed_frames", P),  # exactly 300 reviewed
-        (shadow(tp=20, fn=0, fp=0, tn=279), "reviewed_frames", I),
-        (shadow(tp=20, fn=0, fp=0, tn=280), "confirmed_bears", P),  # exactly 20 bears
-        (shadow(tp=19, fn=0, fp=0, tn=281), "confirmed_bears", I),
-        (shadow(tp=0, fn=0, fp=0, tn=0), "recall_lower_bound", I),  # zero counts: nothing to measure
-        (shadow(tp=0, fn=0, fp=0, tn=0), "precision_lower_bound", I),
-        (shadow(tp=5, fn=5, fp=0, tn=0), "recall_lower_bound", F),  # upper bound < 0.9: fails early
-        (shadow(tp=19, fn=0, fp=0, tn=5, window_days=2), "recall_lower_bound", I),  # 19/19 lower .83: wait for more
-        (shadow(tp=35, fn=0, fp=0, tn=300), "recall_lower_bound", P),  # 35/35: lower bound 0.901
-        (shadow(tp=34, fn=0, fp=0, tn=300), "recall_lower_bound", F),  # 34/34: lower 0.898, data complete
-        (shadow(tp=300, fp=300), "precision_lower_bound", F),  # 0.5 point estimate: lower bound below 0.5
+        (shadow(), None, P),  # 60 caught sightings, a full audit with nothing missed
+        (shadow(window_days=6.9), "shadow_window_days", I),
+        (shadow(audited_frames=299), "audited_frames", I),
+        (shadow(report(caught=19, false_alerts=2)), "sightings", I),
+        (shadow(report(caught=N90, false_alerts=2)), "sighting_recall", P),  # the least census that can pass
+        (shadow(report(caught=N90 - 1, false_alerts=2)), "sighting_recall", I),  # one fewer: wait, do not fail
+        (shadow(report(caught=20, false_alerts=2)), "sighting_recall", I),  # issue 11 point 4: 20/20 is not a fail
+        (shadow(report(caught=0, false_alerts=0)), "sighting_recall", I),  # nothing to measure
+        (shadow(report(caught=60, min_inclusion=0.02)), "sighting_recall", I),  # a 2% audit cannot show 0.9
+        (shadow(report(caught=30, found=30)), "sighting_recall", F),  # the evidence excludes 0.9
+        (shadow(report(caught=40, reported=6)), "sighting_recall", F),  # 6 misses reported: recall <= 0.87
+        (shadow(report(caught=N90 + 10, reported=2)), "sighting_recall", P),  # 2 reported: listed, not a sample
+        (shadow(report(bear_alerts=300, false_alerts=300)), "alert_precision", I),  # 0.5 exactly: undecidable
+        (shadow(report(bear_alerts=200, false_alerts=400)), "alert_precision", F),
+        (shadow(report(caught=60, would_be=300), baseline_sightings=100), "predicted_alert_ratio", F),  # 3x: guard trips
+        (shadow(report(caught=60, would_be=100), baseline_sightings=100), "predicted_alert_ratio", P),
+        (shadow(report(caught=60, would_be=230), baseline_sightings=100), "predicted_alert_ratio", I),  # 2.3x, not yet sure
+        (shadow(report(caught=60, would_be=20), baseline_sightings=100), "predicted_alert_ratio", F),  # 0.2x
         (shadow(drift_alarms=1), "no_drift_alarm", F),
         (shadow(drift_checks=0), "no_drift_alarm", I),
         (shadow(cameras_online=1), "cameras_healthy", F),
@@ -63,28 +98,35 @@ def by_name(checks: list) -> dict:
 def test_manual_to_limited_checks(evidence: ShadowEvidence, check: str | None, outcome: GateOutcome) -> None:
     checks = manual_gate_checks(evidence, T)
     if check is None:
-        assert combine(checks) is P
-        assert [c.name for c in checks] == [
-            "shadow_window_days", "reviewed_frames", "confirmed_bears", "recall_lower_bound",
-            "precision_lower_bound", "no_drift_alarm", "cameras_healthy",
-        ]
+        assert combine(checks) is P, [c.detail for c in checks]
     else:
         got = by_name(checks)[check]
         assert got.outcome is outcome, got.detail
-        if outcome is not P:
-            assert combine(checks) is outcome  # the rest of the evidence passes
+
+
+def test_an_inconclusive_recall_says_what_would_decide_it() -> None:
+    thin = by_name(manual_gate_checks(shadow(report(caught=60, min_inclusion=0.02)), T))["sighting_recall"]
+    plan = thin.data["plan"]
+    assert plan["more"] > 1000  # at a 2% audit, ~thousands of clean sightings
+    assert plan["audit"]["audit_rate"] is not None and plan["audit"]["audit_rate"] > 0.02
+    assert "audit of" in thin.detail and "audited frames/day" in thin.detail
+    assert thin.data["unit"] == "sightings" and "Horvitz-Thompson" in thin.data["method"]
+    census = by_name(manual_gate_checks(shadow(report(caught=20, false_alerts=2)), T))["sighting_recall"]
+    more = census.data["plan"]["more"]
+    assert more == N90 - 20  # exactly the clean sightings that make a census pass
+    assert f"about {more} more caught sightings" in census.detail
 
 
 def test_a_check_reports_value_threshold_and_data() -> None:
-    c = check_lower_bound("recall_lower_bound", 35, 35, 0.9, enough_data=True)
-    assert c.value == pytest.approx(0.9011, abs=1e-4) and c.threshold == 0.9 and c.comparison == ">="
-    assert c.data["successes"] == 35 and c.data["n"] == 35
-    assert "35/35" in c.detail
+    c = by_name(manual_gate_checks(shadow(report(caught=N90, false_alerts=2)), T))["sighting_recall"]
+    assert c.value == pytest.approx(proportion_lower(N90, N90)) and c.threshold == 0.9 and c.comparison == ">="
+    assert c.data["successes"] == N90 and c.data["n"] == N90 and c.data["caught"] == N90
+    assert f"{N90}/{N90}" in c.detail
 
 
 def trial(**kw: object) -> TrialEvidence:
     base: dict[str, object] = dict(trial_days=7.0, elapsed_days=7.0, finished=True, alerts_reviewed=50,
-                                   alerts_confirmed=25, missed_bears=2, rate=rate_ratio_test(100, 100.0, 100, 100.0))
+                                   alerts_confirmed=40, missed_bears=2, rate=rate_ratio_test(100, 100.0, 100, 100.0))
     base.update(kw)
     return TrialEvidence(**base)  # type: ignore[arg-type]
 
@@ -92,11 +134,12 @@ def trial(**kw: object) -> TrialEvidence:
 @pytest.mark.parametrize(
     ("evidence", "check", "outcome"),
     [
-        (trial(), None, P),  # exactly at every threshold: 7 days, 50 reviewed, share .5, 2 missed
+        (trial(), None, P),  # 7 days, 50 reviewed, 40 confirmed, 2 missed sightings
         (trial(finished=False), "trial_finished", I),
         (trial(elapsed_days=6.9), "trial_finished", I),
-        (trial(alerts_reviewed=49, alerts_confirmed=25), "alerts_reviewed", I),
-        (trial(alerts_confirmed=24), "confirmed_share", F),
+        (trial(alerts_reviewed=49, alerts_confirmed=40), "alerts_reviewed", I),
+        (trial(alerts_confirmed=25), "confirmed_share", I),  # share 0.5: the interval holds it, not yet decided
+        (trial(alerts_confirmed=10), "confirmed_share", F),  # the evidence excludes 0.5
         (trial(alerts_reviewed=0, alerts_confirmed=0), "confirmed_share", I),
         (trial(missed_bears=3), "missed_bears", F),
         (trial(missed_bears=0), "missed_bears", P),
@@ -104,9 +147,12 @@ def trial(**kw: object) -> TrialEvidence:
         (trial(rate=rate_ratio_test(0, 10.0, 0, 10.0)), "alert_rate_ratio", I),  # nothing either side
         (trial(rate=rate_ratio_test(200, 100.0, 100, 100.0)), "alert_rate_ratio", P),  # exactly 2.0
         (trial(rate=rate_ratio_test(50, 100.0, 100, 100.0)), "alert_rate_ratio", P),  # exactly 0.5
-        (trial(rate=rate_ratio_test(201, 100.0, 100, 100.0)), "alert_rate_ratio", F),
-        (trial(rate=rate_ratio_test(49, 100.0, 100, 100.0)), "alert_rate_ratio", F),
-        (trial(rate=rate_ratio_test(5, 100.0, 0, 100.0)), "alert_rate_ratio", F),  # alerts, no sightings: infinite
+        (trial(rate=rate_ratio_test(201, 100.0, 100, 100.0)), "alert_rate_ratio", I),  # past 2, not significantly
+        (trial(rate=rate_ratio_test(49, 100.0, 100, 100.0)), "alert_rate_ratio", I),
+        (trial(rate=rate_ratio_test(400, 100.0, 100, 100.0)), "alert_rate_ratio", F),  # 4x: the guard would demote
+        (trial(rate=rate_ratio_test(15, 100.0, 100, 100.0)), "alert_rate_ratio", F),
+        (trial(rate=rate_ratio_test(5, 100.0, 0, 100.0)), "alert_rate_ratio", I),  # alerts, no sightings: too few
+        (trial(rate=rate_ratio_test(60, 100.0, 0, 100.0)), "alert_rate_ratio", F),
     ],
 )
 def test_limited_to_expanded_checks(evidence: TrialEvidence, check: str | None, outcome: GateOutcome) -> None:
