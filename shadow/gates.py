@@ -162,7 +162,7 @@ def estimate_check(name: str, est: Estimate, threshold: float, *, unit: str, pla
         line += f" (about {more} more {plan_unit} at the observed share"
         if per_day:
             plan["days"] = more / per_day
-            line += f", ~{more / per_day:.0f} days at {per_day:.1f}/day"
+            line += f", {_days_text(more / per_day)} at {per_day:.1f}/day"
         line += ")"
     data["plan"] = plan
     return Check(name, GateOutcome.INCONCLUSIVE, est.low, threshold, ">=", data, line)
@@ -189,6 +189,10 @@ def check_cameras_healthy(enabled: int, online: int, unknown: int) -> Check:
     if unknown:
         return Check("cameras_healthy", GateOutcome.INCONCLUSIVE, share, 1.0, ">=", data, f"{unknown} camera(s) not checked yet")
     return Check("cameras_healthy", GateOutcome.PASS, share, 1.0, ">=", data, f"all {enabled} enabled cameras online")
+
+
+def _days_text(days: float) -> str:
+    return "under a day" if days < 1 else f"~{days:.0f} days"
 
 
 AUDIT_RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -237,7 +241,7 @@ def check_sighting_recall(ev: ShadowEvidence, t: Thresholds) -> Check:
     if more is not None:
         plan["days"] = more / caught_per_day if caught_per_day else None
         line += f"; about {more} more caught sightings with no miss found"
-        line += f" (~{more / caught_per_day:.0f} days at {caught_per_day:.1f}/day)" if caught_per_day else ""
+        line += f" ({_days_text(more / caught_per_day)} at {caught_per_day:.1f}/day)" if caught_per_day else ""
     if audit["audit_rate"] is not None:
         line += (f"; an audit of {audit['audit_rate']:.0%} in every stratum would decide it in {horizon:.0f} days "
                  f"(~{audit['audited_frames_per_day']:.0f} audited frames/day)")

@@ -2,8 +2,9 @@
 every reviewed frame of a window, with the review design stored on each verdict
 (shadow.sightings does the counting; this module only gathers).
 
-One query: the window's predictions of the model that are flagged or have a verdict,
-through the (camera_id, captured_at) index, with their decisions. Verdicts from before
+Four statements: the site's cameras, the window's predictions of the model that are
+flagged or have a verdict (through the (camera_id, captured_at) index) with their
+decisions, the count of scored frames (optional), and the ledger's audit designs. Verdicts from before
 the design was stored (``inclusion_prob`` NULL) get it from the audit design in force
 now (:mod:`shadow.audit_design`), and the report says how many did.
 """
@@ -51,9 +52,10 @@ def _min_inclusion(session: Session, site: Site, start: datetime, end: datetime,
 
 
 def site_sightings(session: Session, site: Site, start: datetime, end: datetime,
-                   model_version_id: int | None = None) -> SightingEvidence | None:
+                   model_version_id: int | None = None, *, count_scored: bool = True) -> SightingEvidence | None:
     """Sightings of ``model_version_id`` (default: the site's rollout model) at ``site`` in
-    [start, end); None when there is no model."""
+    [start, end); None when there is no model. ``count_scored=False`` skips counting the
+    window's scored frames (the audit workload the gates plan with; 0 then)."""
     model_id = model_version_id if model_version_id is not None else site.rollout_model_id
     if model_id is None:
         return None
@@ -73,11 +75,14 @@ def site_sightings(session: Session, site: Site, start: datetime, end: datetime,
         .where(in_window, sa.or_(Prediction.flagged.is_(True), Decision.id.is_not(None)))
         .order_by(Frame.id, Decision.decided_at, Decision.id)
     ).all()
-    scored, unflagged = session.execute(
-        sa.select(sa.func.count(), sa.func.count().filter(Prediction.flagged.is_(False)))
-        .select_from(Frame).join(Prediction, sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == model_id))
-        .where(in_window)
-    ).one()
+    scored = unflagged = 0
+    if count_scored:
+        scored, unflagged = session.execute(
+            sa.select(sa.func.count(), sa.func.count().filter(Prediction.flagged.is_(False)))
+            .select_from(Frame).join(Prediction, sa.and_(Prediction.frame_id == Frame.id,
+                                                         Prediction.model_version_id == model_id))
+            .where(in_window)
+        ).one()
     heads: dict[int, tuple[int, datetime, bool | None, bool, float]] = {}
     verdicts: dict[int, list[tuple[int, Verdict]]] = defaultdict(list)
     design: dict[int, bool] = {}

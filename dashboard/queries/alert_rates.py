@@ -1,27 +1,44 @@
-"""Alert rates per site for the Alert rates page: alerts per camera-hour per day, day
-and night apart, against the manual baseline and the site's [low, high] band.
+"""Alert rates per site for the Alert rates page, as the guard counts them: every figure
+comes from shadow.alert_rates, the one definition the guard, the gates, the CLI and this
+page share (design.md section 5; no second implementation here).
 
-Counted like shadow.alert_rates (so the chart tells the same story as the gate and the
-guard), but aggregated in SQL: camera-hours are distinct (camera, clock hour) buckets
-with a usable frame, night when most of the bucket's frames are night; alerts are the
-site's alerts outside manual, by the day they were made and their frame's night flag.
-The baseline is the ranger-confirmed sightings per camera-hour of the manual period
-before the latest promotion (see baseline_period) (shadow.alert_rates.bear_frames + group_sightings: few rows)."""
+- Baseline: ranger-confirmed sightings per camera-hour of the site's latest manual period
+  (shadow.periods.latest_manual_period), on the trial scope while the site is limited.
+  In limited and expanded it is ``alert_rate_comparison``'s own baseline, the one the
+  guard tests against. In manual, the one the guard used in the site's last stage out of
+  manual when that stage is in the window (its alerts are on the chart; a past trial's
+  scope is not kept, so on all cameras and hours), else the current manual period's: the
+  one a promotion now would be tested against.
+- Daily points: the site's alerts (outside manual) per camera-hour per UTC day, day and
+  night apart, on the same scope: ``current_exposure`` of each day (camera-hours are
+  (camera, clock hour) buckets with a usable frame, night by majority, as the guard's).
+- The guard now (limited, expanded): ``alert_rate_comparison``'s ratio and
+  ``shadow.guard.rate_decision``'s e-values against the level at which it demotes.
+
+Statements: the site, its cameras, the ledger (periods, stage marks), the baseline (2)
+and, in limited or expanded, the current exposure (2), then 2 per day of the window
+(``current_exposure`` has no per-day form yet).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.schema import Alert, Camera, Frame, Site, Stage, StageChange
-from dashboard.queries.buckets import day_bucket, hour_bucket
-from shadow.alert_rates import bear_frames, group_sightings
-from shadow.periods import Period, stage_periods, thresholds_of, usable_frame
+from bearwatch.schema import Camera, Site, Stage, StageChange
+from dashboard.queries.rollout import scope_text
+from shadow.alert_rates import (
+    Exposure, alert_rate_comparison, baseline_exposure, current_exposure, trial_scope_of,
+)
+from shadow.guard import rate_decision
+from shadow.periods import latest_manual_period, stage_periods, thresholds_of
 
 PERIODS = ("day", "night")
+GUARD_METHOD = "anytime-valid e-process (mixture SPRT) on the conditional binomial of alerts and baseline sightings"
 
 
 @dataclass(frozen=True)
@@ -29,7 +46,7 @@ class RatePoint:
     day: date
     period: str  # "day" or "night"
     alerts: int
-    camera_hours: int
+    camera_hours: float
     rate: float | None  # alerts per camera-hour
 
 
@@ -37,7 +54,7 @@ class RatePoint:
 class Baseline:
     period: str
     sightings: int
-    camera_hours: int
+    camera_hours: float
     rate: float | None
 
 
@@ -47,6 +64,27 @@ class StageMark:
     from_stage: Stage | None
     to_stage: Stage
     actor: str
+
+
+@dataclass(frozen=True)
+class GuardView:
+    """What the guard's alert-rate test sees now (shadow.guard)."""
+
+    ratio: float | None  # current rate / baseline rate (None: no baseline sighting)
+    alerts: int  # x1: alerts since the site left manual, on the scope
+    exposure: float  # t1: their camera-hours (day/night weighted when standardised)
+    baseline_sightings: int  # x0
+    baseline_camera_hours: float  # t0
+    standardised: bool  # day and night weighted by the baseline's rates (else pooled)
+    day_ratio: float | None
+    night_ratio: float | None
+    e_up: float  # e-value against "ratio <= high"
+    e_down: float  # e-value against "ratio >= low"
+    level: float  # the guard demotes when either reaches it (2 / alpha)
+    alpha: float  # the false-demotion probability over the whole stage
+    demotes: bool  # outside the band now: the guard's next run demotes
+    direction: str | None  # "up" or "down" when it demotes
+    method: str = GUARD_METHOD
 
 
 @dataclass(frozen=True)
@@ -60,67 +98,65 @@ class SiteRates:
     baselines: tuple[Baseline, ...]  # one per period ("day", "night")
     points: tuple[RatePoint, ...]
     stage_marks: tuple[StageMark, ...]
+    scope: str = "all cameras, all hours"  # what the baseline and points count
+    guard: GuardView | None = None  # limited, expanded: the guard's test now
+    baseline_note: str = ""  # whose baseline it is, for people
 
 
-def camera_hours_by_day(session: Session, site_id: int, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
-    """(day 'YYYY-MM-DD', period) -> camera-hours with a usable frame, in [start, end)."""
-    hour = hour_bucket(session, Frame.captured_at)
-    night_votes = sa.func.avg(sa.case((Frame.is_night.is_(True), 1.0), else_=0.0))
-    buckets = (
-        sa.select(Frame.camera_id, hour.label("hour"), (night_votes > 0.5).label("night"))
-        .join(Camera, Camera.id == Frame.camera_id)
-        .where(Camera.site_id == site_id, Frame.captured_at >= start, Frame.captured_at < end, usable_frame())
-        .group_by(Frame.camera_id, hour)
-        .subquery()
-    )
-    day = sa.func.substr(buckets.c.hour, 1, 10)
-    rows = session.execute(sa.select(day, buckets.c.night, sa.func.count()).group_by(day, buckets.c.night)).all()
-    return {(d, "night" if night else "day"): int(n) for d, night, n in rows}
+def _baselines(e: Exposure) -> tuple[Baseline, ...]:
+    return (Baseline("day", e.day_events, e.day_hours, e.day_events / e.day_hours if e.day_hours else None),
+            Baseline("night", e.night_events, e.night_hours, e.night_events / e.night_hours if e.night_hours else None))
 
 
-def alerts_by_day(session: Session, site_id: int, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
-    day = day_bucket(session, Alert.created_at)
-    night = sa.func.coalesce(Frame.is_night, False)
-    rows = session.execute(
-        sa.select(day, night, sa.func.count())
-        .join(Frame, Frame.id == Alert.frame_id)
-        .where(Alert.site_id == site_id, Alert.stage != Stage.MANUAL, Alert.created_at >= start, Alert.created_at < end)
-        .group_by(day, night)
-    ).all()
-    return {(d, "night" if n else "day"): int(c) for d, n, c in rows}
+def _utc_day(d: date) -> datetime:
+    return datetime.combine(d, time(0), tzinfo=timezone.utc)
 
 
-def baseline_period(session: Session, site: Site, now: datetime) -> Period | None:
-    """The manual period the latest promotion was judged against (the one just before
-    the latest non-manual period); the current manual period if the site never left it."""
-    periods = stage_periods(session, site, now)
-    before_promotion = [p for p, nxt in zip(periods, periods[1:]) if p.stage is Stage.MANUAL and nxt.stage is not Stage.MANUAL]
-    if before_promotion:
-        return before_promotion[-1]
-    manual = [p for p in periods if p.stage is Stage.MANUAL]
-    return manual[-1] if manual else None
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def site_alert_rates(session: Session, site_name: str, start: datetime, end: datetime) -> SiteRates | None:
+    """The site's rates over [start, end), and the guard's view at ``end``."""
     site = session.scalar(sa.select(Site).where(Site.name == site_name))
     if site is None:
         return None
     t = thresholds_of(site)
-    hours = camera_hours_by_day(session, site.id, start, end)
-    alerts = alerts_by_day(session, site.id, start, end)
-    points = []
-    for d, period in sorted(set(hours) | set(alerts)):
-        h, a = hours.get((d, period), 0), alerts.get((d, period), 0)
-        points.append(RatePoint(date.fromisoformat(d), period, a, h, a / h if h else None))
-    manual = baseline_period(session, site, end)
-    baselines: list[Baseline] = []
-    if manual is not None:
-        base_hours = camera_hours_by_day(session, site.id, manual.start, manual.end)
-        sightings = group_sightings(bear_frames(session, site, manual.start, manual.end), t.alert_cooldown_s)
-        for period in PERIODS:
-            n = sum(1 for _, _, night in sightings if bool(night) == (period == "night"))
-            h = sum(v for (_, p), v in base_hours.items() if p == period)
-            baselines.append(Baseline(period, n, h, n / h if h else None))
+    scope = trial_scope_of(site)
+    cameras = dict(session.execute(sa.select(Camera.id, Camera.name).where(Camera.site_id == site.id)).all())
+    scope_line = scope_text(site.trial_scope, cameras) if site.stage is Stage.LIMITED else "all cameras, all hours"
+    period = latest_manual_period(session, site, end)
+    note = "the guard's baseline now"
+    if site.stage is Stage.MANUAL:
+        note = "the current manual period: the baseline a promotion now would be guarded against"
+        out = [p for p in stage_periods(session, site, end) if p.stage is not Stage.MANUAL]
+        if out and out[-1].end > start:
+            period = latest_manual_period(session, site, out[-1].start)
+            note = f"the baseline the guard used while {out[-1].stage.value}, until {out[-1].end:%Y-%m-%d %H:%M}Z"
+    comparison = alert_rate_comparison(session, site, end, t)
+    guard = None
+    if comparison is not None:
+        baseline: Exposure | None = comparison.baseline
+        test = comparison.test
+        decision = rate_decision(test, t)
+        guard = GuardView(
+            ratio=_finite(test.ratio), alerts=test.x1, exposure=test.t1, baseline_sightings=test.x0,
+            baseline_camera_hours=test.t0, standardised=comparison.standardised, day_ratio=comparison.day_ratio,
+            night_ratio=comparison.night_ratio, e_up=decision.e_up, e_down=decision.e_down, level=decision.level,
+            alpha=t.guard_significance, demotes=decision.outside,
+            direction="up" if decision.up else "down" if decision.down else None,
+        )
+    else:
+        baseline = baseline_exposure(session, site, period, t.alert_cooldown_s, scope) if period is not None else None
+    points: list[RatePoint] = []
+    day = start.astimezone(timezone.utc).date()
+    while _utc_day(day) < end:
+        lo, hi = max(start, _utc_day(day)), min(end, _utc_day(day + timedelta(days=1)))
+        e = current_exposure(session, site, lo, hi, scope)
+        for name, events, hours in (("day", e.day_events, e.day_hours), ("night", e.night_events, e.night_hours)):
+            if events or hours:
+                points.append(RatePoint(day, name, events, hours, events / hours if hours else None))
+        day += timedelta(days=1)
     marks = session.execute(
         sa.select(StageChange.changed_at, StageChange.from_stage, StageChange.to_stage, StageChange.actor)
         .where(StageChange.site_id == site.id, StageChange.changed_at >= start, StageChange.changed_at < end)
@@ -128,7 +164,8 @@ def site_alert_rates(session: Session, site_name: str, start: datetime, end: dat
     ).all()
     return SiteRates(
         site=site.name, stage=site.stage, low=t.alert_ratio_low, high=t.alert_ratio_high,
-        baseline_start=manual.start if manual else None, baseline_end=manual.end if manual else None,
-        baselines=tuple(baselines), points=tuple(points),
-        stage_marks=tuple(StageMark(at, f, to, actor) for at, f, to, actor in marks),
+        baseline_start=period.start if period else None, baseline_end=period.end if period else None,
+        baselines=_baselines(baseline) if baseline is not None else (), points=tuple(points),
+        stage_marks=tuple(StageMark(at, f, to, actor) for at, f, to, actor in marks), scope=scope_line, guard=guard,
+        baseline_note=note,
     )

@@ -1,5 +1,7 @@
 """The Rollout page: every site's stage, time in stage and trial window; one site's next
-gate (shadow.gates.evaluate_gate: each check's value against its threshold; it reads
+gate (shadow.gates.evaluate_gate: each check's value against its threshold, with the
+unit, method and bounds its data names and, for an inconclusive check, the gate's plan:
+how much more evidence would decide it and the audit workload that implies; it reads
 the whole manual period, so it is evaluated for the chosen site only); the ledger is
 shadow.promotion.ledger."""
 
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.schema import Camera, ModelVersion, Site, Stage
-from shadow.gates import GateResult, evaluate_gate
+from shadow.gates import Check, GateOutcome, GateResult, evaluate_gate
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class SiteRollout:
     cameras: tuple[str, ...]
 
 
-def _scope_text(scope: dict | None, camera_names: dict[int, str]) -> str:
+def scope_text(scope: dict | None, camera_names: dict[int, str]) -> str:
     scope = scope or {}
     cams = [camera_names.get(int(c), str(c)) for c in scope.get("cameras") or []]
     hours = [int(h) for h in scope.get("hours") or []]
@@ -44,7 +46,7 @@ def site_rollouts(session: Session, now: datetime, site: str | None = None) -> t
         cams = dict(session.execute(sa.select(Camera.id, Camera.name).where(Camera.site_id == s.id).order_by(Camera.name)).all())
         out.append(SiteRollout(
             site=s.name, stage=s.stage, stage_since=s.stage_since, trial_start=s.trial_start, trial_end=s.trial_end,
-            trial_scope=_scope_text(s.trial_scope, cams) if s.stage is Stage.LIMITED else "", model=model,
+            trial_scope=scope_text(s.trial_scope, cams) if s.stage is Stage.LIMITED else "", model=model,
             cameras=tuple(cams.values()),
         ))
     return tuple(out)
@@ -56,3 +58,83 @@ def site_gate(session: Session, site: str, now: datetime) -> GateResult | None:
     if s is None or s.stage is Stage.EXPANDED:
         return None
     return evaluate_gate(session, s, now)
+
+
+# The unit of the checks whose data does not name one (counts against a minimum, the
+# trial's alert-rate ratio).
+CHECK_UNITS = {
+    "shadow_window_days": "days", "trial_finished": "days", "audited_frames": "audited frames",
+    "alerts_reviewed": "reviewed alerts", "missed_bears": "sightings", "alert_rate_ratio": "alerts / sightings per camera-hour",
+    "no_drift_alarm": "drift alarms", "cameras_healthy": "cameras",
+}
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One gate check as the page shows it."""
+
+    check: str
+    outcome: GateOutcome
+    value: float | None
+    needs: str  # e.g. ">= 0.9"
+    unit: str  # what is counted: sightings, alerts, days, ...
+    method: str  # how the figure and its bounds were made ("" for plain counts)
+    bounds: str  # the 95% bounds, "low – high" ("" when the check has none)
+    plan: str  # inconclusive: what would decide it ("" otherwise)
+    detail: str
+
+
+def _days(days: float) -> str:
+    return "under a day" if days < 1 else f"~{days:.0f} day{'s' if round(days) != 1 else ''}"
+
+
+def plan_text(check: Check) -> str:
+    """What would decide an inconclusive check, from the plan the gate stored in its data
+    (more evidence, the days that takes at current rates, the audit rate that would decide
+    it within the window and the rangers' audited frames per day it implies); for a count
+    below its minimum, how many more."""
+    if check.outcome is not GateOutcome.INCONCLUSIVE:
+        return ""
+    plan = check.data.get("plan")
+    if not isinstance(plan, dict):
+        if check.comparison == ">=" and check.value is not None and check.value < check.threshold:
+            return f"{check.threshold - check.value:.3g} more {unit_of(check)}"
+        return ""
+    unit = plan.get("unit") or unit_of(check)
+    more = plan.get("more")
+    parts = [f"no amount of {unit} at the observed share decides it" if more is None else f"about {more} more {unit}"]
+    days = plan.get("days")
+    if more is not None and isinstance(days, (int, float)):
+        parts[0] += f" ({_days(float(days))} at current rates)"
+    audit = plan.get("audit")
+    if isinstance(audit, dict):
+        horizon = audit.get("horizon_days")
+        within = f" within {horizon:.0f} days" if isinstance(horizon, (int, float)) else ""
+        rate = audit.get("audit_rate")
+        if rate is None:
+            parts.append(f"no audit rate decides it{within} at the current sighting rate")
+        else:
+            per_day = audit.get("audited_frames_per_day")
+            workload = f": the rangers review ~{per_day:.0f} audited frames/day" if isinstance(per_day, (int, float)) else ""
+            parts.append(f"an audit of {rate:.0%} of unflagged frames in every stratum decides it{within}{workload}")
+    return "; ".join(parts)
+
+
+def unit_of(check: Check) -> str:
+    unit = check.data.get("unit")
+    return str(unit) if unit else CHECK_UNITS.get(check.name, "")
+
+
+def _bounds(data: dict) -> str:
+    low, high = data.get("ci_low"), data.get("ci_high")
+    if not isinstance(low, (int, float)):
+        return ""
+    return f"{low:.3g} – {high:.3g}" if isinstance(high, (int, float)) else f"{low:.3g} – ∞"
+
+
+def check_rows(gate: GateResult) -> tuple[CheckRow, ...]:
+    return tuple(
+        CheckRow(check=c.name, outcome=c.outcome, value=c.value, needs=f"{c.comparison} {c.threshold:g}", unit=unit_of(c),
+                 method=str(c.data.get("method") or ""), bounds=_bounds(c.data), plan=plan_text(c), detail=c.detail)
+        for c in gate.checks
+    )

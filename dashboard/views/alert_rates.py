@@ -1,5 +1,7 @@
 """Alert rates: per site, alerts per camera-hour per day against the manual baseline
-and the site's [low, high] band, stage changes marked, day and night apart."""
+and the site's [low, high] band, stage changes marked, day and night apart, counted as
+the guard counts them (shadow.alert_rates); for a site in limited or expanded, the
+guard's test now: the ratio, its e-values and the level at which it demotes."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from bearwatch.schema import Role, utcnow
+from bearwatch.schema import Role, Stage, utcnow
 from dashboard.context import factory, page_actor, settings, site_and_days
-from dashboard.queries.alert_rates import PERIODS, SiteRates, site_alert_rates
+from dashboard.queries.alert_rates import PERIODS, GuardView, SiteRates, site_alert_rates
 
 page_actor(Role.OPS)
 
@@ -49,6 +51,33 @@ def period_chart(rates: SiteRates, period: str) -> alt.LayerChart | None:
     return alt.layer(*layers).properties(height=260, title=f"{period}")
 
 
+def guard_section(rates: SiteRates, g: GuardView) -> None:
+    st.subheader("The guard now")
+    ratio = "no baseline sighting" if g.ratio is None else f"{g.ratio:.2f}× the baseline"
+    weighting = "day and night weighted by the baseline's rates" if g.standardised else "day and night pooled"
+    st.markdown(
+        f"Alert-rate ratio **{ratio}**: {g.alerts} alerts in {g.exposure:.0f} camera-hours ({weighting}) against "
+        f"{g.baseline_sightings} confirmed sightings in {g.baseline_camera_hours:.0f} camera-hours; band "
+        f"[{rates.low:g}, {rates.high:g}]."
+    )
+    st.dataframe(
+        [
+            {"test": f"rate up: ratio > {rates.high:g}", "e-value": f"{g.e_up:.3g}", "demotes at": f"{g.level:g}",
+             "now": "demotes" if g.direction == "up" else "below the level"},
+            {"test": f"rate down: ratio < {rates.low:g}", "e-value": f"{g.e_down:.3g}", "demotes at": f"{g.level:g}",
+             "now": "demotes" if g.direction == "down" else "below the level"},
+        ],
+        hide_index=True, width="stretch",
+    )
+    st.caption(
+        f"Method: {g.method}. The guard checks every minute; an e-value is valid at every look, so the chance of a "
+        f"false demotion over the whole stage stays at most {g.alpha:g} (each side tested at {g.alpha / 2:g}: demotion "
+        f"level 2/α = {g.level:g})."
+    )
+    if g.demotes:
+        st.error(f"The alert rate went {g.direction}: the guard demotes {rates.site} to manual at its next run.")
+
+
 st.title("Alert rates")
 url = settings().database_url
 site, days = site_and_days("rates")
@@ -56,12 +85,18 @@ rates = _rates(url, site, days)
 if rates is None:
     st.warning(f"no site named {site}")
     st.stop()
+period_text = (f"the manual period {rates.baseline_start:%Y-%m-%d %H:%M} → {rates.baseline_end:%Y-%m-%d %H:%M}Z"
+               if rates.baseline_start and rates.baseline_end else "the latest manual period")
 st.caption(
-    f"{rates.site} is {rates.stage.value}. Alerts per camera-hour per day (alerts outside manual); the green band is "
-    f"{rates.low:g}×–{rates.high:g}× the manual baseline (confirmed sightings per camera-hour"
-    + (f", {rates.baseline_start:%Y-%m-%d} → {rates.baseline_end:%Y-%m-%d})" if rates.baseline_start and rates.baseline_end else ")")
-    + "; orange lines are stage changes."
+    f"{rates.site} is {rates.stage.value}. Alerts per camera-hour per day (alerts outside manual), on {rates.scope}. The "
+    f"green band is {rates.low:g}×–{rates.high:g}× the manual baseline: confirmed sightings per camera-hour of "
+    f"{period_text}, on the same scope ({rates.baseline_note}). Orange lines are stage changes. Counted as the guard "
+    "counts them (shadow.alert_rates)."
 )
+if rates.guard is not None:
+    guard_section(rates, rates.guard)
+elif rates.stage is not Stage.MANUAL:
+    st.caption("The guard has no alert-rate test yet: no manual baseline or no camera-hours since the stage began.")
 if not rates.points:
     st.info("No frames or alerts in this window.")
 for period in PERIODS:
@@ -70,7 +105,7 @@ for period in PERIODS:
     if base is None or base.rate is None:
         st.caption("No manual baseline for this period yet.")
     else:
-        st.caption(f"baseline {base.rate:.4f} per camera-hour ({base.sightings} sightings in {base.camera_hours} camera-hours)")
+        st.caption(f"baseline {base.rate:.4f} per camera-hour ({base.sightings} sightings in {base.camera_hours:.0f} camera-hours)")
     chart = period_chart(rates, period)
     if chart is None:
         st.caption(f"No {period} camera-hours in this window.")

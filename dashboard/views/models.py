@@ -14,6 +14,7 @@ from bearwatch.schema import ModelRole, Role, utcnow
 from dashboard.context import factory, page_actor, settings
 from dashboard.queries.agreement import AgreementRow, ReportFile, backtest_reports, model_agreement
 from dashboard.queries.models import ModelRow, models_overview
+from shadow.sightings import Estimate
 
 AGREEMENT_DAYS = 30
 
@@ -42,19 +43,60 @@ def _num(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
+def _bounds(e: Estimate) -> str:
+    return "—" if e.n == 0 else f"{e.low:.3f} – {e.high:.3f}"
+
+
+def _model(a: AgreementRow) -> str:
+    return a.model + (" (rollout)" if a.is_rollout else "")
+
+
 def agreement_section() -> None:
     st.subheader(f"Agreement with the rangers (last {AGREEMENT_DAYS} days)")
     rows = _agreement(settings().database_url)
     if not rows:
         st.caption("No reviewed frames with predictions yet.")
         return
-    st.caption("Per site, each model version scored there: the rollout model and any challenger in shadow, on the same "
-               "reviewed frames. Lower bounds are 95% Wilson bounds.")
+    st.markdown("**Sightings** (the unit of the rollout decisions: a run of bear frames on one camera within the "
+                "alert cooldown, as alerts count bears)")
+    st.caption("Per site, each model version scored there: the rollout model and any challenger in shadow. Sighting "
+               "recall is the share of bear sightings the model alerted on, estimated over the audit design; alert "
+               "precision the share of its reviewed alerts that were bears. Bounds are 95% anytime-valid (valid "
+               "however often they are looked at, as the gates read them). Missed sightings found by the audit feed "
+               "the estimate; those rangers reported on their own are real misses (they cap the recall), not a sample.")
+    with_sightings = [a for a in rows if a.sightings is not None]
     st.dataframe(
         [
-            {"site": a.site, "model": a.model + (" (rollout)" if a.is_rollout else ""), "reviewed": a.reviewed,
-             "precision": _num(a.precision), "precision ≥": _num(a.precision_low), "recall": _num(a.recall),
-             "recall ≥": _num(a.recall_low), "TP": a.tp, "FP": a.fp, "FN (missed)": a.fn, "disputed": a.disputed}
+            {"site": a.site, "model": _model(a),
+             "sighting recall": _num(s.recall.value), "recall 95% bounds": _bounds(s.recall),
+             "alert precision": _num(s.precision.value), "precision 95% bounds": _bounds(s.precision),
+             "caught sightings": s.caught, "missed sightings (found by audit)": s.misses_found,
+             "missed sightings (reported)": s.misses_reported,
+             "recall at most": "—" if s.recall_ceiling is None else f"{s.recall_ceiling:.3f}",
+             "alerts": s.alerts, "bear alerts": s.bear_alerts, "false alerts": s.false_alerts,
+             "unreviewed alerts": s.unreviewed_alerts, "audited frames": s.audited_frames}
+            for a in with_sightings if (s := a.sightings) is not None
+        ],
+        hide_index=True, width="stretch",
+    )
+    methods = sorted({m for a in with_sightings if a.sightings for m in (a.sightings.recall.method, a.sightings.precision.method)})
+    if methods:
+        st.caption("Method: " + "; ".join(methods) + ".")
+    derived = sum(a.sightings.derived_design for a in with_sightings if a.sightings)
+    if derived:
+        st.caption(f"{derived} verdict(s) predate the stored review design: their inclusion probability is derived "
+                   "from the audit design in force now.")
+
+    st.markdown("**Frames** (secondary view: every reviewed frame counted on its own)")
+    st.caption("Frame-level precision and recall over the reviewed frames, lower bounds are 95% Wilson bounds. Frames "
+               "of one sighting are not independent, so these intervals are too narrow, and an audited miss counts "
+               "once although it stands for many: the rollout decisions read the sighting figures above.")
+    st.dataframe(
+        [
+            {"site": a.site, "model": _model(a), "reviewed frames": a.reviewed,
+             "frame precision": _num(a.precision), "frame precision ≥": _num(a.precision_low),
+             "frame recall": _num(a.recall), "frame recall ≥": _num(a.recall_low),
+             "TP frames": a.tp, "FP frames": a.fp, "FN frames (missed)": a.fn, "disputed frames": a.disputed}
             for a in rows
         ],
         hide_index=True, width="stretch",

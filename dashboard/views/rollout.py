@@ -12,7 +12,7 @@ from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError, GateNotPassed, InvalidTransition
 from bearwatch.schema import Role, Stage, utcnow
 from dashboard.context import factory, page_actor, settings
-from dashboard.queries.rollout import SiteRollout, site_gate, site_rollouts
+from dashboard.queries.rollout import SiteRollout, check_rows, site_gate, site_rollouts
 from shadow.gates import GateOutcome, GateResult
 from shadow.promotion import LedgerRow, TrialScope, demote, ledger, parse_hours, promote
 
@@ -100,14 +100,21 @@ else:
     looked_at = shown.get(chosen.site, g.from_stage)
     shown[chosen.site] = g.from_stage
     st.markdown(f"Gate **{g.from_stage.value} → {g.to_stage.value}**: {MARK[g.outcome]}")
+    checks = check_rows(g)
     st.dataframe(
         [
-            {"check": c.name, "result": MARK[c.outcome], "value": "no data" if c.value is None else f"{c.value:.4g}",  # one type: Arrow needs it
-             "needs": f"{c.comparison} {c.threshold:g}", "detail": c.detail}
-            for c in g.checks
+            {"check": c.check, "result": MARK[c.outcome], "value": "no data" if c.value is None else f"{c.value:.4g}",  # one type: Arrow needs it
+             "needs": c.needs, "unit": c.unit, "95% bounds": c.bounds, "plan": c.plan, "detail": c.detail, "method": c.method}
+            for c in checks
         ],
         hide_index=True, width="stretch",
     )
+    planned = [c for c in checks if c.plan]
+    if planned:
+        with st.expander("What would decide the inconclusive checks", expanded=g.outcome is GateOutcome.INCONCLUSIVE):
+            st.markdown("\n".join(f"- **{c.check}** ({c.unit}): {c.plan}" for c in planned))
+            st.caption("At the rates seen so far in the window; the audit rate applies to every stratum of the audit "
+                       "design, and the audited frames per day are the rangers' extra review workload.")
     with st.form("promote_form"):
         st.markdown(f"**Promote to {g.to_stage.value}**")
         reason = st.text_input("Reason", key="promote_reason")
