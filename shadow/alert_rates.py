@@ -21,14 +21,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.config import Thresholds
 from bearwatch.schema import Alert, Camera, Decision, Frame, Site, Stage, Verdict
-from shadow.periods import Period, latest_manual_period, usable_frame
+from shadow.periods import Period, hour_bucket, latest_manual_period, usable_frame
 from shadow.stats import RateRatio, rate_ratio_test
 
 MIN_PERIOD_EVENTS = 5
@@ -175,13 +175,20 @@ def trial_scope_of(site: Site) -> Scope:
     return Scope(frozenset(cams) or None, frozenset(hours) or None)
 
 
-def _site_frames(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
-    query = (
-        sa.select(Frame.camera_id, Frame.captured_at, Frame.is_night)
+def _site_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
+    """One key per (camera, clock hour) with a usable frame in [start, end): its hour and
+    whether most of its frames are night frames. Aggregated in SQL, so a pass reads one
+    row per camera-hour, not every frame (3 weeks x 4 cameras: 2,016 rows, not 1.4M)."""
+    bucket = hour_bucket(session, Frame.captured_at)
+    night = sa.func.sum(sa.case((Frame.is_night.is_(True), 1), else_=0))
+    rows = session.execute(
+        sa.select(Frame.camera_id, bucket, night, sa.func.count())
         .join(Camera, Camera.id == Frame.camera_id)
         .where(Camera.site_id == site.id, Frame.captured_at >= start, Frame.captured_at < end, usable_frame())
-    )
-    return [(c, at, night) for c, at, night in session.execute(query)]
+        .group_by(Frame.camera_id, bucket)
+    ).all()
+    return [(c, datetime.strptime(str(b)[:13], "%Y-%m-%d %H").replace(tzinfo=timezone.utc), 2 * int(n or 0) > int(k))
+            for c, b, n, k in rows]
 
 
 def bear_frames(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
@@ -200,7 +207,7 @@ def bear_frames(session: Session, site: Site, start: datetime, end: datetime) ->
 
 def baseline_exposure(session: Session, site: Site, period: Period, cooldown_s: float, scope: Scope = ALL) -> Exposure:
     sightings = group_sightings(scope.filter(bear_frames(session, site, period.start, period.end)), cooldown_s)
-    return exposure(sightings, scope.filter(_site_frames(session, site, period.start, period.end)))
+    return exposure(sightings, scope.filter(_site_hours(session, site, period.start, period.end)))
 
 
 def alert_keys(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
@@ -213,7 +220,7 @@ def alert_keys(session: Session, site: Site, start: datetime, end: datetime) -> 
 
 
 def current_exposure(session: Session, site: Site, start: datetime, end: datetime, scope: Scope = ALL) -> Exposure:
-    return exposure(scope.filter(alert_keys(session, site, start, end)), scope.filter(_site_frames(session, site, start, end)))
+    return exposure(scope.filter(alert_keys(session, site, start, end)), scope.filter(_site_hours(session, site, start, end)))
 
 
 def alert_rate_comparison(session: Session, site: Site, now: datetime, thresholds: Thresholds) -> RateComparison | None:
@@ -266,7 +273,7 @@ def alert_rate_series(session: Session, site: Site, start: datetime, end: dateti
     the baseline rate as a reference line."""
     period = latest_manual_period(session, site, end)
     baseline = baseline_exposure(session, site, period, thresholds.alert_cooldown_s) if period else None
-    days = daily_rates(alert_keys(session, site, start, end), _site_frames(session, site, start, end))
+    days = daily_rates(alert_keys(session, site, start, end), _site_hours(session, site, start, end))
     return RateSeries(tuple(days), baseline.rate if baseline else None, baseline)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,6 +30,14 @@ def usable_frame() -> sa.ColumnElement[bool]:
         sa.or_(Frame.brightness.is_(None), Frame.brightness > DARK_BRIGHTNESS_MAX),
         sa.or_(Frame.contrast.is_(None), Frame.contrast > UNIFORM_CONTRAST_MAX),
     )
+
+
+def hour_bucket(session: Session, column: Any) -> sa.ColumnElement[str]:
+    """SQL: the clock hour of a timestamp as 'YYYY-MM-DD HH', the same text on both
+    databases (timestamps are stored naive UTC, see schema.UTCDateTime)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.func.to_char(column, "YYYY-MM-DD HH24")
+    return sa.func.substr(column, 1, 13)  # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff' text
 
 
 @dataclass(frozen=True)

@@ -144,20 +144,24 @@ def _alert_truth(truths: Iterable[Truth | None]) -> Truth | None:
     return Truth.DISPUTED if seen else None
 
 
-def alert_groups(frames: Iterable[FrameObs], cooldown_s: float) -> list[AlertGroup]:
-    """The model's flags grouped into alerts per camera (a flag within the cooldown of the
-    previous flag joins its alert, as shadow.alert_rules.within_cooldown)."""
+def _flag_runs(frames: Iterable[FrameObs], cooldown_s: float) -> list[list[FrameObs]]:
+    """The model's flags grouped per camera as alerts group them (a flag within the
+    cooldown of the previous flag joins its alert, as shadow.alert_rules.within_cooldown)."""
     by_camera: dict[int, list[FrameObs]] = defaultdict(list)
     for f in frames:
         if f.flagged:
             by_camera[f.camera_id].append(f)
-    out: list[AlertGroup] = []
-    for camera_id, flags in by_camera.items():
+    runs: list[list[FrameObs]] = []
+    for flags in by_camera.values():
         flags.sort(key=lambda f: (f.captured_at, f.frame_id))
-        for a, b in _runs([f.captured_at for f in flags], cooldown_s):
-            run = flags[a:b]
-            out.append(AlertGroup(camera_id, run[0].captured_at, run[-1].captured_at, len(run),
-                                  _alert_truth(f.truth for f in run), run[0].frame_id))
+        runs.extend(flags[a:b] for a, b in _runs([f.captured_at for f in flags], cooldown_s))
+    return runs
+
+
+def alert_groups(frames: Iterable[FrameObs], cooldown_s: float) -> list[AlertGroup]:
+    """The model's (would-be) alerts."""
+    out = [AlertGroup(run[0].camera_id, run[0].captured_at, run[-1].captured_at, len(run),
+                      _alert_truth(f.truth for f in run), run[0].frame_id) for run in _flag_runs(frames, cooldown_s)]
     return sorted(out, key=lambda g: (g.start, g.camera_id))
 
 
@@ -167,16 +171,8 @@ def sightings_of(frames: Iterable[FrameObs], cooldown_s: float) -> list[Sighting
     holds a bear (a flag of a bear alert, or a bear frame); it is caught when it holds a
     flag (the model alerted on that visit, even if a ranger dismissed that frame)."""
     frames = list(frames)
-    bear_alert_flags: set[int] = set()
-    by_camera_flags: dict[int, list[FrameObs]] = defaultdict(list)
-    for f in frames:
-        if f.flagged:
-            by_camera_flags[f.camera_id].append(f)
-    for flags in by_camera_flags.values():
-        flags.sort(key=lambda f: (f.captured_at, f.frame_id))
-        for a, b in _runs([f.captured_at for f in flags], cooldown_s):
-            if _alert_truth(f.truth for f in flags[a:b]) is Truth.BEAR:
-                bear_alert_flags.update(f.frame_id for f in flags[a:b])
+    bear_alert_flags = {f.frame_id for run in _flag_runs(frames, cooldown_s)
+                        if _alert_truth(g.truth for g in run) is Truth.BEAR for f in run}
     evidence: dict[int, list[FrameObs]] = defaultdict(list)
     for f in frames:
         if f.flagged or f.truth is Truth.BEAR:
