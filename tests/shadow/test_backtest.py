@@ -32,7 +32,9 @@ def test_backtest_replays_frames_and_writes_a_report(
     frames_root = tmp_path / "frames"
     end = START + timedelta(seconds=COUNT * 600)
     with factory.begin() as session:
-        site = create_site(session, "north", SimSpec(cameras=1), START, tmp_path / "models", SMALL)
+        # A 5-minute cooldown: the footage frames, 10 minutes apart, are a sighting each.
+        site = create_site(session, "north", SimSpec(cameras=1), START, tmp_path / "models",
+                           SMALL.model_copy(update={"alert_cooldown_s": 300}))
         bears = add_footage_frames(session, site, frames_root, START, count=COUNT, seed=7)
         ticks: list[int] = []
         report = run_backtest(session, site, demo_model_path, frames_root, start=START, end=end,
