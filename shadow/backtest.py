@@ -27,10 +27,12 @@ from sqlalchemy.orm import Session
 
 from bearwatch.errors import ModelError
 from bearwatch.schema import Camera, Decision, Frame, Site, Verdict
+from shadow import audit_design
 from shadow.agreement import AgreementReport, ReviewedFrame, Truth, agreement_of, truth_of
 from shadow.alert_rates import RateComparison, baseline_exposure, compare_rates, exposure, group_sightings
 from shadow.gates import Check, GateOutcome, ShadowEvidence, camera_counts, combine, drift_counts, manual_gate_checks
 from shadow.periods import latest_manual_period, thresholds_of, usable_frame
+from shadow.sightings import FrameObs, sighting_report
 
 EPS = 1e-6
 
@@ -194,7 +196,19 @@ def run_backtest(
     c = agreement.confusion
     checks_run, alarms = drift_counts(session, site, start, end)
     enabled, online, unknown = camera_counts(session, site)
-    evidence = ShadowEvidence((end - start).total_seconds() / 86400.0, c, checks_run, alarms, enabled, online, unknown)
+    # Sightings of the candidate on the stored verdicts. Which design showed each frame was
+    # the old model's, so every reviewed unflagged frame counts at the thinnest stratum's
+    # rate: the recall bound stays valid, if wide.
+    thinnest = audit_design.min_inclusion(t)
+    obs = [FrameObs(s.frame_id, s.camera_id, s.captured_at, s.flagged,
+                    truth_of(verdicts[s.frame_id]) if s.frame_id in verdicts else None, True,
+                    1.0 if s.flagged else thinnest)
+           for s in scored if s.flagged or s.frame_id in verdicts]
+    sightings = sighting_report(obs, t.alert_cooldown_s, thinnest)
+    audited = sum(1 for s in scored if not s.flagged and s.frame_id in verdicts)
+    evidence = ShadowEvidence((end - start).total_seconds() / 86400.0, c, checks_run, alarms, enabled, online, unknown,
+                              sightings=sightings, baseline_sightings=rate.baseline.events if rate else 0,
+                              audited_frames=audited, unflagged_frames=sum(not s.flagged for s in scored))
     checks = tuple(manual_gate_checks(evidence, t))
     return BacktestReport(
         site=site.name, model_path=str(model_path), threshold=threshold, positive=wanted, start=start, end=end,

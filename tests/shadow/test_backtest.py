@@ -47,7 +47,9 @@ def test_backtest_replays_frames_and_writes_a_report(
     assert report.agreement.recall.value is not None and report.agreement.recall.value >= 0.8
     assert report.rate is not None and report.rate.baseline.events == bears  # a sighting per bear frame (10 min apart)
     assert report.alerts == report.flagged
-    assert {ch.name for ch in report.gate} >= {"recall_lower_bound", "reviewed_frames"}
+    assert {ch.name for ch in report.gate} >= {"sighting_recall", "alert_precision", "audited_frames"}
+    recall = {ch.name: ch for ch in report.gate}["sighting_recall"]
+    assert recall.data["n"] > 0 and recall.data["unit"] == "sightings"  # the candidate's own sightings
     losses = [d.loss for d in report.worst]
     assert losses == sorted(losses, reverse=True) and len(losses) == 12
 
@@ -65,7 +67,7 @@ def test_backtest_replays_frames_and_writes_a_report(
 
     page = render_html(report, frames_root)
     assert page.count("data:image/jpeg;base64,") == len(report.worst)
-    assert "recall_lower_bound" in page and "<script" not in page
+    assert "sighting_recall" in page and "<script" not in page
     out = tmp_path / "report.html"
     out.write_text(page, encoding="utf-8")
     assert out.stat().st_size > 5000
