@@ -35,7 +35,7 @@ class GateOutcome(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Check:
-    name: str  # e.g. "recall_lower_bound"
+    name: str  # e.g. "sighting_recall"
     outcome: GateOutcome
     value: float | None  # what was measured (None: nothing to measure yet)
     threshold: float
