@@ -20,8 +20,8 @@ from bearwatch.config import Thresholds
 from bearwatch.errors import InvalidTransition
 from bearwatch.schema import Alert, Camera, CameraHealth, Decision, DriftEvent, Site, Stage, Verdict
 from shadow.sequential import events_to_reach, proportion_lower, ratio_bounds
-from shadow.sightings import Estimate, SightingReport
-from shadow.stats import RateRatio, wilson_interval
+from shadow.sightings import Estimate, SightingReport, precision_estimate
+from shadow.stats import RateRatio
 
 if TYPE_CHECKING:
     from shadow.agreement import Confusion
@@ -117,20 +117,9 @@ def check_at_least(name: str, value: float | None, threshold: float, data: dict[
     return Check(name, GateOutcome.PASS, value, threshold, ">=", data, f"{value:g}{unit} >= {threshold:g}{unit}")
 
 
-def check_lower_bound(name: str, successes: int, n: int, threshold: float, *, enough_data: bool = False) -> Check:
-    """A proportion against ``threshold`` with the anytime-valid confidence sequence: pass
-    when its lower bound reaches the threshold, fail when its upper bound falls short
-    (the evidence excludes the threshold), else inconclusive with how many more would
-    decide it at the observed share. ``enough_data`` is accepted for old callers and no
-    longer turns "not yet" into a fail."""
-    est = precision_like(successes, n)
-    return estimate_check(name, est, threshold, unit="", plan_unit="reviews")
-
-
-def precision_like(successes: int, n: int) -> Estimate:
-    from shadow.sightings import precision_estimate
-
-    return precision_estimate(successes, n)
+def estimate_line(est: Estimate, threshold: float, unit: str) -> str:
+    return (f"{est.value:.3f}{unit} ({est.successes}/{est.n}), 95% anytime-valid bounds [{est.low:.3f}, {est.high:.3f}], "
+            f"needs lower bound >= {threshold:g}")
 
 
 def estimate_check(name: str, est: Estimate, threshold: float, *, unit: str, plan_unit: str,
@@ -145,8 +134,7 @@ def estimate_check(name: str, est: Estimate, threshold: float, *, unit: str, pla
         data["plan"] = {"more": more, "unit": plan_unit}
         return Check(name, GateOutcome.INCONCLUSIVE, None, threshold, ">=", data,
                      f"no {plan_unit} yet; at least {more} needed" if more else f"no {plan_unit} yet")
-    line = (f"{est.value:.3f}{unit} ({est.successes}/{est.n}), 95% anytime-valid bounds [{est.low:.3f}, {est.high:.3f}], "
-            f"needs lower bound >= {threshold:g}")
+    line = estimate_line(est, threshold, unit)
     if est.low >= threshold:
         return Check(name, GateOutcome.PASS, est.low, threshold, ">=", data, line)
     if est.high < threshold:
@@ -237,7 +225,7 @@ def check_sighting_recall(ev: ShadowEvidence, t: Thresholds) -> Check:
     horizon = max(t.shadow_days - ev.window_days, 7.0)
     audit = audit_plan(caught_per_day, horizon, est.value, t.min_recall_lower, ev.unflagged_frames / days)
     plan = {"more": more, "unit": "caught sightings with no further miss found", "audit": audit}
-    line = check.detail.split(" (about")[0].split(" (at the observed")[0]
+    line = estimate_line(est, t.min_recall_lower, " of sightings") if est.value is not None else check.detail
     if more is not None:
         plan["days"] = more / caught_per_day if caught_per_day else None
         line += f"; about {more} more caught sightings with no miss found"
@@ -318,7 +306,7 @@ def check_trial_finished(ev: TrialEvidence, t: Thresholds) -> Check:
 
 
 def check_confirmed_share(ev: TrialEvidence, t: Thresholds) -> Check:
-    est = precision_like(ev.alerts_confirmed, ev.alerts_reviewed)
+    est = precision_estimate(ev.alerts_confirmed, ev.alerts_reviewed)
     return estimate_check("confirmed_share", est, t.min_confirmed_share, unit=" of alerts", plan_unit="reviewed alerts",
                           extra={"confirmed": ev.alerts_confirmed, "reviewed": ev.alerts_reviewed, "unit": "alerts"})
 
@@ -447,7 +435,7 @@ def missed_bears(session: Session, site: Site, start: datetime, end: datetime) -
     from shadow.alert_rates import trial_scope_of
     from shadow.sighting_evidence import site_sightings
 
-    evidence = site_sightings(session, site, start, end)
+    evidence = site_sightings(session, site, start, end, count_scored=False)
     if evidence is None:
         return 0
     scope = trial_scope_of(site)

@@ -69,8 +69,12 @@ def latest_manual_period(session: Session, site: Site, now: datetime) -> Period 
     return manual[-1] if manual else None
 
 
+def thresholds_from(stored: dict[str, Any] | None) -> Thresholds:
+    """Stored overrides (a site's, or a ledger row's) over the defaults; keys this version
+    does not know are ignored, so an older or newer row still loads."""
+    return Thresholds.model_validate({k: v for k, v in (stored or {}).items() if k in Thresholds.model_fields})
+
+
 def thresholds_of(site: Site) -> Thresholds:
-    """The site's thresholds: its stored overrides over the defaults (keys this version
-    does not know are ignored, so an older or newer row still loads)."""
-    stored = site.thresholds or {}
-    return Thresholds.model_validate({k: v for k, v in stored.items() if k in Thresholds.model_fields})
+    """The site's thresholds: its stored overrides over the defaults."""
+    return thresholds_from(site.thresholds)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from bearwatch.config import Thresholds
 from bearwatch.schema import Camera, Decision, Frame, ModelVersion, Prediction, ReviewReason, Site, StageChange, Verdict
 from shadow import audit_design
-from shadow.periods import thresholds_of
+from shadow.periods import thresholds_from, thresholds_of
 from shadow.sightings import FrameObs, SightingReport, sighting_report
 from shadow.truth import truth_of
 
@@ -46,8 +46,7 @@ def _min_inclusion(session: Session, site: Site, start: datetime, end: datetime,
     ).all()
     rates = [audit_design.min_inclusion(now_t)]
     for stored in rows:
-        t = Thresholds.model_validate({k: v for k, v in (stored or {}).items() if k in Thresholds.model_fields})
-        rates.append(audit_design.min_inclusion(t))
+        rates.append(audit_design.min_inclusion(thresholds_from(stored)))
     return min(rates)
 
 

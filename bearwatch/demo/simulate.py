@@ -48,6 +48,7 @@ from ingest.quality import frame_stats
 from ingest.store import FrameStore
 from shadow import audit_design
 from shadow.alert_rules import within_cooldown
+from shadow.periods import thresholds_of
 
 EMBEDDING_DIM = 16
 
@@ -188,7 +189,7 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
     store = FrameStore(frames_root)
     model = session.get(ModelVersion, site.rollout_model_id)
     assert model is not None, "simulated sites have a rollout model"
-    t = Thresholds.model_validate({k: v for k, v in (site.thresholds or {}).items() if k in Thresholds.model_fields})
+    t = thresholds_of(site)
     world = spec.world()
     cameras = list(session.scalars(sa.select(Camera).where(Camera.site_id == site.id).order_by(Camera.id)))
     rangers = [_ranger(session, "sim-ranger-1"), _ranger(session, "sim-ranger-2")]

@@ -14,7 +14,6 @@ from shadow.gates import (
     TrialEvidence,
     check_alert_rate_ratio,
     check_cameras_healthy,
-    check_lower_bound,
     check_no_drift_alarm,
     combine,
     manual_gate_checks,
