@@ -1,7 +1,8 @@
-"""What reaches a ranger: held alerts first (oldest first), then frames the site's rollout
-model flagged, then the audit sample of frames it did not flag (so recall can be
-measured). Frames this ranger already decided are left out; a frame flagged only by a
-challenger model is not flagged here.
+"""What reaches a ranger: held alerts first (oldest first), then second looks (a lone
+verdict against the model, or two rangers who disagree: shadow.truth.needs_another_look),
+frames the site's rollout model flagged, follow-ups around found misses, then the audit
+sample of frames it did not flag (so recall can be measured). Frames this ranger already
+decided are left out; a frame flagged only by a challenger model is not flagged here.
 
 The audit is the designed probability sample of shadow.audit_design: unflagged frames
 are stratified by score band and day/night (near the model's threshold, where misses
@@ -30,6 +31,7 @@ from bearwatch.auth import Actor
 from bearwatch.schema import Alert, AlertFlag, AlertStatus, Camera, Decision, Frame, ModelVersion, Prediction, Site, Stage, User
 from shadow import alert_rules, audit_design, follow_up
 from shadow.periods import thresholds_of
+from shadow.truth import bear_vote_sql
 
 
 class QueueReason(str, enum.Enum):
@@ -37,6 +39,7 @@ class QueueReason(str, enum.Enum):
     FLAGGED = "flagged"
     AUDIT = "audit"
     FOLLOW_UP = "follow_up"  # next to a bear the audit found: completes that sighting
+    SECOND_LOOK = "second_look"  # a lone verdict against the model, or two that disagree (shadow.truth)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class QueueItem:
     alert_id: int | None
     stratum: str | None  # audit_design.Stratum: 'flagged' for held alerts and flagged frames
     inclusion_prob: float  # the chance the review design had of showing this frame (flagged: 1)
+    flagged: bool = False  # the site's rollout model flagged it (confirm), or not (missed)
 
 
 def _top_label(probabilities: dict[str, float] | None) -> str | None:
@@ -89,7 +93,8 @@ def review_queue(
     items: list[QueueItem] = []
     for s in sites:
         items.extend(_site_queue(session, s, model_thresholds[s.id], cameras[s.id], user_id, now - window, limit))
-    order = {QueueReason.PENDING_ALERT: 0, QueueReason.FLAGGED: 1, QueueReason.FOLLOW_UP: 2, QueueReason.AUDIT: 3}
+    order = {QueueReason.PENDING_ALERT: 0, QueueReason.SECOND_LOOK: 1, QueueReason.FLAGGED: 2, QueueReason.FOLLOW_UP: 3,
+             QueueReason.AUDIT: 4}
     items.sort(key=lambda i: (order[i.reason], i.captured_at, i.frame_id))
     return items[:limit]
 
@@ -121,7 +126,7 @@ def _site_queue(
         seen.add(frame.id)
         flagged = pred is not None and pred.flagged
         status = alert.status if alert is not None else None
-        if reason is QueueReason.AUDIT and pred is not None:
+        if pred is not None and not pred.flagged:
             stratum = audit_design.stratum_of(pred.positive_score, frame.is_night, False, model_threshold, t)
             stratum_name, prob = stratum.value, audit_design.stratum_rate(stratum, t)
         else:
@@ -136,7 +141,7 @@ def _site_queue(
             model_score=pred.positive_score if pred else None, stage=site.stage, reason=reason,
             on_confirm=alert_rules.confirm_text(flagged, status),
             pending_since=alert.created_at if reason is QueueReason.PENDING_ALERT and alert else frame.captured_at,
-            alert_id=alert.id if alert else None, stratum=stratum_name, inclusion_prob=prob,
+            alert_id=alert.id if alert else None, stratum=stratum_name, inclusion_prob=prob, flagged=flagged,
         ))
 
     pred_join = sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == site.rollout_model_id)
@@ -154,7 +159,35 @@ def _site_queue(
     )
     for frame, camera, pred, alert in pending:
         item(frame, camera, pred, QueueReason.PENDING_ALERT, alert)
-    # 2. Flagged frames in the window.
+    # 2. Second looks (shadow.truth.needs_another_look in SQL), before the sections that
+    # would show the same frame under another reason: a lone verdict against the
+    # model (a dismissed flag, a bear on an unflagged frame) or two rangers who disagree.
+    votes, bears = sa.func.count(Decision.id), sa.func.sum(bear_vote_sql())
+    unsettled = (
+        sa.select(Decision.frame_id)
+        .join(Frame, Frame.id == Decision.frame_id)
+        .join(Prediction, pred_join)
+        .where(of_site, Frame.captured_at >= since)
+        .group_by(Decision.frame_id, Prediction.flagged)
+        .having(sa.or_(
+            sa.and_(votes == 1, Prediction.flagged.is_(True), bears == 0),
+            sa.and_(votes == 1, Prediction.flagged.is_(False), bears == 1),
+            sa.and_(votes == 2, bears == 1),
+        ))
+    )
+    second = session.execute(
+        sa.select(Frame, Camera.name, Prediction, Alert, AlertFlag.id)
+        .join(Camera, Camera.id == Frame.camera_id)
+        .join(Prediction, pred_join)
+        .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
+        .outerjoin(Alert, Alert.id == AlertFlag.alert_id)
+        .where(Frame.id.in_(unsettled), _undecided(user_id))
+        .order_by(Frame.captured_at)
+        .limit(limit)
+    )
+    for frame, camera, pred, alert, flag_id in second:
+        item(frame, camera, pred, QueueReason.SECOND_LOOK, alert, processed=flag_id is not None)
+    # 3. Flagged frames in the window.
     flagged = session.execute(
         sa.select(Frame, Camera.name, Prediction, Alert, AlertFlag.id)
         .select_from(Prediction)
@@ -171,7 +204,7 @@ def _site_queue(
     )
     for frame, camera, pred, alert, flag_id in flagged:
         item(frame, camera, pred, QueueReason.FLAGGED, alert, processed=flag_id is not None)
-    # 3. The audit sample of frames the model scored and did not flag: each frame's id
+    # 4. The audit sample of frames the model scored and did not flag: each frame's id
     # hash below its stratum's rate.
     if max(t.audit_rate, audit_design.night_rate(t), t.audit_near_rate) > 0:
         stratum_threshold = audit_design.audit_rate_sql(Prediction.positive_score, Frame.is_night, model_threshold, t)
@@ -189,7 +222,7 @@ def _site_queue(
         )
         for frame, camera, pred in audit:
             item(frame, camera, pred, QueueReason.AUDIT, None)
-    # 4. Follow-up: unflagged frames nobody decided yet around bears the audit found.
+    # 5. Follow-up: unflagged frames nobody decided yet around bears the audit found.
     found = follow_up.anchors(session, camera_ids, since - timedelta(seconds=t.alert_cooldown_s))
     if found:
         nobody_decided = ~sa.select(Decision.id).where(Decision.frame_id == Frame.id).exists()

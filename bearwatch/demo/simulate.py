@@ -19,8 +19,9 @@ default: the calibration bench runs the same world. On top, per camera and frame
   and the misses they report on their own; limited - every alert (held until a ranger
   decides), the audit and the reports; expanded - ``alert_audit_rate`` of the alerts,
   the audit and the reports; around a bear the audit found, rangers check the
-  frames within the cooldown until its sighting is complete (``follow_ups``); a second ranger looks at every bear reported on an
-  unflagged frame (``second_look_missed``). Each verdict stores why the frame was shown and its
+  frames within the cooldown until its sighting is complete (``follow_ups``); a lone verdict
+  against the model gets a second ranger and a disagreement a third, as the second-look
+  queue asks (``second_looks``). Each verdict stores why the frame was shown and its
   inclusion probability, as the verdict path does.
 Frame files are written without fsync (it is a simulation; the frame store proper
 writes atomically). Sizes are the caller's: tests keep them small.
@@ -49,6 +50,7 @@ from ingest.store import FrameStore
 from shadow import audit_design
 from shadow.alert_rules import within_cooldown
 from shadow.periods import thresholds_of
+from shadow.truth import needs_another_look
 
 EMBEDDING_DIM = 16
 
@@ -67,7 +69,7 @@ class SimSpec:
     ranger_miss: float = 0.05  # a ranger calls a bear frame empty
     ranger_false: float = 0.002  # a ranger calls an empty frame a bear
     second_review_rate: float = 0.1
-    second_look_missed: bool = True  # a second ranger checks every bear reported on an unflagged frame
+    second_looks: bool = True  # the second-look queue (shadow.truth.needs_another_look): up to three rangers
     miss_report_rate: float = 0.1  # missed visits a ranger reports on their own
     miss_near_share: float = 0.5  # missed visits scored just below the threshold
     alert_audit_rate: float = 0.3  # expanded: alerts a ranger looks at afterwards
@@ -192,7 +194,7 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
     t = thresholds_of(site)
     world = spec.world()
     cameras = list(session.scalars(sa.select(Camera).where(Camera.site_id == site.id).order_by(Camera.id)))
-    rangers = [_ranger(session, "sim-ranger-1"), _ranger(session, "sim-ranger-2")]
+    rangers = [_ranger(session, f"sim-ranger-{n}") for n in (1, 2, 3)]
     scope = set((site.trial_scope or {}).get("cameras") or [])
     scope_hours = set((site.trial_scope or {}).get("hours") or [])
     last_flag: dict[int, datetime] = {}
@@ -277,19 +279,20 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
             if reason is None:
                 continue
             stratum = audit_design.stratum_of(score, frame.is_night, flagged, model.threshold, t)
-            reviewers = rangers if rng.random() < spec.second_review_rate else rangers[:1]
-            first_says_bear: bool | None = None
+            double = rng.random() < spec.second_review_rate
+            verdicts: list[tuple[int, Verdict]] = []
             for n, ranger in enumerate(rangers):
-                if n >= len(reviewers) and not (spec.second_look_missed and not flagged and first_says_bear):
+                more = (n == 1 and double) or (spec.second_looks and needs_another_look(flagged, verdicts))
+                if n > 0 and not more:
                     break
                 # A ranger reporting a miss on their own saw the bear; the others judge what they are shown.
                 sees_bear = True if reason is ReviewReason.MISSED_REPORT and n == 0 else bool(
                     ranger_says_bear(world, rng, np.array([bear]))[0])
-                first_says_bear = sees_bear if n == 0 else first_says_bear
                 if flagged:
                     verdict = Verdict.CONFIRM if sees_bear else Verdict.DISMISS
                 else:
                     verdict = Verdict.MISSED if sees_bear else Verdict.DISMISS
+                verdicts.append((ranger.id, verdict))
                 session.add(Decision(frame_id=frame.id, reviewer_id=ranger.id, verdict=verdict,
                                      decided_at=slot + timedelta(seconds=30 + 30 * n), review_reason=reason,
                                      audit_stratum=stratum.value, inclusion_prob=audit_design.stratum_rate(stratum, t)))

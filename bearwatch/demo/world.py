@@ -42,6 +42,7 @@ class WorldSpec:
     ranger_miss: float = 0.05  # a ranger calls a bear frame empty
     ranger_false: float = 0.002  # a ranger calls an empty frame a bear
     second_review_rate: float = 0.1
+    second_looks: bool = True  # the second-look queue: lone verdicts against the model and disagreements get more rangers
     miss_report_rate: float = 0.1  # missed visits a ranger reports on their own
     alert_multiplier: float = 1.0  # extra false alerts: the model alerts this much more often
     threshold: float = 0.5

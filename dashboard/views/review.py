@@ -89,7 +89,10 @@ with right:
     if item.reason is QueueReason.PENDING_ALERT:
         st.warning(f"held alert {item.alert_id}: waiting {waited(item.pending_since, now)}")
     st.info(item.on_confirm)
-    flagged = item.reason not in (QueueReason.AUDIT, QueueReason.FOLLOW_UP)  # audit and follow-up frames were not flagged
+    if item.reason is QueueReason.SECOND_LOOK:
+        st.caption("second look: another ranger's verdict on this frame went against the model or against a "
+                   "colleague; yours settles it (theirs is not shown, so you judge it fresh)")
+    flagged = item.flagged
     st.button("Confirm bear (c)", key="review_confirm", type="primary", width="stretch", disabled=not flagged,
               on_click=_decide, args=(item.frame_id, Verdict.CONFIRM))
     st.button("Dismiss (d)", key="review_dismiss", width="stretch", on_click=_decide, args=(item.frame_id, Verdict.DISMISS))

@@ -88,3 +88,39 @@ def test_each_site_queues_its_own_cameras_frames(factory: sessionmaker[Session])
     assert {i.frame_id for i in queue if i.site == "north"} == north_frames
     assert {i.frame_id for i in queue if i.site == "south"} == south_frames
     assert {i.frame_id for i in _queue(factory, ana, at(3600), site="south")} == south_frames
+
+
+def test_verdicts_against_the_model_get_a_second_ranger_and_disagreements_a_third(factory: sessionmaker[Session]) -> None:
+    """A dismissed flag and a bear on an audited unflagged frame go to a second ranger
+    first in their queue (not back to the first); when the two disagree a third ranger
+    settles it by majority; agreement with the model needs no second look."""
+    from shadow.backtest import stored_verdicts
+    from shadow.truth import Truth, truth_of
+
+    park = make_park(factory, stage=Stage.MANUAL, thresholds={"audit_rate": 1.0, "audit_near_rate": 1.0})
+    ana, ben, cy = (add_user(factory, n) for n in ("ana", "ben", "cy"))
+    dismissed = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)
+    confirmed = add_frame(factory, park.cameras[0], at(600), model_id=park.model_id, score=0.9)
+    missed = add_frame(factory, park.cameras[1], at(30), model_id=park.model_id, score=0.1)
+    empty = add_frame(factory, park.cameras[1], at(60), model_id=park.model_id, score=0.1)
+    for frame, verdict in ((dismissed, Verdict.DISMISS), (confirmed, Verdict.CONFIRM), (missed, Verdict.MISSED),
+                           (empty, Verdict.DISMISS)):
+        submit_verdict(factory, frame, ana, verdict, at(700))
+
+    def second_looks(who):  # type: ignore[no-untyped-def]
+        return [i.frame_id for i in _queue(factory, who, at(800)) if i.reason is QueueReason.SECOND_LOOK]
+
+    bens = _queue(factory, ben, at(800))
+    assert [(i.frame_id, i.reason) for i in bens[:2]] == [(dismissed, QueueReason.SECOND_LOOK),
+                                                          (missed, QueueReason.SECOND_LOOK)]
+    assert [i.flagged for i in bens[:2]] == [True, False]
+    assert second_looks(ana) == []  # never back to the ranger who gave the verdict
+    submit_verdict(factory, dismissed, ben, Verdict.DISMISS, at(801))  # agrees: settled
+    submit_verdict(factory, missed, ben, Verdict.DISMISS, at(802))  # disagrees: a third look
+    assert second_looks(cy) == [missed]
+    submit_verdict(factory, missed, cy, Verdict.MISSED, at(803))
+    assert second_looks(cy) == [] and second_looks(add_user(factory, "dee")) == []
+    with factory() as session:
+        verdicts = stored_verdicts(session, [dismissed, missed])
+    assert truth_of(verdicts[missed]) is Truth.BEAR  # two of three rangers saw the bear
+    assert truth_of(verdicts[dismissed]) is Truth.NOT_BEAR

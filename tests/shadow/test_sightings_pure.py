@@ -97,3 +97,23 @@ def test_ratio_bounds_contain_the_estimate() -> None:
     b = ratio_bounds(40, 100.0, 20, 50.0)
     assert b.low < 1.0 < b.high
     assert ratio_bounds(0, 10.0, 0, 10.0).high == math.inf
+
+
+def test_truth_is_settled_by_agreement_or_by_a_majority_of_three() -> None:
+    from bearwatch.schema import Verdict
+    from shadow.truth import Truth, needs_another_look, truth_of
+
+    c, d, m = Verdict.CONFIRM, Verdict.DISMISS, Verdict.MISSED
+
+    def v(*verdicts: Verdict) -> list[tuple[int, Verdict]]:
+        return list(enumerate(verdicts))
+
+    assert truth_of(v(c)) is Truth.BEAR and truth_of(v(d, d)) is Truth.NOT_BEAR
+    assert truth_of(v(c, d)) is Truth.DISPUTED
+    assert truth_of(v(m, d, m)) is Truth.BEAR and truth_of(v(c, d, d)) is Truth.NOT_BEAR
+    assert truth_of(v(c, d, c, d)) is Truth.DISPUTED
+    # a lone verdict against the model, or a disagreement, needs another ranger
+    assert needs_another_look(True, v(d)) and needs_another_look(False, v(m))
+    assert not needs_another_look(True, v(c)) and not needs_another_look(False, v(d))
+    assert needs_another_look(True, v(d, c)) and not needs_another_look(False, v(m, m))
+    assert not needs_another_look(False, v(m, d, d))
