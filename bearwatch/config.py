@@ -27,7 +27,9 @@ class Thresholds(_Strict):
     # manual -> limited
     shadow_days: float = Field(7, ge=0)
     min_reviewed: int = Field(300, ge=0)
-    min_confirmed_bears: int = Field(20, ge=0)
+    # sightings (caught + missed); the gate also needs as many as the recall bound can pass
+    # with at the site's audit design (shadow.gates.sightings_to_pass: 51 at a full audit)
+    min_confirmed_bears: int = Field(51, ge=0)
     min_recall_lower: float = Field(0.90, ge=0, le=1)
     min_precision_lower: float = Field(0.50, ge=0, le=1)
     # limited -> expanded
@@ -39,6 +41,10 @@ class Thresholds(_Strict):
     alert_ratio_low: float = Field(0.5, gt=0)
     alert_ratio_high: float = Field(2.0, gt=0)
     guard_significance: float = Field(0.05, gt=0, lt=1)
+    # the guard counts episodes, not alerts: alerts (and baseline sightings) on one camera
+    # less than this apart count once, because one lingering bear sends a burst of alerts
+    # and the guard's e-process assumes independent events (docs/calibration.md section 4)
+    guard_episode_gap_s: float = Field(3600, ge=0)
     # review and alerting. The audit of unflagged frames is a stratified probability
     # sample (shadow.audit_design): scores from audit_near_from x the model threshold up
     # to it at audit_near_rate, where misses live; the rest at audit_rate by day and

@@ -1,11 +1,11 @@
 """Alert rates against the manual baseline (design.md sections 1 and 5).
 
-Baseline: the site's ranger-confirmed bear sightings per camera-hour during its latest
-manual period. A sighting is a run of bear frames on one camera (truth "bear": every
-verdict on the frame is CONFIRM or MISSED) with gaps no longer than the alert cooldown,
-so that it counts like an alert (one alert per camera per cooldown). Current: the
-site's alerts per camera-hour since it left manual (any status: the model's alert rate,
-not only confirmed ones).
+The unit is the *episode* (shadow.episodes): events on one camera less than the
+baseline's episode gap apart count once, so a lingering bear's burst of alerts counts
+once, and the band moves to episodes (RateComparison.test carries it). Baseline: the
+site's ranger-confirmed bear episodes per camera-hour during its latest manual period
+(bear frames: shadow.truth says bear). Current: the site's alert episodes per camera-hour
+since it left manual (any status: the model's alert rate, not only confirmed ones).
 
 Camera-hours: distinct (camera, clock hour) buckets holding at least one usable frame
 (not black/near-uniform, see :mod:`shadow.periods`), so a dark camera adds no hours.
@@ -19,7 +19,7 @@ out of the current exposure, and so are its alerts.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -27,9 +27,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.config import Thresholds
-from bearwatch.schema import Alert, Camera, Decision, Frame, Site, Stage, Verdict
+from bearwatch.schema import Alert, Camera, Decision, Frame, Site, Stage
+from shadow.episodes import episode_band, episode_gap_s
 from shadow.periods import Period, hour_bucket, latest_manual_period, usable_frame
 from shadow.stats import RateRatio, rate_ratio_test
+from shadow.truth import bear_vote_sql, is_bear_sql
 
 MIN_PERIOD_EVENTS = 5
 
@@ -42,6 +44,7 @@ class Exposure:
     night_events: int
     day_hours: float
     night_hours: float
+    gap_s: float = 0.0  # the episode gap the events were grouped by (shadow.episodes)
 
     @property
     def events(self) -> int:
@@ -71,8 +74,8 @@ def camera_hours(frames: Iterable[FrameKey]) -> tuple[float, float]:
 
 
 def group_sightings(bear_frames: Iterable[FrameKey], cooldown_s: float) -> list[FrameKey]:
-    """One sighting per run of bear frames on a camera with gaps <= ``cooldown_s``; the
-    sighting is its first frame."""
+    """One event per run of keys on a camera with gaps <= ``cooldown_s`` (sightings by
+    the cooldown, episodes by :func:`episode_gap_s`); the event is its first key."""
     by_camera: dict[int, list[FrameKey]] = defaultdict(list)
     for key in bear_frames:
         by_camera[key[0]].append(key)
@@ -87,7 +90,7 @@ def group_sightings(bear_frames: Iterable[FrameKey], cooldown_s: float) -> list[
     return sorted(sightings, key=lambda k: k[1])
 
 
-def exposure(events: Iterable[FrameKey], frames: Iterable[FrameKey]) -> Exposure:
+def exposure(events: Iterable[FrameKey], frames: Iterable[FrameKey], gap_s: float = 0.0) -> Exposure:
     day_h, night_h = camera_hours(frames)
     day_e = night_e = 0
     for _, _, night in events:
@@ -95,7 +98,16 @@ def exposure(events: Iterable[FrameKey], frames: Iterable[FrameKey]) -> Exposure
             night_e += 1
         else:
             day_e += 1
-    return Exposure(day_e, night_e, day_h, night_h)
+    return Exposure(day_e, night_e, day_h, night_h, gap_s)
+
+
+def baseline_of(bear_keys: Sequence[FrameKey], hour_keys: Sequence[FrameKey], t: Thresholds) -> Exposure:
+    """Pure: the baseline's bear episodes, its gap chosen from its own busyness."""
+    day_h, night_h = camera_hours(hour_keys)
+    hours = day_h + night_h
+    busy = len(group_sightings(bear_keys, t.alert_cooldown_s)) / hours if hours else None
+    gap = episode_gap_s(t, busy)
+    return exposure(group_sightings(bear_keys, gap), hour_keys, gap)
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,9 @@ def _ratio(e1: int, h1: float, e0: int, h0: float) -> float | None:
 
 def compare_rates(baseline: Exposure, current: Exposure, *, low: float, high: float) -> RateComparison | None:
     """Current vs baseline rate with the exact rate-ratio test; None without a baseline
-    (no baseline camera-hours) or without current camera-hours it can be compared on."""
+    (no baseline camera-hours) or without current camera-hours it can be compared on.
+    [low, high] is the band on alert ratios; the test carries it moved to the baseline's
+    episodes (shadow.episodes.episode_band)."""
     day_ok = baseline.day_hours > 0
     night_ok = baseline.night_hours > 0
     x1 = (current.day_events if day_ok else 0) + (current.night_events if night_ok else 0)
@@ -135,6 +149,7 @@ def compare_rates(baseline: Exposure, current: Exposure, *, low: float, high: fl
         t1 = h1_day * w_day + h1_night * w_night
     else:
         t1 = h1_day + h1_night
+    low, high = episode_band(baseline.events, baseline.hours, baseline.gap_s, low, high)
     test = rate_ratio_test(x1, t1, baseline.events, baseline.hours, low=low, high=high)
     return RateComparison(
         baseline, current, test, standardised,
@@ -192,22 +207,23 @@ def _site_hours(session: Session, site: Site, start: datetime, end: datetime) ->
 
 
 def bear_frames(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
-    """Frames whose rangers all said bear (CONFIRM or MISSED; no DISMISS)."""
-    is_bear = sa.case((Decision.verdict.in_([Verdict.CONFIRM, Verdict.MISSED]), 1), else_=0)
+    """Frames whose truth is bear (shadow.truth.truth_of: every ranger, or a majority of three or more)."""
+    votes = bear_vote_sql()
     rows = session.execute(
         sa.select(Frame.camera_id, Frame.captured_at, Frame.is_night)
         .join(Camera, Camera.id == Frame.camera_id)
         .join(Decision, Decision.frame_id == Frame.id)
         .where(Camera.site_id == site.id, Frame.captured_at >= start, Frame.captured_at < end)
         .group_by(Frame.id, Frame.camera_id, Frame.captured_at, Frame.is_night)
-        .having(sa.func.min(is_bear) == 1)
+        .having(is_bear_sql(sa.func.sum(votes), sa.func.count()))
     ).all()
     return [(c, at, night) for c, at, night in rows]
 
 
-def baseline_exposure(session: Session, site: Site, period: Period, cooldown_s: float, scope: Scope = ALL) -> Exposure:
-    sightings = group_sightings(scope.filter(bear_frames(session, site, period.start, period.end)), cooldown_s)
-    return exposure(sightings, scope.filter(_site_hours(session, site, period.start, period.end)))
+def baseline_exposure(session: Session, site: Site, period: Period, t: Thresholds, scope: Scope = ALL) -> Exposure:
+    """Ranger-confirmed bear episodes of ``period`` and its camera-hours."""
+    return baseline_of(scope.filter(bear_frames(session, site, period.start, period.end)),
+                       scope.filter(_site_hours(session, site, period.start, period.end)), t)
 
 
 def alert_keys(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
@@ -219,8 +235,11 @@ def alert_keys(session: Session, site: Site, start: datetime, end: datetime) -> 
     return [(c, at, night) for c, at, night in rows]
 
 
-def current_exposure(session: Session, site: Site, start: datetime, end: datetime, scope: Scope = ALL) -> Exposure:
-    return exposure(scope.filter(alert_keys(session, site, start, end)), scope.filter(_site_hours(session, site, start, end)))
+def current_exposure(session: Session, site: Site, start: datetime, end: datetime, gap_s: float,
+                     scope: Scope = ALL) -> Exposure:
+    """The model's alert episodes (by the baseline's ``gap_s``) in [start, end) and their camera-hours."""
+    episodes = group_sightings(scope.filter(alert_keys(session, site, start, end)), gap_s)
+    return exposure(episodes, scope.filter(_site_hours(session, site, start, end)), gap_s)
 
 
 def alert_rate_comparison(session: Session, site: Site, now: datetime, thresholds: Thresholds) -> RateComparison | None:
@@ -232,8 +251,8 @@ def alert_rate_comparison(session: Session, site: Site, now: datetime, threshold
     if period is None:
         return None
     scope = trial_scope_of(site)
-    baseline = baseline_exposure(session, site, period, thresholds.alert_cooldown_s, scope)
-    current = current_exposure(session, site, site.stage_since, now, scope)
+    baseline = baseline_exposure(session, site, period, thresholds, scope)
+    current = current_exposure(session, site, site.stage_since, now, baseline.gap_s, scope)
     return compare_rates(baseline, current, low=thresholds.alert_ratio_low, high=thresholds.alert_ratio_high)
 
 
@@ -248,7 +267,7 @@ class DayRate:
 @dataclass(frozen=True)
 class RateSeries:
     days: tuple[DayRate, ...]
-    baseline_rate: float | None  # confirmed sightings per camera-hour in the manual baseline
+    baseline_rate: float | None  # confirmed bear episodes per camera-hour in the manual baseline
     baseline: Exposure | None
 
 
@@ -269,11 +288,13 @@ def daily_rates(alerts: Iterable[FrameKey], frames: Iterable[FrameKey]) -> list[
 
 
 def alert_rate_series(session: Session, site: Site, start: datetime, end: datetime, thresholds: Thresholds) -> RateSeries:
-    """For the dashboard's chart: alerts per camera-hour per day in [start, end), with
-    the baseline rate as a reference line."""
+    """For the dashboard's chart: alert episodes per camera-hour per day in [start, end),
+    with the baseline rate as a reference line."""
     period = latest_manual_period(session, site, end)
-    baseline = baseline_exposure(session, site, period, thresholds.alert_cooldown_s) if period else None
-    days = daily_rates(alert_keys(session, site, start, end), _site_hours(session, site, start, end))
+    baseline = baseline_exposure(session, site, period, thresholds) if period else None
+    gap = baseline.gap_s if baseline else episode_gap_s(thresholds)
+    episodes = group_sightings(alert_keys(session, site, start, end), gap)
+    days = daily_rates(episodes, _site_hours(session, site, start, end))
     return RateSeries(tuple(days), baseline.rate if baseline else None, baseline)
 
 

@@ -191,8 +191,10 @@ def run_backtest(
     period = latest_manual_period(session, site, end)
     rate = None
     if period is not None:
-        baseline = baseline_exposure(session, site, period, t.alert_cooldown_s)
-        rate = compare_rates(baseline, exposure(alerts, keys), low=t.alert_ratio_low, high=t.alert_ratio_high)
+        baseline = baseline_exposure(session, site, period, t)
+        episodes = group_sightings(alerts, baseline.gap_s)
+        rate = compare_rates(baseline, exposure(episodes, keys, baseline.gap_s), low=t.alert_ratio_low,
+                             high=t.alert_ratio_high)
     c = agreement.confusion
     checks_run, alarms = drift_counts(session, site, start, end)
     enabled, online, unknown = camera_counts(session, site)
@@ -208,6 +210,8 @@ def run_backtest(
     audited = sum(1 for s in scored if not s.flagged and s.frame_id in verdicts)
     evidence = ShadowEvidence((end - start).total_seconds() / 86400.0, c, checks_run, alarms, enabled, online, unknown,
                               sightings=sightings, baseline_sightings=rate.baseline.events if rate else 0,
+                              baseline_camera_hours=rate.baseline.hours if rate else 0.0,
+                              baseline_gap_s=rate.baseline.gap_s if rate else 0.0,
                               audited_frames=audited, unflagged_frames=sum(not s.flagged for s in scored))
     checks = tuple(manual_gate_checks(evidence, t))
     return BacktestReport(

@@ -88,7 +88,9 @@ class ShadowEvidence:
     cameras_online: int
     cameras_unknown: int  # health not known yet
     sightings: SightingReport | None = None  # the unit of the decision
-    baseline_sightings: int = 0  # ranger-confirmed sightings in the window (the guard's baseline)
+    baseline_sightings: int = 0  # ranger-confirmed bear episodes in the window (the guard's baseline)
+    baseline_camera_hours: float = 0.0
+    baseline_gap_s: float = 0.0  # the episode gap (shadow.episodes)
     audited_frames: int = 0  # unflagged frames reviewed through the audit design
     unflagged_frames: int = 0  # unflagged frames scored in the window (audit workload)
 
@@ -192,6 +194,30 @@ def recall_target(threshold: float, min_inclusion: float) -> float:
     return threshold / (threshold + max(min_inclusion, 1e-9) * (1.0 - threshold))
 
 
+def sightings_to_pass(threshold: float, min_inclusion: float) -> int | None:
+    """The fewest sightings with which the recall lower bound can reach ``threshold`` (all
+    caught, none missed) when a miss is found with probability ``min_inclusion``: the
+    gate's minimum, so that meeting it can pass (51 at a full audit, 2,422 at 2%)."""
+    return events_to_reach(0, 0, recall_target(threshold, min_inclusion), share=1.0, limit=10_000_000)
+
+
+def check_sightings(rep: SightingReport, t: Thresholds) -> Check:
+    """Enough sightings that the recall check can pass: at least ``min_confirmed_bears``
+    and at least :func:`sightings_to_pass` at the site's audit design."""
+    seen = rep.caught + rep.misses
+    can_pass = sightings_to_pass(t.min_recall_lower, rep.min_inclusion)
+    needed = max(t.min_confirmed_bears, can_pass or 0)
+    data = {"caught": rep.caught, "misses": rep.misses, "unit": "sightings", "min_confirmed_bears": t.min_confirmed_bears,
+            "needed_to_pass_recall": can_pass, "min_inclusion": rep.min_inclusion}
+    check = check_at_least("sightings", seen, needed, data)
+    if check.outcome is GateOutcome.PASS or can_pass is None or can_pass <= t.min_confirmed_bears:
+        return check
+    return Check(check.name, check.outcome, check.value, check.threshold, check.comparison, data,
+                 f"{check.detail}: the fewest with which the recall lower bound can reach {t.min_recall_lower:g} when "
+                 f"misses are found at {rep.min_inclusion:.3g} (the thinnest audit stratum; a fuller audit needs fewer: "
+                 f"{sightings_to_pass(t.min_recall_lower, 1.0)} at a full audit)")
+
+
 def audit_plan(caught_per_day: float, horizon_days: float, recall: float | None, threshold: float,
                unflagged_per_day: float) -> dict[str, Any]:
     """The least audit rate (every stratum) that, at the current rates, would decide the
@@ -238,10 +264,13 @@ def check_sighting_recall(ev: ShadowEvidence, t: Thresholds) -> Check:
     return Check(check.name, check.outcome, check.value, check.threshold, check.comparison, {**check.data, "plan": plan}, line)
 
 
-def check_band(name: str, x1: int, t1: float, x0: int, t0: float, t: Thresholds, data: dict[str, Any], what: str) -> Check:
+def check_band(name: str, x1: int, t1: float, x0: int, t0: float, t: Thresholds, data: dict[str, Any], what: str,
+               episode_band: tuple[float, float] | None = None) -> Check:
     """A rate ratio against the guard's band: fail when its anytime-valid interval lies
-    wholly outside, pass when the estimate is inside, else inconclusive."""
+    wholly outside, pass when the estimate is inside, else inconclusive. Counts are
+    episodes; ``episode_band`` is the guard's band moved to them (shadow.episodes)."""
     band = t.alert_ratio_high
+    low, high = episode_band or (t.alert_ratio_low, t.alert_ratio_high)
     if x0 == 0 and x1 == 0:
         return Check(name, GateOutcome.INCONCLUSIVE, None, band, "inside", data, f"no {what} yet")
     b = ratio_bounds(x1, t1, x0, t0)
@@ -250,25 +279,68 @@ def check_band(name: str, x1: int, t1: float, x0: int, t0: float, t: Thresholds,
             "ci_high": b.high if math.isfinite(b.high) else None,
             "method": "conditional binomial, 95% anytime-valid beta-mixture confidence sequence"}
     line = (f"{what} {ratio:.2f} (95% anytime-valid {b.low:.2f}-{b.high:.2f}) vs band "
-            f"[{t.alert_ratio_low:g}, {t.alert_ratio_high:g}]")
-    if b.high < t.alert_ratio_low or b.low > t.alert_ratio_high:
+            f"[{low:.2f}, {high:.2f}]")
+    if episode_band:
+        data["episode_band"] = [low, high]
+        line += f" (the guard's [{t.alert_ratio_low:g}, {t.alert_ratio_high:g}] in alerts, moved to episodes)"
+    if b.high < low or b.low > high:
         return Check(name, GateOutcome.FAIL, ratio if math.isfinite(ratio) else None, band, "inside", data,
                      line + ": the guard would demote")
-    if t.alert_ratio_low <= ratio <= t.alert_ratio_high:
+    if low <= ratio <= high:
         return Check(name, GateOutcome.PASS, ratio, band, "inside", data, line)
     return Check(name, GateOutcome.INCONCLUSIVE, ratio if math.isfinite(ratio) else None, band, "inside", data,
                  line + " (outside the band, not yet significantly)")
 
 
 def check_predicted_ratio(ev: ShadowEvidence, t: Thresholds) -> Check:
-    """The alert-rate ratio the model would have in expanded: its would-be alerts (false
-    ones included) against the rangers' confirmed sightings, on the same camera-hours."""
+    """The alert-rate ratio the model would have in expanded: its would-be alert episodes
+    (false ones included) against the rangers' confirmed bear episodes, on the same
+    camera-hours, counted as the guard counts them (shadow.alert_rates.episode_gap_s)."""
+    from shadow.alert_rates import group_sightings
+    from shadow.episodes import episode_band, episode_gap_s
+
     rep = ev.sightings
     assert rep is not None
-    alerts = len(rep.alerts)
-    data = {"would_be_alerts": alerts, "baseline_sightings": ev.baseline_sightings, "unit": "sightings"}
-    return check_band("predicted_alert_ratio", alerts, 1.0, ev.baseline_sightings, 1.0, t, data,
-                      "predicted expanded alert ratio")
+    gap = ev.baseline_gap_s or episode_gap_s(t)
+    episodes = len(group_sightings([(a.camera_id, a.start, None) for a in rep.alerts], gap))
+    data = {"would_be_alerts": len(rep.alerts), "would_be_episodes": episodes, "baseline_episodes": ev.baseline_sightings,
+            "episode_gap_s": gap, "unit": "episodes (events on one camera within the gap count once)"}
+    band = episode_band(ev.baseline_sightings, ev.baseline_camera_hours, gap, t.alert_ratio_low, t.alert_ratio_high)
+    check = check_band("predicted_alert_ratio", episodes, 1.0, ev.baseline_sightings, 1.0, t, data,
+                       "predicted expanded alert-episode ratio", band)
+    reach, line = guard_reach(ev, t, gap)
+    return Check(check.name, check.outcome, check.value, check.threshold, check.comparison, {**check.data, "guard": reach},
+                 f"{check.detail}; {line}" if line else check.detail)
+
+
+GUARD_HORIZON_DAYS = 60  # the stage length the guard's reach is reported against (as the calibration bench)
+
+
+def guard_reach(ev: ShadowEvidence, t: Thresholds, gap_s: float) -> tuple[dict[str, Any], str]:
+    """What this baseline lets the guard see: days until it would demote a tripled or a
+    thirded alert rate (at expected counts), and, when a tripling would go unseen for
+    GUARD_HORIZON_DAYS, how many more manual days would let it see one."""
+    from shadow.episodes import baseline_days_needed, days_to_demote
+
+    per_day = ev.baseline_camera_hours / ev.window_days if ev.window_days > 0 else 0.0
+    if ev.baseline_sightings <= 0 or per_day <= 0:
+        return {}, ""
+    up, down = (days_to_demote(ev.baseline_sightings, ev.baseline_camera_hours, per_day, gap_s, t, r) for r in (3.0, 1 / 3))
+    reach: dict[str, Any] = {"baseline_episodes": ev.baseline_sightings, "days_to_demote_3x": up,
+                             "days_to_demote_third": down, "horizon_days": GUARD_HORIZON_DAYS}
+
+    def when(days: int | None) -> str:
+        return f"in ~{days} days" if days is not None else "not within a year"
+
+    line = (f"the guard on this baseline ({ev.baseline_sightings} bear episodes) would demote a tripled alert rate "
+            f"{when(up)}, a third of it {when(down)} (at expected counts)")
+    if up is None or up > GUARD_HORIZON_DAYS:
+        more = baseline_days_needed(ev.baseline_sightings, ev.baseline_camera_hours, per_day, t, 3.0, GUARD_HORIZON_DAYS)
+        reach["more_manual_days_for_3x"] = more
+        line += (f"; ~{more} more manual days would let it catch a tripling within {GUARD_HORIZON_DAYS} days"
+                 if more is not None else f"; no manual period under a year more lets it catch a tripling within "
+                 f"{GUARD_HORIZON_DAYS} days at this site's rate")
+    return reach, line
 
 
 def manual_gate_checks(ev: ShadowEvidence, t: Thresholds) -> list[Check]:
@@ -284,8 +356,7 @@ def manual_gate_checks(ev: ShadowEvidence, t: Thresholds) -> list[Check]:
     checks += [
         check_at_least("audited_frames", ev.audited_frames, t.min_reviewed,
                        {"audited": ev.audited_frames, "unflagged": ev.unflagged_frames}),
-        check_at_least("sightings", rep.caught + rep.misses, t.min_confirmed_bears,
-                       {"caught": rep.caught, "misses": rep.misses, "unit": "sightings"}),
+        check_sightings(rep, t),
         check_sighting_recall(ev, t),
         estimate_check("alert_precision", rep.precision, t.min_precision_lower, unit=" of alerts", plan_unit="reviewed alerts",
                        per_day=rep.reviewed_alerts / days, extra={"unit": "alerts", "unreviewed": rep.unreviewed_alerts}),
@@ -321,7 +392,9 @@ def rate_data(rate: RateRatio) -> dict[str, Any]:
     def finite(x: float) -> float | None:
         return x if math.isfinite(x) else None
 
+    # "alerts" and "baseline_sightings" count episodes (shadow.alert_rates); the keys stay for older ledger rows
     return {"alerts": rate.x1, "camera_hours": rate.t1, "baseline_sightings": rate.x0, "baseline_camera_hours": rate.t0,
+            "unit": "episodes",
             "ratio": finite(rate.ratio), "ci_low": finite(rate.ci.low), "ci_high": finite(rate.ci.high),
             "p_outside": rate.p_outside, "low": rate.low, "high": rate.high}
 
@@ -333,8 +406,9 @@ def check_alert_rate_ratio(rate: RateRatio | None, t: Thresholds) -> Check:
         return Check("alert_rate_ratio", GateOutcome.INCONCLUSIVE, None, band, "inside", {},
                      "no manual baseline (no camera-hours in the manual period)")
     line_data = rate_data(rate)
-    check = check_band("alert_rate_ratio", rate.x1, rate.t1, rate.x0, rate.t0, t, line_data, "alert rate ratio")
-    detail = (f"{check.detail}; {rate.x1} alerts / {rate.t1:.0f} camera-h vs {rate.x0} sightings / "
+    check = check_band("alert_rate_ratio", rate.x1, rate.t1, rate.x0, rate.t0, t, line_data, "alert-episode rate ratio",
+                       (rate.low, rate.high))
+    detail = (f"{check.detail}; {rate.x1} alert episodes / {rate.t1:.0f} camera-h vs {rate.x0} bear episodes / "
               f"{rate.t0:.0f} camera-h")
     return Check(check.name, check.outcome, check.value, check.threshold, check.comparison, check.data, detail)
 
@@ -395,10 +469,11 @@ def shadow_evidence(session: Session, site: Site, now: datetime) -> ShadowEviden
     enabled, online, unknown = camera_counts(session, site)
     evidence = site_sightings(session, site, start, now)
     t = thresholds_of(site)
-    baseline = baseline_exposure(session, site, Period(Stage.MANUAL, start, now, site.rollout_model_id), t.alert_cooldown_s)
+    baseline = baseline_exposure(session, site, Period(Stage.MANUAL, start, now, site.rollout_model_id), t)
     return ShadowEvidence(
         _days(start, now), c, checks, alarms, enabled, online, unknown,
         sightings=evidence.report if evidence else None, baseline_sightings=baseline.events,
+        baseline_camera_hours=baseline.hours, baseline_gap_s=baseline.gap_s,
         audited_frames=evidence.audited_frames if evidence else 0,
         unflagged_frames=evidence.unflagged_scored if evidence else 0,
     )

@@ -65,14 +65,15 @@ def decide(f: GuardFindings, t: Thresholds) -> GuardDecision:
     if f.rate is not None:
         test = rate_decision(f.rate, t)
         evidence["alert_rate"] = {**rate_data(f.rate), "e_up": test.e_up, "e_down": test.e_down, "e_level": test.level,
-                                  "method": "mixture SPRT on the conditional binomial (anytime-valid)"}
+                                  "method": "mixture SPRT on the conditional binomial of episodes (anytime-valid)"}
         if test.outside:
             word = "up" if test.up else "down"
             e = test.e_up if test.up else test.e_down
             causes.append("alert_rate")
             reasons.append(
-                f"alert rate {word}: ratio {f.rate.ratio:.2f} to the manual baseline is outside "
-                f"[{t.alert_ratio_low:g}, {t.alert_ratio_high:g}] (e-value {e:.3g} >= {test.level:g}, "
+                f"alert rate {word}: episode ratio {f.rate.ratio:.2f} to the manual baseline is outside "
+                f"[{t.alert_ratio_low:g}, {t.alert_ratio_high:g}] in alerts ([{f.rate.low:.2f}, {f.rate.high:.2f}] in "
+                f"episodes) (e-value {e:.3g} >= {test.level:g}, "
                 f"anytime-valid at {t.guard_significance:g} over the stage)"
             )
     if f.drift_alarm_ids:
@@ -96,9 +97,9 @@ def decide(f: GuardFindings, t: Thresholds) -> GuardDecision:
 
 
 def rate_decision(rate: RateRatio, t: Thresholds) -> RatioDecision:
-    """The e-process verdict on the stage's cumulative counts (valid at every look)."""
-    return ratio_decision(rate.x1, rate.t1, rate.x0, rate.t0, low=t.alert_ratio_low, high=t.alert_ratio_high,
-                          alpha=t.guard_significance)
+    """The e-process verdict on the stage's cumulative episode counts (valid at every
+    look), against the band the comparison moved to episodes (rate.low, rate.high)."""
+    return ratio_decision(rate.x1, rate.t1, rate.x0, rate.t0, low=rate.low, high=rate.high, alpha=t.guard_significance)
 
 
 def model_problem(version: ModelVersion | None) -> str | None:

@@ -27,7 +27,8 @@ GUARD_DEMOTIONS = Counter(
 DRIFT_CHECKS = Counter("bearwatch_drift_checks_total", "Drift checks stored, by whether they alarmed", ["site", "alarm"])
 DRIFT_ALARM = Gauge("bearwatch_drift_alarm", "1 when the site's last drift check raised an alarm", ["site"])
 ALERT_RATE_RATIO = Gauge(
-    "bearwatch_alert_rate_ratio", "Alert rate since the site left manual over its manual baseline (last guard run)", ["site"]
+    "bearwatch_alert_rate_ratio",
+    "Alert-episode rate since the site left manual over its manual baseline (last guard run; shadow.episodes)", ["site"],
 )
 ALERT_RATE_BREACH = Gauge(
     "bearwatch_alert_rate_breach",

@@ -168,8 +168,8 @@ def guard() -> None:
             typer.echo(f"site {r.site}: DEMOTED {r.stage.value} -> manual (ledger row {r.stage_change_id}): {'; '.join(r.reasons)}")
         else:
             rate = r.evidence.get("alert_rate")
-            seen = (f"; alert rate ratio {_num(rate['ratio'], 2)} ({rate['alerts']} alerts vs {rate['baseline_sightings']} "
-                    f"baseline sightings), e-values up {rate['e_up']:.3g} / down {rate['e_down']:.3g}, demotes at "
+            seen = (f"; alert rate ratio {_num(rate['ratio'], 2)} ({rate['alerts']} alert episodes vs {rate['baseline_sightings']} "
+                    f"baseline bear episodes), e-values up {rate['e_up']:.3g} / down {rate['e_down']:.3g}, demotes at "
                     f"{rate['e_level']:g} ({rate['method']})") if rate else "; no alert-rate baseline yet"
             typer.echo(f"site {r.site}: {r.stage.value}, nothing found{seen}")
 

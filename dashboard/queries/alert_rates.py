@@ -2,14 +2,14 @@
 comes from shadow.alert_rates, the one definition the guard, the gates, the CLI and this
 page share (design.md section 5; no second implementation here).
 
-- Baseline: ranger-confirmed sightings per camera-hour of the site's latest manual period
+- Baseline: ranger-confirmed bear episodes (shadow.episodes) per camera-hour of the site's latest manual period
   (shadow.periods.latest_manual_period), on the trial scope while the site is limited.
   In limited and expanded it is ``alert_rate_comparison``'s own baseline, the one the
   guard tests against. In manual, the one the guard used in the site's last stage out of
   manual when that stage is in the window (its alerts are on the chart; a past trial's
   scope is not kept, so on all cameras and hours), else the current manual period's: the
   one a promotion now would be tested against.
-- Daily points: the site's alerts (outside manual) per camera-hour per UTC day, day and
+- Daily points: the site's alert episodes (outside manual, by the baseline's gap) per camera-hour per UTC day, day and
   night apart, on the same scope: ``current_exposure`` of each day (camera-hours are
   (camera, clock hour) buckets with a usable frame, night by majority, as the guard's).
 - The guard now (limited, expanded): ``alert_rate_comparison``'s ratio and
@@ -34,11 +34,13 @@ from dashboard.queries.rollout import scope_text
 from shadow.alert_rates import (
     Exposure, alert_rate_comparison, baseline_exposure, current_exposure, trial_scope_of,
 )
+from shadow.episodes import episode_gap_s
 from shadow.guard import rate_decision
 from shadow.periods import latest_manual_period, stage_periods, thresholds_of
 
 PERIODS = ("day", "night")
-GUARD_METHOD = "anytime-valid e-process (mixture SPRT) on the conditional binomial of alerts and baseline sightings"
+GUARD_METHOD = ("anytime-valid e-process (mixture SPRT) on the conditional binomial of alert episodes and baseline "
+                "bear episodes (shadow.episodes)")
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,13 @@ def site_alert_rates(session: Session, site_name: str, start: datetime, end: dat
             direction="up" if decision.up else "down" if decision.down else None,
         )
     else:
-        baseline = baseline_exposure(session, site, period, t.alert_cooldown_s, scope) if period is not None else None
+        baseline = baseline_exposure(session, site, period, t, scope) if period is not None else None
+    gap_s = baseline.gap_s if baseline is not None else episode_gap_s(t)
     points: list[RatePoint] = []
     day = start.astimezone(timezone.utc).date()
     while _utc_day(day) < end:
         lo, hi = max(start, _utc_day(day)), min(end, _utc_day(day + timedelta(days=1)))
-        e = current_exposure(session, site, lo, hi, scope)
+        e = current_exposure(session, site, lo, hi, gap_s, scope)
         for name, events, hours in (("day", e.day_events, e.day_hours), ("night", e.night_events, e.night_hours)):
             if events or hours:
                 points.append(RatePoint(day, name, events, hours, events / hours if hours else None))

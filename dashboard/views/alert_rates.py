@@ -56,8 +56,8 @@ def guard_section(rates: SiteRates, g: GuardView) -> None:
     ratio = "no baseline sighting" if g.ratio is None else f"{g.ratio:.2f}× the baseline"
     weighting = "day and night weighted by the baseline's rates" if g.standardised else "day and night pooled"
     st.markdown(
-        f"Alert-rate ratio **{ratio}**: {g.alerts} alerts in {g.exposure:.0f} camera-hours ({weighting}) against "
-        f"{g.baseline_sightings} confirmed sightings in {g.baseline_camera_hours:.0f} camera-hours; band "
+        f"Alert-rate ratio **{ratio}**: {g.alerts} alert episodes in {g.exposure:.0f} camera-hours ({weighting}) against "
+        f"{g.baseline_sightings} confirmed bear episodes in {g.baseline_camera_hours:.0f} camera-hours; band "
         f"[{rates.low:g}, {rates.high:g}]."
     )
     st.dataframe(
@@ -88,8 +88,9 @@ if rates is None:
 period_text = (f"the manual period {rates.baseline_start:%Y-%m-%d %H:%M} → {rates.baseline_end:%Y-%m-%d %H:%M}Z"
                if rates.baseline_start and rates.baseline_end else "the latest manual period")
 st.caption(
-    f"{rates.site} is {rates.stage.value}. Alerts per camera-hour per day (alerts outside manual), on {rates.scope}. The "
-    f"green band is {rates.low:g}×–{rates.high:g}× the manual baseline: confirmed sightings per camera-hour of "
+    f"{rates.site} is {rates.stage.value}. Alert episodes per camera-hour per day (alerts outside manual; alerts on one "
+    f"camera less than an hour apart (guard_episode_gap_s) count once), on {rates.scope}. The "
+    f"green band is {rates.low:g}×–{rates.high:g}× the manual baseline: confirmed bear episodes per camera-hour of "
     f"{period_text}, on the same scope ({rates.baseline_note}). Orange lines are stage changes. Counted as the guard "
     "counts them (shadow.alert_rates)."
 )
@@ -105,7 +106,7 @@ for period in PERIODS:
     if base is None or base.rate is None:
         st.caption("No manual baseline for this period yet.")
     else:
-        st.caption(f"baseline {base.rate:.4f} per camera-hour ({base.sightings} sightings in {base.camera_hours:.0f} camera-hours)")
+        st.caption(f"baseline {base.rate:.4f} per camera-hour ({base.sightings} bear episodes in {base.camera_hours:.0f} camera-hours)")
     chart = period_chart(rates, period)
     if chart is None:
         st.caption(f"No {period} camera-hours in this window.")

@@ -233,7 +233,7 @@ def test_alert_rates_show_the_guards_baseline_and_e_values_on_the_trial_scope(
         base = comparison.baseline
         period = latest_manual_period(session, site, now)
         assert period is not None
-        unscoped = baseline_exposure(session, site, period, t.alert_cooldown_s, ALL)
+        unscoped = baseline_exposure(session, site, period, t, ALL)
         assert (unscoped.day_hours, unscoped.night_hours) != (base.day_hours, base.night_hours), "the scope matters here"
         rates = site_alert_rates(session, "aspen", now - timedelta(days=7), now + timedelta(seconds=1))
         decision = rate_decision(comparison.test, t)
@@ -252,9 +252,9 @@ def test_alert_rates_show_the_guards_baseline_and_e_values_on_the_trial_scope(
     text = page_text(app)
     assert "aspen is limited" in text and "on cameras cam-1, all hours" in text
     for period, events, hours in (("day", base.day_events, base.day_hours), ("night", base.night_events, base.night_hours)):
-        assert f"baseline {events / hours:.4f} per camera-hour ({events} sightings in {hours:.0f} camera-hours)" in text, period
+        assert f"baseline {events / hours:.4f} per camera-hour ({events} bear episodes in {hours:.0f} camera-hours)" in text, period
     assert "anytime-valid e-process (mixture SPRT)" in text
-    assert f"{comparison.test.x1} alerts in {comparison.test.t1:.0f} camera-hours" in text
+    assert f"{comparison.test.x1} alert episodes in {comparison.test.t1:.0f} camera-hours" in text
     guard = next(df.value for df in app.dataframe if "e-value" in df.value.columns)
     assert guard["e-value"].tolist() == [f"{decision.e_up:.3g}", f"{decision.e_down:.3g}"]
     assert set(guard["demotes at"]) == {f"{decision.level:g}"}

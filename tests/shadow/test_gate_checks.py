@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -36,7 +36,9 @@ def report(caught: int = 60, found: int = 0, reported: int = 0, bear_alerts: int
     miss = [Sighting(1, at, at, 1, False, True, min_inclusion, i) for i in range(found)]
     told = [Sighting(1, at, at, 1, False, False, min_inclusion, i) for i in range(reported)]
     bear = caught if bear_alerts is None else bear_alerts
-    alerts = tuple(AlertGroup(1, at, at, 1, None, i) for i in range(would_be if would_be is not None else bear + false_alerts))
+    # alerts two hours apart: each its own episode (shadow.episodes)
+    alerts = tuple(AlertGroup(1, at + timedelta(hours=2 * i), at + timedelta(hours=2 * i), 1, None, i)
+                   for i in range(would_be if would_be is not None else bear + false_alerts))
     return SightingReport(alerts=alerts, sightings=(), caught=caught, bear_alerts=bear, false_alerts=false_alerts,
                           unreviewed_alerts=0, misses_found=tuple(miss), misses_reported=tuple(told),
                           min_inclusion=min_inclusion, precision=precision_estimate(bear, bear + false_alerts),
@@ -78,6 +80,7 @@ N90 = smallest_census_that_passes(0.9)
         (shadow(report(caught=20, false_alerts=2)), "sighting_recall", I),  # issue 11 point 4: 20/20 is not a fail
         (shadow(report(caught=0, false_alerts=0)), "sighting_recall", I),  # nothing to measure
         (shadow(report(caught=60, min_inclusion=0.02)), "sighting_recall", I),  # a 2% audit cannot show 0.9
+        (shadow(report(caught=60, min_inclusion=0.02)), "sightings", I),  # ... until 2,422 sightings
         (shadow(report(caught=30, found=30)), "sighting_recall", F),  # the evidence excludes 0.9
         (shadow(report(caught=40, reported=6)), "sighting_recall", F),  # 6 misses reported: recall <= 0.87
         (shadow(report(caught=N90 + 10, reported=2)), "sighting_recall", P),  # 2 reported: listed, not a sample
@@ -170,3 +173,33 @@ def test_small_checks() -> None:
     inf = check_alert_rate_ratio(rate_ratio_test(5, 10.0, 0, 10.0), T)
     assert inf.value is None and inf.data["ratio"] is None  # JSON-safe: no inf in the evidence
     assert combine([]) is I
+
+
+def test_the_sightings_minimum_is_one_the_recall_check_can_pass_with() -> None:
+    """Defaults consistent (design.md section 5): at a full audit the minimum is 51 clean
+    sightings and 51 pass; at a 2% thinnest stratum the gate asks for the 2,422 the recall
+    bound needs and says why, instead of a minimum of 20 after which it could never pass."""
+    at_full = by_name(manual_gate_checks(shadow(report(caught=N90, false_alerts=2)), T))
+    assert N90 == T.min_confirmed_bears == 51
+    assert at_full["sightings"].outcome is P and at_full["sighting_recall"].outcome is P
+    thin = by_name(manual_gate_checks(shadow(report(caught=300, min_inclusion=0.02)), T))["sightings"]
+    assert thin.outcome is I and thin.threshold == 2422 == thin.data["needed_to_pass_recall"]
+    assert "when misses are found at 0.02" in thin.detail and "51 at a full audit" in thin.detail
+    assert by_name(manual_gate_checks(shadow(report(caught=2422, min_inclusion=0.02)), T))["sightings"].outcome is P
+
+
+def test_the_first_gate_says_what_the_baseline_lets_the_guard_see() -> None:
+    """3 weeks of 4 cameras at 0.02 bear episodes per camera-hour (~40) cannot show the
+    guard a tripled alert rate within 60 days; the check says so and how many more manual
+    days would. Ten times the rate and it would within days."""
+    hours = 21 * 24 * 4.0
+    thin = by_name(manual_gate_checks(shadow(window_days=21.0, baseline_sightings=40, baseline_camera_hours=hours), T))
+    reach = thin["predicted_alert_ratio"].data["guard"]
+    assert reach["days_to_demote_3x"] is None and reach["days_to_demote_third"] is None
+    assert 0 < reach["more_manual_days_for_3x"] < 60
+    assert "would demote a tripled alert rate not within a year" in thin["predicted_alert_ratio"].detail
+    busy = by_name(manual_gate_checks(shadow(window_days=21.0, baseline_sightings=400, baseline_camera_hours=hours,
+                                             baseline_gap_s=1800.0), T))
+    reach = busy["predicted_alert_ratio"].data["guard"]
+    assert reach["days_to_demote_3x"] <= 7 and reach["days_to_demote_third"] <= 21
+    assert "more_manual_days_for_3x" not in reach

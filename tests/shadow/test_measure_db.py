@@ -14,6 +14,7 @@ from bearwatch.schema import (
 )
 from shadow.agreement import reviewed_frames, reviewed_frames_by_pair, site_agreement
 from shadow.alert_rates import alert_rate_comparison, alert_rate_series, current_exposure, trial_scope_of
+from shadow.episodes import episode_band, episode_gap_s
 from shadow.periods import latest_manual_period, thresholds_of
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
@@ -125,9 +126,10 @@ def test_baseline_and_current_rates_with_dark_frames_and_the_trial_scope(factory
         session.add(StageChange(site_id=r.site.id, from_stage=Stage.MANUAL, to_stage=Stage.LIMITED, actor="t", reason="t",
                                 changed_at=promoted))
         # Limited, 14:00-16:00: camera 0 in 2 hours with 4 alerts; camera 1 (out of scope) with 3 alerts.
+        # Alerts 20 min apart: separate episodes, as this busy baseline's episode gap is 9-12 min (shadow.episodes).
         for cam, minutes, n in ((0, 240, 2), (0, 300, 2), (1, 240, 3)):
             for k in range(n):
-                f = r.frame(cam, minutes + k)
+                f = r.frame(cam, minutes + 20 * k)
                 session.add(Alert(site_id=r.site.id, camera_id=r.cams[cam].id, frame_id=f.id, stage=Stage.LIMITED,
                                   status=AlertStatus.PENDING, idempotency_key=f"{cam}-{minutes}-{k}", created_at=f.captured_at))
         session.flush()
@@ -135,10 +137,10 @@ def test_baseline_and_current_rates_with_dark_frames_and_the_trial_scope(factory
         assert latest_manual_period(session, r.site, now).end == promoted  # type: ignore[union-attr]
         scope = trial_scope_of(r.site)
         assert scope.cameras == frozenset({r.cams[0].id})
-        current = current_exposure(session, r.site, promoted, now, scope)
-        assert (current.events, current.hours) == (4, 2.0)
         cmp = alert_rate_comparison(session, r.site, now, thresholds_of(r.site))
         assert cmp is not None
+        current = current_exposure(session, r.site, promoted, now, cmp.baseline.gap_s, scope)
+        assert (current.events, current.hours) == (4, 2.0)
         # Baseline on camera 0 only: 2 sightings in 3 camera-hours; current 4 alerts in 2 camera-hours -> ratio 3.
         assert (cmp.baseline.events, cmp.baseline.hours) == (2, 3.0)
         assert cmp.test.ratio == pytest.approx(3.0)
@@ -169,3 +171,41 @@ def test_a_new_rollout_model_starts_its_shadow_window_again(factory: sessionmake
         session.flush()
         window = {c.name: c for c in evaluate_gate(session, r.site, now).checks}["shadow_window_days"]
         assert window.value == pytest.approx(3.0) and window.outcome is GateOutcome.INCONCLUSIVE
+
+
+def test_a_lingering_bear_s_burst_of_alerts_is_one_episode_for_the_guard(factory: sessionmaker[Session]) -> None:
+    """A quiet site (2 confirmed sightings in 2 days of 2 cameras) goes expanded; one bear
+    then lingers at camera 0 and the model alerts every 20 minutes for 2 hours (each alert
+    more than the cooldown after the last): the guard counts one episode, not 7, so one
+    bear does not read as a 7x alert rate; the chart counts it the same way."""
+    from shadow.guard import rate_decision
+
+    with factory.begin() as session:
+        r = Rows(session)
+        for hour in range(48):
+            for cam in (0, 1):
+                r.frame(cam, 60 * hour + 30)
+        r.frame(0, 60 * 5 + 10, verdicts=(C,))
+        r.frame(1, 60 * 30 + 10, verdicts=(C,))
+        promoted = T0 + timedelta(hours=48)
+        r.site.stage, r.site.stage_since = Stage.EXPANDED, promoted
+        session.add(StageChange(site_id=r.site.id, from_stage=Stage.MANUAL, to_stage=Stage.EXPANDED, actor="t", reason="t",
+                                changed_at=promoted))
+        for hour in range(48, 54):
+            for cam in (0, 1):
+                r.frame(cam, 60 * hour + 30)
+        for k in range(7):
+            f = r.frame(0, 60 * 50 + 20 * k)
+            session.add(Alert(site_id=r.site.id, camera_id=r.cams[0].id, frame_id=f.id, stage=Stage.EXPANDED,
+                              status=AlertStatus.SENT, idempotency_key=f"burst-{k}", created_at=f.captured_at))
+        session.flush()
+        now = T0 + timedelta(hours=54)
+        t = thresholds_of(r.site)
+        cmp = alert_rate_comparison(session, r.site, now, t)
+        assert cmp is not None
+        assert cmp.baseline.gap_s == episode_gap_s(t) == 3600.0  # a quiet site: the full hour
+        assert (cmp.baseline.events, cmp.current.events) == (2, 1)
+        assert (cmp.test.low, cmp.test.high) == pytest.approx(episode_band(2, cmp.baseline.hours, 3600.0, 0.5, 2.0))
+        assert not rate_decision(cmp.test, t).outside
+        series = alert_rate_series(session, r.site, promoted, now, t)
+        assert sum(d.alerts for d in series.days) == 1
