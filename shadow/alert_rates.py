@@ -259,43 +259,33 @@ def alert_rate_comparison(session: Session, site: Site, now: datetime, threshold
 @dataclass(frozen=True)
 class DayRate:
     day: date
-    alerts: int
+    period: str  # "day" or "night"
+    events: int  # alert episodes
     camera_hours: float
-    rate: float | None  # alerts per camera-hour
+
+    @property
+    def rate(self) -> float | None:
+        return self.events / self.camera_hours if self.camera_hours else None
 
 
-@dataclass(frozen=True)
-class RateSeries:
-    days: tuple[DayRate, ...]
-    baseline_rate: float | None  # confirmed bear episodes per camera-hour in the manual baseline
-    baseline: Exposure | None
+def daily_rates(episodes: Iterable[FrameKey], hour_keys: Iterable[FrameKey]) -> list[DayRate]:
+    """Pure: episodes and camera-hours per UTC day, day and night apart (an episode by its
+    first frame, an hour by its frames' majority), in day order, day before night."""
+    counts: dict[tuple[date, str], list[float]] = defaultdict(lambda: [0, 0.0])
+    for _, at, night in episodes:
+        counts[(at.date(), "night" if night else "day")][0] += 1
+    for _, at, night in hour_keys:
+        counts[(at.date(), "night" if night else "day")][1] += 1.0
+    return [DayRate(d, period, int(n), h) for (d, period), (n, h) in sorted(counts.items())]
 
 
-def daily_rates(alerts: Iterable[FrameKey], frames: Iterable[FrameKey]) -> list[DayRate]:
-    """Pure: alerts per camera-hour per UTC day."""
-    per_day_alerts: dict[date, int] = defaultdict(int)
-    for _, at, _ in alerts:
-        per_day_alerts[at.date()] += 1
-    buckets: dict[date, set[tuple[int, datetime]]] = defaultdict(set)
-    for cam, at, _ in frames:
-        buckets[at.date()].add((cam, _hour(at)))
-    days = sorted(set(per_day_alerts) | set(buckets))
-    out = []
-    for d in days:
-        hours = float(len(buckets.get(d, ())))
-        out.append(DayRate(d, per_day_alerts.get(d, 0), hours, per_day_alerts.get(d, 0) / hours if hours else None))
-    return out
-
-
-def alert_rate_series(session: Session, site: Site, start: datetime, end: datetime, thresholds: Thresholds) -> RateSeries:
-    """For the dashboard's chart: alert episodes per camera-hour per day in [start, end),
-    with the baseline rate as a reference line."""
-    period = latest_manual_period(session, site, end)
-    baseline = baseline_exposure(session, site, period, thresholds) if period else None
-    gap = baseline.gap_s if baseline else episode_gap_s(thresholds)
-    episodes = group_sightings(alert_keys(session, site, start, end), gap)
-    days = daily_rates(episodes, _site_hours(session, site, start, end))
-    return RateSeries(tuple(days), baseline.rate if baseline else None, baseline)
+def daily_alert_rates(session: Session, site: Site, start: datetime, end: datetime, gap_s: float,
+                      scope: Scope = ALL) -> list[DayRate]:
+    """The chart's points: the site's alert episodes per camera-hour per UTC day in
+    [start, end), grouped over the whole window as the guard groups them (an episode over
+    midnight counts once), in two statements whatever the window's length."""
+    episodes = group_sightings(scope.filter(alert_keys(session, site, start, end)), gap_s)
+    return daily_rates(episodes, scope.filter(_site_hours(session, site, start, end)))
 
 
 def hours_between(start: datetime, end: datetime) -> float:

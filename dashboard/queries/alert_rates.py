@@ -9,22 +9,23 @@ page share (design.md section 5; no second implementation here).
   manual when that stage is in the window (its alerts are on the chart; a past trial's
   scope is not kept, so on all cameras and hours), else the current manual period's: the
   one a promotion now would be tested against.
-- Daily points: the site's alert episodes (outside manual, by the baseline's gap) per camera-hour per UTC day, day and
-  night apart, on the same scope: ``current_exposure`` of each day (camera-hours are
-  (camera, clock hour) buckets with a usable frame, night by majority, as the guard's).
+- Daily points: the site's alert episodes (outside manual, by the baseline's gap, grouped
+  over the whole window as the guard groups them) per camera-hour per UTC day, day and
+  night apart, on the same scope: ``daily_alert_rates`` (camera-hours are (camera, clock
+  hour) buckets with a usable frame, night by majority, as the guard's).
 - The guard now (limited, expanded): ``alert_rate_comparison``'s ratio and
   ``shadow.guard.rate_decision``'s e-values against the level at which it demotes.
 
 Statements: the site, its cameras, the ledger (periods, stage marks), the baseline (2)
-and, in limited or expanded, the current exposure (2), then 2 per day of the window
-(``current_exposure`` has no per-day form yet).
+and, in limited or expanded, the current exposure (2), then the daily points (2, whatever
+the window's length).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 from bearwatch.schema import Camera, Site, Stage, StageChange
 from dashboard.queries.rollout import scope_text
 from shadow.alert_rates import (
-    Exposure, alert_rate_comparison, baseline_exposure, current_exposure, trial_scope_of,
+    Exposure, alert_rate_comparison, baseline_exposure, daily_alert_rates, trial_scope_of,
 )
 from shadow.episodes import episode_gap_s
 from shadow.guard import rate_decision
@@ -110,10 +111,6 @@ def _baselines(e: Exposure) -> tuple[Baseline, ...]:
             Baseline("night", e.night_events, e.night_hours, e.night_events / e.night_hours if e.night_hours else None))
 
 
-def _utc_day(d: date) -> datetime:
-    return datetime.combine(d, time(0), tzinfo=timezone.utc)
-
-
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -151,15 +148,8 @@ def site_alert_rates(session: Session, site_name: str, start: datetime, end: dat
     else:
         baseline = baseline_exposure(session, site, period, t, scope) if period is not None else None
     gap_s = baseline.gap_s if baseline is not None else episode_gap_s(t)
-    points: list[RatePoint] = []
-    day = start.astimezone(timezone.utc).date()
-    while _utc_day(day) < end:
-        lo, hi = max(start, _utc_day(day)), min(end, _utc_day(day + timedelta(days=1)))
-        e = current_exposure(session, site, lo, hi, gap_s, scope)
-        for name, events, hours in (("day", e.day_events, e.day_hours), ("night", e.night_events, e.night_hours)):
-            if events or hours:
-                points.append(RatePoint(day, name, events, hours, events / hours if hours else None))
-        day += timedelta(days=1)
+    points = [RatePoint(r.day, r.period, r.events, r.camera_hours, r.rate)
+              for r in daily_alert_rates(session, site, start, end, gap_s, scope) if r.events or r.camera_hours]
     marks = session.execute(
         sa.select(StageChange.changed_at, StageChange.from_stage, StageChange.to_stage, StageChange.actor)
         .where(StageChange.site_id == site.id, StageChange.changed_at >= start, StageChange.changed_at < end)

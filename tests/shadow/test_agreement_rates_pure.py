@@ -99,5 +99,6 @@ def test_daily_rates() -> None:
     day2 = T0 + timedelta(days=1)
     frames = [(1, T0.replace(hour=h), False) for h in range(4)] + [(1, day2.replace(hour=h), False) for h in range(2)]
     alerts = [(1, T0.replace(hour=1), False), (1, day2.replace(hour=1), False), (1, day2.replace(hour=1, minute=9), False)]
-    rows = daily_rates(alerts, frames)
-    assert [(r.day.day, r.alerts, r.camera_hours, r.rate) for r in rows] == [(1, 1, 4.0, 0.25), (2, 2, 2.0, 1.0)]
+    rows = daily_rates(alerts + [(1, day2.replace(hour=22), True)], frames + [(1, day2.replace(hour=22), True)])
+    assert [(r.day.day, r.period, r.events, r.camera_hours, r.rate) for r in rows] == [
+        (1, "day", 1, 4.0, 0.25), (2, "day", 2, 2.0, 1.0), (2, "night", 1, 1.0, 1.0)]

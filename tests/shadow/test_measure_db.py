@@ -13,7 +13,7 @@ from bearwatch.schema import (
     StageChange, User, Verdict,
 )
 from shadow.agreement import reviewed_frames, reviewed_frames_by_pair, site_agreement
-from shadow.alert_rates import alert_rate_comparison, alert_rate_series, current_exposure, trial_scope_of
+from shadow.alert_rates import alert_rate_comparison, current_exposure, daily_alert_rates, trial_scope_of
 from shadow.episodes import episode_band, episode_gap_s
 from shadow.periods import latest_manual_period, thresholds_of
 
@@ -150,10 +150,9 @@ def test_baseline_and_current_rates_with_dark_frames_and_the_trial_scope(factory
         # All cameras: 2 sightings in 4 camera-hours; 7 alerts in 3 camera-hours.
         assert (everything.baseline.events, everything.baseline.hours) == (2, 4.0)
         assert everything.test.ratio == pytest.approx((7 / 3) / (2 / 4))
-        # The dashboard's chart: alerts per camera-hour per day, with the baseline line.
-        series = alert_rate_series(session, r.site, promoted, now, thresholds_of(r.site))
-        assert [(d.day, d.alerts, d.camera_hours) for d in series.days] == [(T0.date(), 7, 3.0)]
-        assert series.baseline_rate == pytest.approx(2 / 4)
+        # The dashboard's chart: alert episodes per camera-hour per day, grouped as the guard does.
+        days = daily_alert_rates(session, r.site, promoted, now, everything.baseline.gap_s)
+        assert [(d.day, d.period, d.events, d.camera_hours) for d in days] == [(T0.date(), "day", 7, 3.0)]
 
 
 def test_a_new_rollout_model_starts_its_shadow_window_again(factory: sessionmaker[Session]) -> None:
@@ -207,5 +206,4 @@ def test_a_lingering_bear_s_burst_of_alerts_is_one_episode_for_the_guard(factory
         assert (cmp.baseline.events, cmp.current.events) == (2, 1)
         assert (cmp.test.low, cmp.test.high) == pytest.approx(episode_band(2, cmp.baseline.hours, 3600.0, 0.5, 2.0))
         assert not rate_decision(cmp.test, t).outside
-        series = alert_rate_series(session, r.site, promoted, now, t)
-        assert sum(d.alerts for d in series.days) == 1
+        assert sum(d.events for d in daily_alert_rates(session, r.site, promoted, now, cmp.baseline.gap_s)) == 1
