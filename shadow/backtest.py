@@ -195,7 +195,6 @@ def run_backtest(
         episodes = group_sightings(alerts, baseline.gap_s)
         rate = compare_rates(baseline, exposure(episodes, keys, baseline.gap_s), low=t.alert_ratio_low,
                              high=t.alert_ratio_high)
-    c = agreement.confusion
     checks_run, alarms = drift_counts(session, site, start, end)
     enabled, online, unknown = camera_counts(session, site)
     # Sightings of the candidate on the stored verdicts. Which design showed each frame was
@@ -208,7 +207,7 @@ def run_backtest(
            for s in scored if s.flagged or s.frame_id in verdicts]
     sightings = sighting_report(obs, t.alert_cooldown_s, thinnest)
     audited = sum(1 for s in scored if not s.flagged and s.frame_id in verdicts)
-    evidence = ShadowEvidence((end - start).total_seconds() / 86400.0, c, checks_run, alarms, enabled, online, unknown,
+    evidence = ShadowEvidence((end - start).total_seconds() / 86400.0, checks_run, alarms, enabled, online, unknown,
                               sightings=sightings, baseline_sightings=rate.baseline.events if rate else 0,
                               baseline_camera_hours=rate.baseline.hours if rate else 0.0,
                               baseline_gap_s=rate.baseline.gap_s if rate else 0.0,

@@ -11,7 +11,7 @@ import enum
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -22,9 +22,6 @@ from bearwatch.schema import Alert, Camera, CameraHealth, Decision, DriftEvent, 
 from shadow.sequential import events_to_reach, proportion_lower, ratio_bounds
 from shadow.sightings import Estimate, SightingReport, precision_estimate
 from shadow.stats import RateRatio
-
-if TYPE_CHECKING:
-    from shadow.agreement import Confusion
 
 
 class GateOutcome(str, enum.Enum):
@@ -81,7 +78,6 @@ class ShadowEvidence:
     """manual -> limited: what the shadow window showed."""
 
     window_days: float  # how long the site has been in manual (the shadow window)
-    confusion: Confusion  # frame level, the secondary view
     drift_checks: int  # drift checks run in the window
     drift_alarms: int
     cameras_enabled: int
@@ -457,21 +453,18 @@ def shadow_window_start(session: Session, site: Site) -> datetime:
 
 
 def shadow_evidence(session: Session, site: Site, now: datetime) -> ShadowEvidence:
-    from shadow.agreement import Confusion, site_agreement
     from shadow.alert_rates import baseline_exposure
     from shadow.periods import Period, thresholds_of
     from shadow.sighting_evidence import site_sightings
 
     start = shadow_window_start(session, site)
-    report = site_agreement(session, site, start, now)
-    c = report.confusion if report else Confusion(0, 0, 0, 0, 0)
     checks, alarms = drift_counts(session, site, start, now)
     enabled, online, unknown = camera_counts(session, site)
     evidence = site_sightings(session, site, start, now)
     t = thresholds_of(site)
     baseline = baseline_exposure(session, site, Period(Stage.MANUAL, start, now, site.rollout_model_id), t)
     return ShadowEvidence(
-        _days(start, now), c, checks, alarms, enabled, online, unknown,
+        _days(start, now), checks, alarms, enabled, online, unknown,
         sightings=evidence.report if evidence else None, baseline_sightings=baseline.events,
         baseline_camera_hours=baseline.hours, baseline_gap_s=baseline.gap_s,
         audited_frames=evidence.audited_frames if evidence else 0,

@@ -19,7 +19,6 @@ from shadow.gates import (
     manual_gate_checks,
     trial_gate_checks,
 )
-from shadow.agreement import Confusion
 from shadow.sequential import proportion_lower
 from shadow.sightings import AlertGroup, Sighting, SightingReport, precision_estimate, recall_estimate
 from shadow.stats import rate_ratio_test
@@ -51,7 +50,7 @@ def shadow(rep: SightingReport | None = None, **kw: float) -> ShadowEvidence:
     base.update(kw)
     rep = rep or report()
     base.setdefault("baseline_sightings", rep.caught + rep.misses)
-    return ShadowEvidence(confusion=Confusion(0, 0, 0, 0, 0), sightings=rep, **base)
+    return ShadowEvidence(sightings=rep, **base)
 
 
 def by_name(checks: list) -> dict:
