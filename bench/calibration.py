@@ -136,7 +136,7 @@ def simulate_window(world: WorldSpec, t: Thresholds, site: SiteSpec, seed: int) 
     for cam in range(cams):
         f = camera_frames(world, rng, n, site.interval_s, start_hour=0.0)
         ids = id0 + np.arange(n) * cams + cam
-        s, c = true_groups(f.t_s, f.bear, f.flagged, cooldown)
+        s, c = true_groups(f.t_s, f.bear, f.flagged, episode_gap_s(t))  # visits, as shadow.sightings groups them
         sightings, caught = sightings + s, caught + c
         a, b = true_groups(f.t_s, f.flagged, f.bear, cooldown)
         alerts, bear_alerts = alerts + a, bear_alerts + b
@@ -189,14 +189,15 @@ LONG_RUN_DAYS = 7300  # one camera, 20 years
 
 
 @lru_cache(maxsize=None)
-def long_run(world: WorldSpec, interval_s: float, cooldown_s: float, days: int = LONG_RUN_DAYS) -> tuple[float, float, int, int]:
+def long_run(world: WorldSpec, interval_s: float, cooldown_s: float, days: int = LONG_RUN_DAYS,
+             gap_s: float | None = None) -> tuple[float, float, int, int]:
     """(alert precision, sighting recall, alerts, sightings) of the world over a long run:
     the share of cooldown-grouped flags containing a bear frame (precision's parameter),
-    and the share of true sightings with a flag (recall's, with merged visits)."""
+    and the share of true sightings (visits grouped by ``gap_s``) with a flag."""
     rng = np.random.default_rng(stable_seed(world, interval_s, cooldown_s, days))
     n = int(round(days * 86400 / interval_s))
     f = camera_frames(world, rng, n, interval_s)
-    s, c = true_groups(f.t_s, f.bear, f.flagged, cooldown_s)
+    s, c = true_groups(f.t_s, f.bear, f.flagged, gap_s or cooldown_s)
     a, b = true_groups(f.t_s, f.flagged, f.bear, cooldown_s)
     return b / a, c / s, a, s
 
@@ -227,7 +228,8 @@ def _triple(value: float | None, ci: object | None) -> tuple[float | None, float
 
 
 def report_of(window_obs: Sequence[FrameObs], t: Thresholds) -> SightingReport:
-    return sighting_report(window_obs, cooldown_s=t.alert_cooldown_s, min_inclusion=min_inclusion(t))
+    return sighting_report(window_obs, cooldown_s=t.alert_cooldown_s, min_inclusion=min_inclusion(t),
+                           gap_s=episode_gap_s(t))
 
 
 def new_gate_passes(rep: SightingReport, t: Thresholds) -> bool:
@@ -359,7 +361,8 @@ class CellResult:
 
 
 def run_cell(cell: Cell, replicates: int, seed: int, long_run_days: int = LONG_RUN_DAYS) -> CellResult:
-    prec, lr_recall, _, _ = long_run(cell.world, cell.site.interval_s, cell.thresholds.alert_cooldown_s, long_run_days)
+    prec, lr_recall, _, _ = long_run(cell.world, cell.site.interval_s, cell.thresholds.alert_cooldown_s, long_run_days,
+                                     episode_gap_s(cell.thresholds))
     seeds = np.random.SeedSequence([seed, stable_seed(cell)]).generate_state(replicates)
     outs = [shadow_replicate(cell.world, cell.thresholds, cell.site, int(s)) for s in seeds]
     return CellResult(cell, replicates, recall_parameter(cell.world), prec, lr_recall, outs)
@@ -798,7 +801,7 @@ def section_looks(plan: Plan, lines: list[str], summary: list[str]) -> None:
         reps = max(4, plan.looks_reps if site.cameras <= 3 else plan.looks_reps // 3)
         seeds = np.random.SeedSequence([plan.seed, 3, len(rows)]).generate_state(reps)
         outs = [daily_looks(world, t, site, int(s)) for s in seeds]
-        prec, lr, _, _ = long_run(world, site.interval_s, t.alert_cooldown_s, plan.long_run_days)
+        prec, lr, _, _ = long_run(world, site.interval_s, t.alert_cooldown_s, plan.long_run_days, episode_gap_s(t))
         if "precision" in name:
             new = sum(o.new_precision_day is not None for o in outs) / reps
             old = sum(o.old_precision_day is not None for o in outs) / reps

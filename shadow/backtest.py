@@ -30,6 +30,7 @@ from bearwatch.schema import Camera, Decision, Frame, Site, Verdict
 from shadow import audit_design
 from shadow.agreement import AgreementReport, ReviewedFrame, Truth, agreement_of, truth_of
 from shadow.alert_rates import RateComparison, baseline_exposure, compare_rates, exposure, group_sightings
+from shadow.episodes import episode_gap_s
 from shadow.gates import Check, GateOutcome, ShadowEvidence, camera_counts, combine, drift_counts, manual_gate_checks
 from shadow.periods import latest_manual_period, thresholds_of, usable_frame
 from shadow.sightings import FrameObs, sighting_report
@@ -205,7 +206,7 @@ def run_backtest(
                     truth_of(verdicts[s.frame_id]) if s.frame_id in verdicts else None, True,
                     1.0 if s.flagged else thinnest)
            for s in scored if s.flagged or s.frame_id in verdicts]
-    sightings = sighting_report(obs, t.alert_cooldown_s, thinnest)
+    sightings = sighting_report(obs, t.alert_cooldown_s, thinnest, gap_s=episode_gap_s(t))
     audited = sum(1 for s in scored if not s.flagged and s.frame_id in verdicts)
     evidence = ShadowEvidence((end - start).total_seconds() / 86400.0, checks_run, alarms, enabled, online, unknown,
                               sightings=sightings, baseline_sightings=rate.baseline.events if rate else 0,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from bearwatch.config import Thresholds
 from bearwatch.schema import Camera, Decision, Frame, ModelVersion, Prediction, ReviewReason, Site, StageChange, Verdict
 from shadow import audit_design
+from shadow.episodes import episode_gap_s
 from shadow.periods import thresholds_from, thresholds_of
 from shadow.sightings import FrameObs, SightingReport, sighting_report
 from shadow.truth import truth_of
@@ -104,5 +105,6 @@ def site_sightings(session: Session, site: Site, start: datetime, end: datetime,
         audited += (not flagged) and fid in verdicts and is_design
         frames.append(FrameObs(fid, cam, at, flagged, truth_of(verdicts[fid]) if fid in verdicts else None,
                                is_design, 1.0 if flagged else float(pi if pi is not None else 0.0)))
-    report = sighting_report(frames, t.alert_cooldown_s, _min_inclusion(session, site, start, end, t))
+    report = sighting_report(frames, t.alert_cooldown_s, _min_inclusion(session, site, start, end, t),
+                             gap_s=episode_gap_s(t))
     return SightingEvidence(report, int(scored or 0), int(unflagged or 0), audited, derived, model_id)

@@ -1,8 +1,13 @@
 """Sightings, the unit of every rollout decision (design.md section 5), and the model's
 sighting precision and recall estimated the way the rangers' evidence is collected.
 
-A *sighting* is a run of bear frames on one camera whose gaps are at most the alert
-cooldown, as alerts group flags. What the rangers saw:
+A *sighting* is a bear's visit to one camera: a run of bear evidence (flags of bear alerts,
+frames rangers said bear on) whose gaps are at most the episode gap (``gap_s``:
+shadow.episodes.episode_gap_s, an hour by default, never below the cooldown), the unit
+the guard counts too. Not the cooldown: inside a caught visit most frames between two
+flags are never reviewed, so grouping by the cooldown split one visit into several caught
+sightings (in the calibration bench, long visits gave twice as many caught sightings as
+there were visits, and recall read high). What the rangers saw:
 
 - every flagged frame of the rollout model is reviewed: flags grouped by the cooldown
   are the model's (would-be) *alerts*; an alert is a bear when a ranger said bear on
@@ -165,7 +170,7 @@ def alert_groups(frames: Iterable[FrameObs], cooldown_s: float) -> list[AlertGro
     return sorted(out, key=lambda g: (g.start, g.camera_id))
 
 
-def sightings_of(frames: Iterable[FrameObs], cooldown_s: float) -> list[Sighting]:
+def sightings_of(frames: Iterable[FrameObs], cooldown_s: float, gap_s: float | None = None) -> list[Sighting]:
     """Runs of bear evidence per camera: the model's flags and the unflagged frames a
     ranger said bear on, joined when within the cooldown. A run is a sighting when it
     holds a bear (a flag of a bear alert, or a bear frame); it is caught when it holds a
@@ -180,7 +185,7 @@ def sightings_of(frames: Iterable[FrameObs], cooldown_s: float) -> list[Sighting
     out: list[Sighting] = []
     for camera_id, items in evidence.items():
         items.sort(key=lambda f: (f.captured_at, f.frame_id))
-        for a, b in _runs([f.captured_at for f in items], cooldown_s):
+        for a, b in _runs([f.captured_at for f in items], cooldown_s if gap_s is None else gap_s):
             run = items[a:b]
             bears = [f for f in run if f.frame_id in bear_alert_flags or (not f.flagged and f.truth is Truth.BEAR)]
             if not bears:
@@ -213,11 +218,11 @@ def precision_estimate(bear_alerts: int, reviewed: int, alpha: float = 0.05) -> 
 
 
 def sighting_report(frames: Iterable[FrameObs], cooldown_s: float, min_inclusion: float,
-                    alpha: float = 0.05) -> SightingReport:
+                    alpha: float = 0.05, gap_s: float | None = None) -> SightingReport:
     """Alerts, sightings and the sighting-level precision and recall of one site's window."""
     frames = list(frames)
     alerts = alert_groups(frames, cooldown_s)
-    sightings = sightings_of(frames, cooldown_s)
+    sightings = sightings_of(frames, cooldown_s, gap_s)
     caught = sum(s.caught for s in sightings)
     found = tuple(s for s in sightings if not s.caught and s.design_found)
     reported = tuple(s for s in sightings if not s.caught and not s.design_found)

@@ -53,6 +53,20 @@ def test_frames_further_apart_than_the_cooldown_are_separate_sightings() -> None
     assert len(joined.misses_found) == 1
 
 
+def test_one_visit_with_unreviewed_frames_between_its_flags_is_one_caught_sighting() -> None:
+    """A bear stays 40 minutes; the model flags it at minutes 0, 20 and 40 and the frames
+    between are never reviewed. Grouped by the 5-minute cooldown it would be three caught
+    sightings (recall reads high); grouped by the episode gap it is the one visit it was.
+    A second visit an hour and a half later, missed and found by the audit, stays apart."""
+    frames = [obs(1, 0, flagged=True, truth=B), obs(2, 20, flagged=True, truth=B), obs(3, 40, flagged=True, truth=B),
+              obs(4, 130, truth=B, pi=0.5)]
+    by_cooldown = sighting_report(frames, cooldown_s=300, min_inclusion=0.5)
+    by_visit = sighting_report(frames, cooldown_s=300, min_inclusion=0.5, gap_s=3600)
+    assert (by_cooldown.caught, len(by_cooldown.alerts)) == (3, 3)
+    assert (by_visit.caught, len(by_visit.misses_found), len(by_visit.alerts)) == (1, 1, 3)  # alerts stay by the cooldown
+    assert by_visit.recall.value == pytest.approx(1 / (1 + 1 / 0.5))
+
+
 def _lower_by_integration(x: int, n: int, p0: float) -> float:
     """log e-value by numerical integration of the uniform mixture over (p0, 1)."""
     num, _ = integrate.quad(lambda t: t**x * (1 - t) ** (n - x), p0, 1.0, epsabs=0, epsrel=1e-10)
