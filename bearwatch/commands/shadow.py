@@ -4,7 +4,7 @@ their channels, promotion/demotion and the ledger, the shadow loop, the training
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from bearwatch.cli_common import open_database as _database
 from bearwatch.cli_common import serve_metrics, stop_on_signals
 from bearwatch.errors import GateNotPassed
 from bearwatch.schema import AlertStatus, Stage, Verdict
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 UserOption = Annotated[
     str, typer.Option("--user", envvar="BEARWATCH_USER", help="who is acting (default: $BEARWATCH_USER); a registered user")
@@ -57,6 +60,15 @@ def undo_verdict(user: UserOption) -> None:
     typer.echo(f"frame {result.frame_id}: {result.verdict.value} undone; {result.reverted}")
 
 
+def _known_site(session: Session, site: str | None) -> None:
+    """A --site that names no site is an error (exit 2, the known sites listed), not an
+    empty listing that reads like "nothing here"."""
+    if site is not None:
+        from shadow.sites import get_site
+
+        get_site(session, site)
+
+
 def review(
     user: UserOption,
     site: Annotated[str | None, typer.Option("--site", help="one site only")] = None,
@@ -67,6 +79,7 @@ def review(
     from shadow.review_queue import QueueReason, review_queue
 
     with _database() as factory, factory() as session:
+        _known_site(session, site)
         items = review_queue(session, actor_for_user(session, user), _now(), site=site, limit=limit)
     for i in items:
         score = "-" if i.model_score is None else f"{i.model_score:.2f}"
@@ -87,6 +100,7 @@ def alerts(
     from shadow.alerts import list_alerts
 
     with _database() as factory, factory() as session:
+        _known_site(session, site)
         rows = list_alerts(session, site=site, statuses=status, limit=limit)
     for a in rows:
         sent = f", sent {a.delivered_at:%H:%M:%S}Z" if a.delivered_at else ""
@@ -170,6 +184,7 @@ def ledger(site: Annotated[str | None, typer.Option("--site", help="one site onl
     from shadow.promotion import ledger as read_ledger
 
     with _database() as factory, factory() as session:
+        _known_site(session, site)
         rows = read_ledger(session, site)
     for r in rows:
         gate = r.evidence.get("gate")
@@ -225,6 +240,7 @@ def export_dataset(
 
     settings = load_settings()
     with _database() as factory, factory() as session:
+        _known_site(session, site)
         report = run_export(session, settings.frames_dir, directory, site=site, force=force)
     counts = ", ".join(f"{label} {n}" for label, n in sorted(report.per_label.items())) or "nothing reviewed yet"
     typer.echo(f"exported {report.written} frames to {directory} ({counts}); manifest {report.manifest}")

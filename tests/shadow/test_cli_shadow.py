@@ -45,6 +45,11 @@ def test_verdict_alerts_demote_ledger(cli_db: sessionmaker[Session], data_env: d
     assert demoted.returncode == 2 and "cannot demote north from manual to manual" in demoted.stderr
     ledger = run_cli("ledger", "--site", "north", env=data_env)
     assert ledger.returncode == 0 and "no stage changes" in ledger.stdout
+    # A mistyped site is an error naming the known ones, not an empty listing.
+    for command in (["review", "--site", "nrth"], ["alerts", "--site", "nrth"], ["ledger", "--site", "nrth"],
+                    ["export-dataset", str(data_env["BEARWATCH_DATA_DIR"]) + "/export", "--site", "nrth"]):
+        typo = run_cli(*command, env=as_ana)
+        assert typo.returncode == 2 and "no site named 'nrth' (known sites: north)" in typo.stderr, (command, typo.stderr)
 
 
 def test_promote_prints_each_failing_check_and_exits_2(cli_db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
