@@ -27,12 +27,18 @@ def cli_actor() -> str:
 
 @contextmanager
 def open_database(create: bool = False) -> Iterator[sessionmaker[Session]]:
-    """This process's engine and session factory, refusing a database not at head."""
-    from bearwatch.db import make_engine, session_factory
+    """This process's engine and session factory, refusing a database not at head. Only
+    ``create`` (`bearwatch init`) may make a SQLite file: a mistyped path must not leave an
+    empty database behind."""
+    from bearwatch.db import make_engine, missing_sqlite_file, session_factory
+    from bearwatch.errors import DatabaseNotReady
     from bearwatch.migrations import require_head
     from bearwatch.settings import load_settings
 
     settings = load_settings()
+    missing = None if create else missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        raise DatabaseNotReady(f"no database at {missing}; run `bearwatch init` to create it")
     engine = make_engine(settings.database_url)
     try:
         if not create:

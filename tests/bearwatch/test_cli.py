@@ -23,6 +23,17 @@ def test_commands_refuse_a_database_that_is_not_initialised(data_env: dict[str, 
     assert "Traceback" not in result.stderr
 
 
+def test_status_on_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> None:
+    """A mistyped database path is an error, and no empty database is left behind."""
+    db = tmp_path / "typo" / "bearwatch.db"
+    env = {"BEARWATCH_DATA_DIR": str(tmp_path / "data"), "BEARWATCH_DATABASE_URL": f"sqlite:///{db}"}
+    for command in (["status"], ["ledger"], ["alerts"]):
+        result = run_cli(*command, env=env)
+        assert result.returncode == 2 and f"no database at {db}; run `bearwatch init`" in result.stderr, result.stderr
+    assert not db.exists() and not db.parent.exists()
+    assert run_cli("init", env=env).returncode == 0 and db.exists()
+
+
 def test_init_site_camera_status_round_trip(data_env: dict[str, str]) -> None:
     assert run_cli("init", env=data_env).returncode == 0
     assert Path(data_env["BEARWATCH_DATA_DIR"]).is_dir()
