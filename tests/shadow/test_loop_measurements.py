@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.demo.simulate import SimSpec, create_site, simulate
 from bearwatch.schema import DriftEvent, Heartbeat, ProcessState, Site, Stage, StageChange, utcnow
 from shadow.rollout import record_stage_change
-from tests.shadow.scenario import SMALL
+from tests.shadow.scenario import SAMPLED, SMALL
 from tests.conftest import wait_for
 from tests.shadow.test_loop import Loop
 
@@ -80,7 +80,7 @@ def test_the_loop_leader_applies_retention_keeping_evidence(
     start = now - 4 * DAY - timedelta(minutes=30)  # hourly frames half an hour off the cutoff
     spec = SimSpec(seed=6, cameras=1, frame_interval_s=3600.0)
     with cli_db.begin() as session:
-        site = create_site(session, "lake", spec, start, tmp_path / "models", SMALL)
+        site = create_site(session, "lake", spec, start, tmp_path / "models", SAMPLED)
         simulate(session, site, spec, start, now, frames_root)
     cutoff = now - 2 * DAY
 

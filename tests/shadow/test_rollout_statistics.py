@@ -15,7 +15,7 @@ from shadow.agreement import site_agreement
 from shadow.drift import run_drift_check
 from shadow.gates import GateOutcome, evaluate_gate
 from shadow.sighting_evidence import site_sightings
-from tests.shadow.scenario import DAY, SMALL, START
+from tests.shadow.scenario import DAY, SAMPLED, SMALL, START
 
 REALISTIC = SMALL.model_copy(update={"min_recall_lower": 0.9, "audit_rate": 0.05, "audit_near_rate": 0.05})
 
@@ -52,7 +52,7 @@ def test_every_simulated_verdict_carries_its_review_design(factory: sessionmaker
 
     spec = SimSpec(seed=22, model_recall=0.6, night_recall_factor=1.0, miss_report_rate=0.5)
     with factory.begin() as session:
-        site = create_site(session, "lake", spec, START, tmp_path / "models", SMALL)
+        site = create_site(session, "lake", spec, START, tmp_path / "models", SAMPLED)
         simulate(session, site, spec, START, START + 4 * DAY, tmp_path / "frames")
         rows = session.execute(select(Decision.review_reason, Decision.inclusion_prob, Decision.audit_stratum)).all()
     reasons = {r for r, _, _ in rows}
