@@ -66,6 +66,14 @@ class Thresholds(_Strict):
     drift_min_share_change: float = Field(0.15, ge=0, le=1)  # night, flag and OOD shares
     drift_min_mmd: float = Field(0.05, ge=0)  # squared MMD of the embeddings
 
+    @model_validator(mode="after")
+    def _band_holds_the_baseline(self) -> "Thresholds":
+        # the guard's band is around the baseline rate itself (ratio 1)
+        if not self.alert_ratio_low < 1.0 < self.alert_ratio_high:
+            raise ValueError(f"the alert-rate band must hold 1 (the baseline's own rate): alert_ratio_low "
+                             f"{self.alert_ratio_low:g} < 1 < alert_ratio_high {self.alert_ratio_high:g}")
+        return self
+
 
 _Named = TypeVar("_Named", bound="CameraConfig | SiteConfig")
 
@@ -177,6 +185,43 @@ def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, 
     return lines
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a park file of a thousand cameras is ~200 KB
+MAX_ALIASES = 20  # YAML aliases (*name): a few are handy, nested ones expand exponentially
+
+
+def _limits(text: str) -> list[ConfigProblem]:
+    """Refuse what would make parsing itself costly: a huge file, many aliases."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_CONFIG_BYTES:
+        return [ConfigProblem("", None, f"the park file is {size:,} bytes; at most {MAX_CONFIG_BYTES:,}")]
+    aliases = 0
+    for event in yaml.parse(text):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                return [ConfigProblem("", line, f"more than {MAX_ALIASES} YAML aliases (*name): write the values out")]
+    return []
+
+
+def _duplicate_keys(node: yaml.Node, path: tuple[Any, ...] = ()) -> list[ConfigProblem]:
+    """Keys given twice in one mapping (YAML keeps the last one silently)."""
+    problems: list[ConfigProblem] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in first:
+                problems.append(ConfigProblem(_where((*path, key.value)), line,
+                                              f"duplicate key (first on line {first[key.value]})"))
+            first.setdefault(key.value, line)
+            problems += _duplicate_keys(value, (*path, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, (*path, i))
+    return problems
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -187,12 +232,18 @@ def _where(loc: tuple[Any, ...]) -> str:
 def check_config_text(text: str) -> tuple[ParkConfig | None, list[ConfigProblem]]:
     """Parse and validate; returns the config, or every problem found."""
     try:
+        limits = _limits(text)
+        if limits:
+            return None, limits
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         return None, [ConfigProblem("", line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    duplicates = _duplicate_keys(node) if node is not None else []
+    if duplicates:
+        return None, duplicates
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -84,3 +84,32 @@ def test_cli_validate_names_both_problems_and_exits_non_zero(tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stderr
     assert "ok (1 sites, 1 cameras" in result.stdout
+
+
+def test_a_park_file_that_would_be_costly_to_parse_is_refused_before_parsing() -> None:
+    """Billion laughs (nested aliases) and a huge file are refused at once, with a reason."""
+    import time
+
+    laughs = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for level in "bcdefghi":
+        prev = chr(ord(level) - 1)
+        laughs += f"{level}: &{level} [{', '.join(['*' + prev] * 9)}]\n"
+    started = time.process_time()
+    config, problems = check_config_text(laughs)
+    assert config is None and "more than 20 YAML aliases" in problems[0].message and problems[0].line == 4  # the 21st alias
+    huge = "sites:\n" + "".join(f"  - name: s{i}\n" for i in range(120_000))
+    config, problems = check_config_text(huge)
+    assert config is None and "at most 1,048,576" in problems[0].message
+    assert time.process_time() - started < 5  # refused before parsing, not after minutes
+
+
+def test_duplicate_keys_and_an_inconsistent_guard_band_are_named_with_lines() -> None:
+    dupes = "sites:\n  - name: north\n    thresholds:\n      audit_rate: 0.5\n      audit_rate: 0.05\n"
+    config, problems = check_config_text(dupes)
+    assert config is None
+    assert [(p.where, p.line, p.message) for p in problems] == [
+        ("sites[0].thresholds.audit_rate", 5, "duplicate key (first on line 4)")]
+    band = "sites:\n  - name: north\n    thresholds:\n      alert_ratio_low: 3\n      alert_ratio_high: 1\n"
+    config, problems = check_config_text(band)
+    assert config is None and problems[0].where == "sites[0].thresholds" and problems[0].line == 3
+    assert "alert-rate band must hold 1" in problems[0].message
