@@ -60,14 +60,21 @@ def episode_ratio(alert_ratio: float, lam0_gap: float) -> float:
     return alert_ratio * math.exp(-(alert_ratio - 1.0) * lam0_gap)
 
 
+def merge_load(baseline_episodes: int, baseline_camera_hours: float, gap_s: float) -> float:
+    """lam0 * G at this baseline, at most MAX_MERGE: where the cooldown keeps the gap from
+    shrinking that far (a very busy camera), the band moves no further, which leans
+    against demoting (the map stays increasing and the band holds 1)."""
+    if baseline_camera_hours <= 0 or baseline_episodes <= 0 or gap_s <= 0:
+        return 0.0
+    gap_h = gap_s / 3600.0
+    return min(MAX_MERGE, underlying_rate(baseline_episodes / baseline_camera_hours, gap_h) * gap_h)
+
+
 def episode_band(baseline_episodes: int, baseline_camera_hours: float, gap_s: float, low: float,
                  high: float) -> tuple[float, float]:
     """The guard's band [low, high] on alert ratios, as a band on episode ratios at this
     baseline (a plug-in of lam0: a short or empty baseline leaves the band as it is)."""
-    if baseline_camera_hours <= 0 or baseline_episodes <= 0 or gap_s <= 0:
-        return low, high
-    gap_h = gap_s / 3600.0
-    c = underlying_rate(baseline_episodes / baseline_camera_hours, gap_h) * gap_h
+    c = merge_load(baseline_episodes, baseline_camera_hours, gap_s)
     return episode_ratio(low, c), episode_ratio(high, c)
 
 
@@ -81,9 +88,8 @@ def days_to_demote(baseline_episodes: int, baseline_camera_hours: float, camera_
 
     if baseline_episodes <= 0 or baseline_camera_hours <= 0 or camera_hours_per_day <= 0:
         return None
-    gap_h = gap_s / 3600.0
     rate0 = baseline_episodes / baseline_camera_hours
-    c = underlying_rate(rate0, gap_h) * gap_h if gap_s > 0 else 0.0
+    c = merge_load(baseline_episodes, baseline_camera_hours, gap_s)
     low, high = episode_band(baseline_episodes, baseline_camera_hours, gap_s, t.alert_ratio_low, t.alert_ratio_high)
     per_hour = episode_ratio(alert_ratio, c) * rate0
 

@@ -102,3 +102,17 @@ def test_daily_rates() -> None:
     rows = daily_rates(alerts + [(1, day2.replace(hour=22), True)], frames + [(1, day2.replace(hour=22), True)])
     assert [(r.day.day, r.period, r.events, r.camera_hours, r.rate) for r in rows] == [
         (1, "day", 1, 4.0, 0.25), (2, "day", 2, 2.0, 1.0), (2, "night", 1, 1.0, 1.0)]
+
+
+def test_the_episode_band_holds_one_on_however_busy_a_baseline() -> None:
+    """Where the cooldown keeps the episode gap long on a busy camera (lambda*G far past
+    the model's range), the band moves no further than at MAX_MERGE: it still holds 1, and
+    the rate test accepts it (a backtest on a busy footage site crashed on [0.82, 0.74])."""
+    from shadow.episodes import MAX_MERGE, episode_band, episode_ratio
+
+    for episodes, hours in ((6, 6.0), (12, 6.0), (40, 12.0), (3, 100.0)):
+        low, high = episode_band(episodes, hours, 900.0, 0.5, 2.0)
+        assert low < 1 < high
+        assert high >= episode_ratio(2.0, MAX_MERGE) - 1e-12 and low <= episode_ratio(0.5, MAX_MERGE) + 1e-12
+    cmp = compare_rates(Exposure(6, 0, 6.0, 0.0, 900.0), Exposure(3, 0, 6.0, 0.0, 900.0), low=0.5, high=2.0)
+    assert cmp is not None and cmp.test.low < 1 < cmp.test.high
