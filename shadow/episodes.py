@@ -30,8 +30,9 @@ from scipy.special import lambertw
 
 from bearwatch.config import Thresholds
 
-MAX_MERGE = 0.1  # the most lam * G may be (10% of independent events merge); bench: 0.25 cost the
-# busy sites most of their power to catch a tripling, 0.05 let bursts through)
+# The most lam * G may be (10% of independent events merge). In the bench, 0.25 cost the
+# busy sites most of their power to catch a tripling and 0.05 let bursts through.
+MAX_MERGE = 0.1
 
 
 def episode_gap_s(t: Thresholds, events_per_camera_hour: float | None = None) -> float:
@@ -90,7 +91,7 @@ def days_to_demote(baseline_episodes: int, baseline_camera_hours: float, camera_
         return None
     rate0 = baseline_episodes / baseline_camera_hours
     c = merge_load(baseline_episodes, baseline_camera_hours, gap_s)
-    low, high = episode_band(baseline_episodes, baseline_camera_hours, gap_s, t.alert_ratio_low, t.alert_ratio_high)
+    low, high = episode_ratio(t.alert_ratio_low, c), episode_ratio(t.alert_ratio_high, c)  # episode_band's
     per_hour = episode_ratio(alert_ratio, c) * rate0
 
     def demoted(days: int) -> bool:

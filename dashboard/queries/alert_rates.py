@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from bearwatch.schema import Camera, Site, Stage, StageChange
 from dashboard.queries.rollout import scope_text
 from shadow.alert_rates import (
-    Exposure, alert_rate_comparison, baseline_exposure, daily_alert_rates, trial_scope_of,
+    DayRate, Exposure, alert_rate_comparison, baseline_exposure, daily_alert_rates, trial_scope_of,
 )
 from shadow.episodes import episode_gap_s
 from shadow.guard import rate_decision
@@ -42,15 +42,6 @@ from shadow.periods import latest_manual_period, stage_periods, thresholds_of
 PERIODS = ("day", "night")
 GUARD_METHOD = ("anytime-valid e-process (mixture SPRT) on the conditional binomial of alert episodes and baseline "
                 "bear episodes (shadow.episodes)")
-
-
-@dataclass(frozen=True)
-class RatePoint:
-    day: date
-    period: str  # "day" or "night"
-    alerts: int
-    camera_hours: float
-    rate: float | None  # alerts per camera-hour
 
 
 @dataclass(frozen=True)
@@ -99,7 +90,7 @@ class SiteRates:
     baseline_start: datetime | None
     baseline_end: datetime | None
     baselines: tuple[Baseline, ...]  # one per period ("day", "night")
-    points: tuple[RatePoint, ...]
+    points: tuple[DayRate, ...]  # alert episodes per camera-hour, per UTC day and period
     stage_marks: tuple[StageMark, ...]
     scope: str = "all cameras, all hours"  # what the baseline and points count
     guard: GuardView | None = None  # limited, expanded: the guard's test now
@@ -148,8 +139,7 @@ def site_alert_rates(session: Session, site_name: str, start: datetime, end: dat
     else:
         baseline = baseline_exposure(session, site, period, t, scope) if period is not None else None
     gap_s = baseline.gap_s if baseline is not None else episode_gap_s(t)
-    points = [RatePoint(r.day, r.period, r.events, r.camera_hours, r.rate)
-              for r in daily_alert_rates(session, site, start, end, gap_s, scope) if r.events or r.camera_hours]
+    points = [r for r in daily_alert_rates(session, site, start, end, gap_s, scope) if r.events or r.camera_hours]
     marks = session.execute(
         sa.select(StageChange.changed_at, StageChange.from_stage, StageChange.to_stage, StageChange.actor)
         .where(StageChange.site_id == site.id, StageChange.changed_at >= start, StageChange.changed_at < end)

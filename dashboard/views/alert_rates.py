@@ -28,7 +28,7 @@ def _rates(database_url: str, site: str, days: int) -> SiteRates | None:
 
 def period_chart(rates: SiteRates, period: str) -> alt.LayerChart | None:
     points = pd.DataFrame([
-        {"day": pd.Timestamp(p.day), "alerts per camera-hour": p.rate, "alerts": p.alerts, "camera-hours": p.camera_hours}
+        {"day": pd.Timestamp(p.day), "alerts per camera-hour": p.rate, "alerts": p.events, "camera-hours": p.camera_hours}
         for p in rates.points if p.period == period
     ])
     if points.empty:

@@ -242,7 +242,7 @@ def test_alert_rates_show_the_guards_baseline_and_e_values_on_the_trial_scope(
         ("day", base.day_events, base.day_hours), ("night", base.night_events, base.night_hours)]
     assert rates.guard is not None
     assert (rates.guard.alerts, rates.guard.baseline_sightings) == (comparison.test.x1, comparison.test.x0)
-    assert sum(p.alerts for p in rates.points) == comparison.current.events, "the daily points add up to the guard's count"
+    assert sum(p.events for p in rates.points) == comparison.current.events, "the daily points add up to the guard's count"
 
     app = login(open_app(), "ops", PASSWORD)
     app.switch_page("views/alert_rates.py").run()
