@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from bearwatch.images import MAX_PIXELS, ImageTooLarge, check_image, read_image_file
 from inference.preprocess import Preprocessor
 from inference.queue import ClaimedFrame
+
+# A second line of defence behind check_image: PIL warns past this and refuses
+# (DecompressionBombError) past twice it, for any PIL decode in this process.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -19,10 +25,15 @@ class PreparedBatch:
     frame_ids: tuple[int, ...]  # the frames that decoded, in batch order
     inputs: dict[str, torch.Tensor]  # preprocessor key -> (n, C, H, W) uint8
     errors: dict[int, str]  # frame id -> why it could not be used
+    reasons: dict[int, str] = field(default_factory=dict)  # frame id -> failure metric reason
 
 
-def _prepare_one(path: Path, preprocessors: Mapping[str, Preprocessor]) -> dict[str, torch.Tensor]:
-    with Image.open(path) as im:
+def _prepare_one(path: Path, what: str, preprocessors: Mapping[str, Preprocessor]) -> dict[str, torch.Tensor]:
+    # A bounded read and the header's size first: a hostile stored file costs one frame,
+    # never gigabytes (PIL would allocate the whole picture on convert).
+    data = read_image_file(path, what)
+    check_image(data, what)
+    with Image.open(io.BytesIO(data)) as im:
         rgb = im.convert("RGB")  # what fastai's load_image does
     return {key: pre.item(rgb) for key, pre in preprocessors.items()}
 
@@ -36,20 +47,24 @@ class FrameDecoder:
         self.pin_memory = pin_memory
 
     def prepare(self, frames: tuple[ClaimedFrame, ...], preprocessors: Mapping[str, Preprocessor]) -> PreparedBatch:
-        futures = [self.pool.submit(_prepare_one, self.root / f.path, preprocessors) for f in frames]
+        futures = [self.pool.submit(_prepare_one, self.root / f.path, f.path, preprocessors) for f in frames]
         ok: list[tuple[int, dict[str, torch.Tensor]]] = []
         errors: dict[int, str] = {}
+        reasons: dict[int, str] = {}
         for frame, future in zip(frames, futures, strict=True):
             try:
                 ok.append((frame.frame_id, future.result()))
+            except ImageTooLarge as exc:
+                errors[frame.frame_id], reasons[frame.frame_id] = f"refused: {exc}", exc.reason
             except Exception as exc:  # noqa: BLE001 - a bad file fails that frame only
                 errors[frame.frame_id] = f"cannot decode {frame.path}: {type(exc).__name__}: {exc}"
+                reasons[frame.frame_id] = "decode"
         inputs = {}
         for key in preprocessors:
             if ok:
                 batch = torch.stack([tensors[key] for _, tensors in ok])
                 inputs[key] = batch.pin_memory() if self.pin_memory else batch
-        return PreparedBatch(tuple(fid for fid, _ in ok), inputs, errors)
+        return PreparedBatch(tuple(fid for fid, _ in ok), inputs, errors, reasons)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -138,8 +138,8 @@ class InferenceWorker:
     def _finish(self, claim: Claim, prepared: PreparedBatch, started: float) -> int:
         rows = score_prepared(self.models, prepared)
         if prepared.errors:
-            metrics.SCORING_FAILURES.labels("decode").inc(len(prepared.errors))
             for frame_id, error in prepared.errors.items():
+                metrics.SCORING_FAILURES.labels(prepared.reasons.get(frame_id, "decode")).inc()  # decode, too_large
                 log.warning("frame %d: %s", frame_id, error)
         done = commit_results(self.factory, claim, rows, prepared.errors, self.options.max_attempts)
         if done < len(claim.frames):

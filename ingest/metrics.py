@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 FRAMES_CAPTURED = Counter(
     "bearwatch_frames_captured_total",
-    "Camera samples by outcome (stored, failed, empty, black, grey, frozen, wrong_size, no_new, backoff, lease_lost, no_database, missed)",
+    "Camera samples by outcome (stored, failed, empty, black, grey, frozen, wrong_size, too_large, outside_folder, no_new, backoff, lease_lost, no_database, missed)",
     ["site", "camera", "outcome"],
 )
 CAPTURE_SECONDS = Histogram(

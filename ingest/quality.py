@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from bearwatch.images import MAX_SIDE, MIN_SIDE  # one definition for ingest and inference
+
 NIGHT_CHROMA_MAX = 6.0  # mean |channel - grey| below this: an IR-like grey frame
 BLACK_MAX_MEAN = 12.0  # grey mean below this with almost no texture: all black
 FLAT_MAX_STD = 3.0  # grey standard deviation below this: no picture (black or uniform grey)
@@ -25,7 +27,6 @@ FLAT_MAX_STD = 3.0  # grey standard deviation below this: no picture (black or u
 FROZEN_MAX_DIFF = 0.25  # mean |pixel difference| (0..255) below this: the same picture
 FROZEN_STEP = 4
 FROZEN_AFTER = 2  # this many identical samples in a row are accepted; the next is frozen
-MIN_SIDE, MAX_SIDE = 32, 8192
 THUMB = (64, 48)
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import write_transaction
 from bearwatch.errors import FrameError
+from bearwatch.images import ImageRefused
 from bearwatch.redact import redact_text
 from bearwatch.schema import Camera, CameraHealth, Frame, utcnow
 from ingest.capture_pool import CapturePool
@@ -48,6 +49,8 @@ class Outcome(str, enum.Enum):
     GREY = "grey"
     FROZEN = "frozen"
     WRONG_SIZE = "wrong_size"
+    TOO_LARGE = "too_large"  # refused from its size in bytes or its header's pixels, before decoding
+    OUTSIDE_FOLDER = "outside_folder"  # an image folder's symbolic link out of the folder, refused
     NO_NEW = "no_new"  # an image folder has nothing newer yet (not a failure)
     BACKOFF = "backoff"  # skipped: waiting before reconnecting to a failing camera
     LEASE_LOST = "lease_lost"  # another worker owns the camera now; nothing written
@@ -171,6 +174,10 @@ class CameraSampler:
             )
         except NoNewFrame:
             return Outcome.NO_NEW
+        except ImageRefused as exc:
+            # What the camera sent, not a camera that is down: no reconnect backoff, as for
+            # the frame checks below; the next slot takes the next picture.
+            return self._fail(Outcome(exc.reason), redact_text(str(exc)), backoff=False)
         except FrameError as exc:
             return self._fail(Outcome.FAILED, redact_text(str(exc)), backoff=True)
         finally:

@@ -34,13 +34,13 @@ import cv2
 import numpy as np
 
 from bearwatch.errors import ConfigError, FrameError
+from bearwatch.images import MAX_IMAGE_BYTES, ImageRefused, ImageTooLarge, check_image, read_image_file
 from bearwatch.redact import redact_text, redact_url
 
 if TYPE_CHECKING:
     from ingest.capture_pool import CapturePool
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-MAX_IMAGE_BYTES = 20 * 1024 * 1024  # a bigger "JPEG" is refused as oversized
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # 20260704T221503Z, 2026-07-04_22-15-03, 20260704_221503_120000 ... read as UTC.
 _NAME_TIME = re.compile(
@@ -58,6 +58,12 @@ class SourceKind(str, enum.Enum):
 
 class NoNewFrame(FrameError):
     """An image folder has nothing newer than the last replayed image (not a failure)."""
+
+
+class OutsideFolder(ImageRefused):
+    """An image folder's entry is a symbolic link to something outside the folder."""
+
+    reason = "outside_folder"
 
 
 def resolve_source(source: str) -> str:
@@ -239,16 +245,19 @@ def _folder_frame(folder: Path, state: SourceState) -> Captured:
             best = (when, Path(entry.path))
     if best is None:
         raise NoNewFrame(f"image folder {folder}: no image newer than the last one replayed")
-    state.replayed_until = best[0]
-    data = best[1].read_bytes()[: MAX_IMAGE_BYTES + 1]
+    state.replayed_until = best[0]  # a refused image is passed over, not retried
+    # Links are followed only within the folder: a camera folder must not read other files.
+    target = best[1].resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise OutsideFolder(f"{best[1]}: a symbolic link to a file outside the image folder; refused")
+    data = read_image_file(target, str(best[1]), follow_symlinks=False)
     return Captured(_decode(data, str(best[1])), best[0])
 
 
 def _decode(data: bytes, what: str) -> np.ndarray | None:
-    if len(data) > MAX_IMAGE_BYTES:
-        raise FrameError(f"{what}: image larger than {MAX_IMAGE_BYTES} bytes refused")
     if not data:
         return None
+    check_image(data, what)  # byte and pixel caps, from the header, before decoding
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise FrameError(f"{what}: corrupt image ({len(data)} bytes could not be decoded)")
@@ -275,7 +284,10 @@ def _http_frame(url: str, timeout_s: float, tls: ssl.SSLContext | None = None) -
                 if not match:
                     raise FrameError("MJPEG stream without a multipart boundary")
                 return _decode(_first_part(resp, match.group(1), deadline), "MJPEG part")
-            return _decode(resp.read(MAX_IMAGE_BYTES + 1), "snapshot")
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:  # refused before reading the body
+                raise ImageTooLarge(f"snapshot of {declared} bytes is larger than the {MAX_IMAGE_BYTES} bytes allowed")
+            return _decode(resp.read(MAX_IMAGE_BYTES + 1), "snapshot")  # never more than the cap
     except urllib.error.HTTPError as exc:
         raise FrameError(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
@@ -310,15 +322,17 @@ def _first_part(resp: object, boundary: str, deadline: float) -> bytes:
             break
     if length is not None:
         if length > MAX_IMAGE_BYTES:
-            raise FrameError(f"MJPEG part of {length} bytes refused (over {MAX_IMAGE_BYTES})")
+            raise ImageTooLarge(f"MJPEG part of {length} bytes is larger than the {MAX_IMAGE_BYTES} bytes allowed")
         body = fp.read(length)  # type: ignore[attr-defined]
         if len(body) < length:
             raise FrameError("MJPEG stream ended inside a part")
         return bytes(body)
-    body = b""
-    while time.monotonic() < deadline and len(body) <= MAX_IMAGE_BYTES:
+    body = bytearray()  # appended in place: no copy of the whole part per line
+    while time.monotonic() < deadline:
         line = fp.readline(65536)  # type: ignore[attr-defined]
         if not line or line.strip() == marker:
-            return body.rstrip(b"\r\n")
+            return bytes(body.rstrip(b"\r\n"))
         body += line
+        if len(body) > MAX_IMAGE_BYTES + 2:  # + the CRLF before the boundary
+            raise ImageTooLarge(f"MJPEG part of more than {MAX_IMAGE_BYTES} bytes (the most allowed)")
     raise FrameError("MJPEG part without Content-Length did not end before the deadline")
