@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
+from bearwatch.processes import die_with_parent
 from bearwatch.settings import Settings
 
 
@@ -38,6 +40,7 @@ def serve_dashboard(settings: Settings) -> subprocess.Popen[bytes]:
             "--server.enableXsrfProtection", "true",
         ],
         env=env,
+        preexec_fn=die_with_parent(),
     )
 
 
@@ -56,13 +59,39 @@ def stop_dashboard(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> in
     return proc.wait()
 
 
+HEALTH_EVERY_S = 5.0
+
+
+def _answers(settings: Settings) -> bool:
+    """Streamlit's own health endpoint answers "ok"."""
+    host = "127.0.0.1" if settings.dashboard_address in ("0.0.0.0", "::", "") else settings.dashboard_address
+    try:
+        with urllib.request.urlopen(f"http://{host}:{settings.dashboard_port}/_stcore/health", timeout=2) as resp:
+            return bool(resp.read() == b"ok")
+    except OSError:
+        return False
+
+
 def run_dashboard(settings: Settings) -> int:
     """Serve until the server exits or this process gets SIGTERM/SIGINT, which stops the
-    server too (a server left behind would hold the port and the database)."""
+    server too (a server left behind would hold the port and the database). Beats like
+    every bearwatch process, with progress whenever Streamlit answers its health check,
+    so `status` shows the dashboard and the supervisor restarts a hung one."""
+    from bearwatch.db import make_engine, session_factory
+    from bearwatch.heartbeat import HeartbeatWriter
+
+    engine = make_engine(settings.database_url)
+    beats = HeartbeatWriter(session_factory(engine), "dashboard", every_s=HEALTH_EVERY_S)
     proc = serve_dashboard(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.is_set() and proc.poll() is None:
-        stop.wait(0.5)
-    return stop_dashboard(proc) if stop.is_set() else proc.returncode
+    try:
+        while not stop.is_set() and proc.poll() is None:
+            healthy = _answers(settings)
+            beats.beat(progressed=healthy, waiting=0 if healthy else 1)  # unanswered: work waits
+            stop.wait(HEALTH_EVERY_S)
+        return stop_dashboard(proc) if stop.is_set() else proc.returncode
+    finally:
+        beats.stopped()
+        engine.dispose()

@@ -127,6 +127,40 @@ def process_health(session: Session, now: datetime, *, forget_after: timedelta =
     return out
 
 
+def heartbeat_probe(
+    factory: sessionmaker[Session], host: str, *, stuck_after_s: float, startup_deadline_s: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[str, int, float], bool]:
+    """The supervisor's question "is this child (part, pid, seconds since started) alive
+    but stuck?", answered from its heartbeat row: work waiting and no progress, no beat
+    for ``stuck_after_s`` (frozen: SIGSTOP, a hung call), or no first beat within
+    ``startup_deadline_s`` of its start (hung while loading). While the database is
+    unreachable, and for ``stuck_after_s`` after, nobody is judged: heartbeats could not
+    be written."""
+    db_failed_at = float("-inf")
+
+    def stuck(part: str, pid: int, age_s: float) -> bool:
+        nonlocal db_failed_at
+        if clock() - db_failed_at < stuck_after_s:
+            return False
+        try:
+            with factory() as session:
+                row = session.scalar(
+                    sa.select(Heartbeat).where(Heartbeat.part == part, Heartbeat.host == host, Heartbeat.pid == pid)
+                )
+        except sa.exc.OperationalError:
+            db_failed_at = clock()
+            return False
+        if row is None:
+            return age_s > startup_deadline_s
+        now = utcnow()
+        health = judge(row.state, (now - row.beat_at).total_seconds(), (now - row.progress_at).total_seconds(),
+                       row.waiting, stale_after_s=stuck_after_s, stuck_after_s=stuck_after_s)
+        return health in (Health.STUCK, Health.STALE)
+
+    return stuck
+
+
 def mark_failed(session: Session, part: str, host: str, pid: int, detail: str) -> None:
     """The supervisor's verdict on a child it gave up on."""
     row = session.scalar(sa.select(Heartbeat).where(Heartbeat.part == part, Heartbeat.host == host, Heartbeat.pid == pid))

@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from bearwatch.processes import die_with_parent
+
 log = logging.getLogger(__name__)
 
 
@@ -49,8 +51,9 @@ class ChildStatus(str, enum.Enum):
     STOPPED = "stopped"
 
 
-# (child name, pid) -> True when the child is alive but stuck (from its heartbeat).
-StuckProbe = Callable[[str, int], bool]
+# (child name, pid, seconds since it was started) -> True when the child is alive but
+# stuck (from its heartbeat; before its first one, from how long it has been starting).
+StuckProbe = Callable[[str, int, float], bool]
 # Called once when a child is given up on: (name, pid, reason).
 FailureReport = Callable[[str, int, str], None]
 
@@ -62,6 +65,7 @@ class _Child:
     status: ChildStatus = ChildStatus.STOPPED
     restarts: deque[float] = field(default_factory=deque)
     restart_at: float = 0.0
+    started_at: float = 0.0
     last_exit: str = ""
 
 
@@ -136,8 +140,8 @@ class Supervisor:
     # -- internals ---------------------------------------------------------------
     def _spawn(self, child: _Child) -> None:
         env = None if child.spec.env is None else {**os.environ, **child.spec.env}
-        child.proc = subprocess.Popen(list(child.spec.argv), env=env)
-        child.status = ChildStatus.RUNNING
+        child.proc = subprocess.Popen(list(child.spec.argv), env=env, preexec_fn=die_with_parent())
+        child.status, child.started_at = ChildStatus.RUNNING, self.clock()
         log.info("started %s (pid %d)", child.spec.name, child.proc.pid)
 
     def _check_running(self, child: _Child, now: float) -> None:
@@ -145,7 +149,9 @@ class Supervisor:
         code = child.proc.poll()
         if code is not None:
             self._died(child, now, f"exited with code {code}" if code >= 0 else f"killed by signal {-code}")
-        elif child.spec.check_stuck and self.stuck is not None and self.stuck(child.spec.name, child.proc.pid):
+        elif child.spec.check_stuck and self.stuck is not None and self.stuck(
+            child.spec.name, child.proc.pid, now - child.started_at
+        ):
             log.error("%s (pid %d) is stuck (no progress while work waits, or no heartbeat); restarting it",
                       child.spec.name, child.proc.pid)
             self._terminate(child.proc, grace_s=min(5.0, self.policy.stop_grace_s))

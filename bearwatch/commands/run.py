@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 # Start order; shutdown goes the other way: the dashboard and ingest stop first (no new
 # frames), then the inference worker finishes its batch, then the shadow loop delivers.
 PARTS = ("shadow", "inference", "ingest", "dashboard")
+# From a child's start to its first heartbeat: importing torch and loading the model on a
+# loaded two-core machine takes a minute or two; a child silent for longer is hung.
+STARTUP_DEADLINE_S = 300.0
 
 
 def child_specs(
@@ -31,7 +34,7 @@ def child_specs(
         ChildSpec("ingest", [*bearwatch, "ingest", "--metrics-port", str(metrics_base_port)]),
     ]
     if with_dashboard:
-        specs.append(ChildSpec("dashboard", [*bearwatch, "dashboard"], check_stuck=False,
+        specs.append(ChildSpec("dashboard", [*bearwatch, "dashboard"],
                                env={"BEARWATCH_DASHBOARD_METRICS_PORT": str(metrics_base_port + 3)}))
     return specs
 
@@ -39,53 +42,32 @@ def child_specs(
 def run_supervised(
     specs: list["ChildSpec"], *, duration_s: float | None = None,
     before_shutdown: Callable[["Supervisor", bool], None] | None = None, stuck_after_s: float = 120.0,
+    startup_deadline_s: float = STARTUP_DEADLINE_S,
 ) -> None:
     """Supervise ``specs`` until SIGTERM/SIGINT (or ``duration_s``), then stop in order.
     ``before_shutdown(supervisor, by_signal)`` runs first (the demo drains its queue)."""
     import signal
     import socket
     import threading
-    import time
-
-    from bearwatch.db import make_engine, session_factory
-    from bearwatch.heartbeat import Health, judge, mark_failed
-    from bearwatch.schema import Heartbeat, utcnow
-    from bearwatch.settings import load_settings
-    from bearwatch.supervisor import Supervisor
 
     import sqlalchemy as sa
+
+    from bearwatch.db import make_engine, session_factory, write_transaction
+    from bearwatch.heartbeat import heartbeat_probe, mark_failed
+    from bearwatch.settings import load_settings
+    from bearwatch.supervisor import Supervisor
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
     factory = session_factory(engine)
     host = socket.gethostname()
 
-    db_failed_at = [float("-inf")]
-
-    def stuck(part: str, pid: int) -> bool:
-        if time.monotonic() - db_failed_at[0] < stuck_after_s:
-            return False  # heartbeats could not be written while the database was away
-        try:
-            with factory() as session:
-                row = session.scalar(
-                    sa.select(Heartbeat).where(Heartbeat.part == part, Heartbeat.host == host, Heartbeat.pid == pid)
-                )
-        except sa.exc.OperationalError:
-            db_failed_at[0] = time.monotonic()
-            return False  # the database is down: that is not the child's fault
-        if row is None:
-            return False  # not started beating yet
-        now = utcnow()
-        beat_age = (now - row.beat_at).total_seconds()
-        health = judge(row.state, beat_age, (now - row.progress_at).total_seconds(), row.waiting,
-                       stale_after_s=stuck_after_s, stuck_after_s=stuck_after_s)
-        # Work waiting and no progress, or no heartbeat at all (frozen: SIGSTOP, a hung call).
-        return health in (Health.STUCK, Health.STALE)
+    stuck = heartbeat_probe(factory, host, stuck_after_s=stuck_after_s, startup_deadline_s=startup_deadline_s)
 
     def failed(part: str, pid: int, reason: str) -> None:
         typer.echo(f"error: {part} failed: {reason}", err=True)
         try:
-            with factory.begin() as session:
+            with write_transaction(factory) as session:
                 mark_failed(session, part, host, pid, reason)
         except sa.exc.OperationalError:
             pass
@@ -122,16 +104,17 @@ def register(app: typer.Typer) -> None:
         duration: Annotated[float | None, typer.Option("--duration", help="stop after this many seconds")] = None,
         retention_days: Annotated[float | None, typer.Option("--retention-days", min=0, help="delete frames older than this (evidence is kept)")] = None,
         stuck_after: Annotated[float, typer.Option("--stuck-after", min=5, help="restart a child without progress (work waiting) or heartbeat for this long, seconds")] = 120.0,
+        startup_deadline: Annotated[float, typer.Option("--startup-deadline", min=5, help="restart a child that has not written its first heartbeat this long after it started, seconds")] = STARTUP_DEADLINE_S,
     ) -> None:
         """Apply the park file, then run ingest, inference, the shadow loop and the dashboard as
         supervised child processes until SIGTERM or Ctrl-C."""
         from bearwatch.config import load_config
-        from bearwatch.park import apply_config
+        from bearwatch.park import apply_park
 
         config = load_config(park_file)
-        with open_database() as factory, factory.begin() as session:
-            apply_config(session, config, actor=cli_actor())
+        with open_database() as factory:
+            apply_park(factory, config, actor=cli_actor())
         shadow_args = ["--retention-days", f"{retention_days:g}"] if retention_days is not None else []
         specs = child_specs(metrics_base_port, with_dashboard=dashboard, infer_args=["--device", device], shadow_args=shadow_args)
         typer.echo(f"running {', '.join(s.name for s in specs)}; metrics on ports {metrics_base_port}-{metrics_base_port + len(specs) - 1}")
-        run_supervised(specs, duration_s=duration, stuck_after_s=stuck_after)
+        run_supervised(specs, duration_s=duration, stuck_after_s=stuck_after, startup_deadline_s=startup_deadline)

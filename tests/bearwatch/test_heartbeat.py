@@ -61,3 +61,24 @@ def test_process_health_reports_a_stuck_worker_and_a_failed_one(factory: session
     assert health["inference"].health is Health.STUCK and health["inference"].waiting == 40
     assert health["ingest"].health is Health.OK
     assert health["shadow"].health is Health.FAILED and "budget" in (health["shadow"].detail or "")
+
+
+def test_the_supervisor_probe_judges_a_child_that_never_beat_by_its_start_up_deadline(
+    factory: sessionmaker[Session],
+) -> None:
+    import socket
+
+    from bearwatch.heartbeat import heartbeat_probe
+
+    host = socket.gethostname()
+    stuck = heartbeat_probe(factory, host, stuck_after_s=30, startup_deadline_s=300)
+    assert not stuck("inference", 4242, 299), "still starting: torch and the model take a while"
+    assert stuck("inference", 4242, 301), "hung before its first heartbeat (SIGSTOP while loading the model)"
+    with factory.begin() as session:
+        now = utcnow()
+        session.add(Heartbeat(part="inference", host=host, pid=4242, state=ProcessState.RUNNING, started_at=now,
+                              beat_at=now, progress_at=now, waiting=0))
+    assert not stuck("inference", 4242, 400), "beating: judged by its heartbeat from then on"
+    with factory.begin() as session:
+        session.execute(sa.update(Heartbeat).values(beat_at=utcnow() - timedelta(seconds=31)))
+    assert stuck("inference", 4242, 400), "no beat for longer than stuck_after_s"

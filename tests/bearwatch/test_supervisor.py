@@ -89,7 +89,7 @@ def test_a_stuck_child_is_restarted_and_an_idle_one_is_left_alone(tmp_path: Path
     stuck_log, idle_log = tmp_path / "stuck.log", tmp_path / "idle.log"
     stuck_pids: set[int] = set()
 
-    def probe(name: str, pid: int) -> bool:  # what the heartbeat rows would say
+    def probe(name: str, pid: int, age_s: float) -> bool:  # what the heartbeat rows would say
         if name == "inference" and not stuck_pids and _starts(stuck_log) == 1:
             stuck_pids.add(pid)
         return pid in stuck_pids
@@ -123,3 +123,16 @@ def test_shutdown_stops_children_in_reverse_start_order_and_kills_one_that_ignor
     # inference ignored SIGTERM: it was killed after the grace period, and shadow waited for that
     assert term_times[0] - term_times[1] >= 0.9
     assert all(state.status is ChildStatus.STOPPED and state.pid is None for state in sup.states())
+
+
+def test_a_child_silent_past_its_start_up_deadline_is_restarted(tmp_path: Path) -> None:
+    # A worker frozen while loading its model never writes a first heartbeat; the probe
+    # (bearwatch.heartbeat.heartbeat_probe) then answers from the child's age alone.
+    log = tmp_path / "starting.log"
+    sup = Supervisor([_idler("inference", log)], FAST, stuck=lambda _name, _pid, age_s: age_s > 1.0)
+    sup.start()
+    try:
+        _poll_until(sup, lambda: _starts(log) == 2)
+        assert "stuck" in sup.states()[0].last_exit
+    finally:
+        sup.shutdown()
