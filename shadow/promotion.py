@@ -120,7 +120,7 @@ def promote(
     if result.outcome is not GateOutcome.PASS and not override:
         raise GateNotPassed(
             f"site {locked.name} stays {locked.stage.value}: the {locked.stage.value}->{to_stage.value} gate is "
-            f"{result.outcome.value}; an admin may override with --override and a reason",
+            f"{result.outcome.value}; an admin may override the gate, giving a reason",
             refusal_lines(result),
         )
     evidence: dict[str, Any] = {"gate": result.as_evidence(), "override": override}
@@ -144,7 +144,7 @@ def demote(session: Session, site: Site | str, to_stage: Stage, actor: Actor, re
     if not is_demotion(from_stage, to_stage):
         raise InvalidTransition(
             f"cannot demote {locked.name} from {from_stage.value} to {to_stage.value}: that is not a lower stage"
-            + ("; promotion goes through `bearwatch promote`" if is_promotion(from_stage, to_stage) else "")
+            + ("; moving up is a promotion, through the gate" if is_promotion(from_stage, to_stage) else "")
         )
     # Back to limited from expanded: a fresh supervised trial over all cameras and hours.
     trial = (now, now + timedelta(days=site_thresholds(locked).trial_days)) if to_stage is Stage.LIMITED else None

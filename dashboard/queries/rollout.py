@@ -76,7 +76,8 @@ class CheckRow:
     check: str
     outcome: GateOutcome
     value: float | None
-    needs: str  # e.g. ">= 0.9"
+    shown: str  # the value for people: "2 h 30 min", "0.93 [0.88, 0.96]", "51"
+    needs: str  # e.g. ">= 0.9", ">= 14 d"
     unit: str  # what is counted: sightings, alerts, days, ...
     method: str  # how the figure and its bounds were made ("" for plain counts)
     bounds: str  # the 95% bounds, "low – high" ("" when the check has none)
@@ -98,7 +99,10 @@ def plan_text(check: Check) -> str:
     plan = check.data.get("plan")
     if not isinstance(plan, dict):
         if check.comparison == ">=" and check.value is not None and check.value < check.threshold:
-            return f"{check.threshold - check.value:.3g} more {unit_of(check)}"
+            short = check.threshold - check.value
+            if unit_of(check) == "days":
+                return f"{duration_text(short)} more"
+            return f"{_number(short)} more {unit_of(check)}"
         return ""
     unit = plan.get("unit") or unit_of(check)
     more = plan.get("more")
@@ -132,9 +136,47 @@ def _bounds(data: dict) -> str:
     return f"{low:.3g} – {high:.3g}" if isinstance(high, (int, float)) else f"{low:.3g} – ∞"
 
 
+def duration_text(days: float) -> str:
+    """A span in days as people say it: ``2 h 30 min``, ``3 d 4 h``, ``45 s``."""
+    seconds = round(days * 86_400)
+    d, h, m = seconds // 86_400, seconds % 86_400 // 3600, seconds % 3600 // 60
+    if d:
+        return f"{d} d {h} h" if h else f"{d} d"
+    if h:
+        return f"{h} h {m} min" if m else f"{h} h"
+    return f"{m} min" if m else f"{seconds} s"
+
+
+def _number(x: float) -> str:
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}" if abs(x) < 10 else f"{x:.3g}"
+
+
+def value_text(check: Check) -> str:
+    """The check's figure for people: a span in days and hours, a count as a whole
+    number, an estimate with its 95% bounds (``0.93 [0.88, 0.96]``)."""
+    if check.value is None:
+        return "no data"
+    if unit_of(check) == "days":
+        return duration_text(check.value)
+    low, high = check.data.get("ci_low"), check.data.get("ci_high")
+    if isinstance(low, (int, float)):
+        def est(x: float) -> str:  # one format for an estimate and its bounds
+            return f"{x:.2f}" if abs(x) < 10 else f"{x:.3g}"
+
+        upper = est(high) if isinstance(high, (int, float)) else "∞"
+        return f"{est(check.value)} [{est(low)}, {upper}]"
+    return _number(check.value)
+
+
+def needs_text(check: Check) -> str:
+    limit = duration_text(check.threshold) if unit_of(check) == "days" else _number(check.threshold)
+    return f"{check.comparison} {limit}"
+
+
 def check_rows(gate: GateResult) -> tuple[CheckRow, ...]:
     return tuple(
-        CheckRow(check=c.name, outcome=c.outcome, value=c.value, needs=f"{c.comparison} {c.threshold:g}", unit=unit_of(c),
-                 method=str(c.data.get("method") or ""), bounds=_bounds(c.data), plan=plan_text(c), detail=c.detail)
+        CheckRow(check=c.name, outcome=c.outcome, value=c.value, shown=value_text(c), needs=needs_text(c),
+                 unit=unit_of(c), method=str(c.data.get("method") or ""), bounds=_bounds(c.data), plan=plan_text(c),
+                 detail=c.detail)
         for c in gate.checks
     )

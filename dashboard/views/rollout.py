@@ -63,6 +63,50 @@ def _changed(message: str, kind: str = "success") -> None:
     st.rerun()
 
 
+def _promote_form(chosen: SiteRollout, g: GateResult, looked_at: Stage) -> None:
+    with st.form("promote_form"):
+        st.markdown(f"**Promote to {g.to_stage.value}**")
+        reason = st.text_input("Reason", key="promote_reason")
+        cameras: list[str] = []
+        hours = ""
+        if g.to_stage is Stage.LIMITED:
+            cameras = st.multiselect("Trial cameras (none: all)", list(chosen.cameras), key="promote_cameras")
+            hours = st.text_input("Trial hours UTC (e.g. 20-6; empty: all)", key="promote_hours")
+        override = st.checkbox("Override the gate (admins, with a reason)", key="promote_override") if actor.may(Role.ADMIN) else False
+        if st.form_submit_button("Promote", type="primary"):
+            try:
+                scope = TrialScope(tuple(cameras), parse_hours(hours)) if g.to_stage is Stage.LIMITED else None
+                with write_transaction(factory()) as session:
+                    change = promote(session, chosen.site, actor, reason, utcnow(), override=override, scope=scope,
+                                     expected_stage=looked_at)
+                    to_stage = change.to_stage
+            except GateNotPassed as exc:
+                st.error(str(exc))
+                for line in exc.lines:
+                    st.markdown(f"- {line}")
+            except InvalidTransition as exc:  # e.g. changed since the user looked: show it fresh
+                _changed(str(exc), "error")
+            except BearwatchError as exc:
+                st.error(str(exc))
+            else:
+                _changed(f"{chosen.site} promoted to {to_stage.value}")
+
+
+def _demote_form(chosen: SiteRollout, lower: list[Stage]) -> None:
+    with st.form("demote_form"):
+        st.markdown("**Demote**")
+        to = st.selectbox("To stage", [s.value for s in lower], key="demote_to")
+        reason = st.text_input("Reason", key="demote_reason")
+        if st.form_submit_button("Demote"):
+            try:
+                with write_transaction(factory()) as session:
+                    demote(session, chosen.site, Stage(to), actor, reason, utcnow())
+            except BearwatchError as exc:
+                st.error(str(exc))
+            else:
+                _changed(f"{chosen.site} demoted to {to}")
+
+
 st.title("Rollout")
 url = settings().database_url
 now = utcnow()
@@ -74,7 +118,7 @@ if not sites:
     st.info("No sites yet: `bearwatch site add` or a park file creates them.")
     st.stop()
 if not actor.may(Role.OPS):
-    st.caption("Read-only for rangers: promoting and demoting need the ops role (the service refuses anyone else).")
+    st.caption("Read-only for rangers: ops promote and demote sites.")
 
 st.dataframe(
     [
@@ -103,8 +147,8 @@ else:
     checks = check_rows(g)
     st.dataframe(
         [
-            {"check": c.check, "result": MARK[c.outcome], "value": "no data" if c.value is None else f"{c.value:.4g}",  # one type: Arrow needs it
-             "needs": c.needs, "unit": c.unit, "95% bounds": c.bounds, "plan": c.plan, "detail": c.detail, "method": c.method}
+            {"check": c.check, "result": MARK[c.outcome], "value [95% bounds]": c.shown, "needs": c.needs,
+             "unit": c.unit, "plan": c.plan, "detail": c.detail, "method": c.method}
             for c in checks
         ],
         hide_index=True, width="stretch",
@@ -115,47 +159,12 @@ else:
             st.markdown("\n".join(f"- **{c.check}** ({c.unit}): {c.plan}" for c in planned))
             st.caption("At the rates seen so far in the window; the audit rate applies to every stratum of the audit "
                        "design, and the audited frames per day are the rangers' extra review workload.")
-    with st.form("promote_form"):
-        st.markdown(f"**Promote to {g.to_stage.value}**")
-        reason = st.text_input("Reason", key="promote_reason")
-        cameras: list[str] = []
-        hours = ""
-        if g.to_stage is Stage.LIMITED:
-            cameras = st.multiselect("Trial cameras (none: all)", list(chosen.cameras), key="promote_cameras")
-            hours = st.text_input("Trial hours UTC (e.g. 20-6; empty: all)", key="promote_hours")
-        override = st.checkbox("Override the gate (admins, with a reason)", key="promote_override") if actor.may(Role.ADMIN) else False
-        if st.form_submit_button("Promote", type="primary"):
-            try:
-                scope = TrialScope(tuple(cameras), parse_hours(hours)) if g.to_stage is Stage.LIMITED else None
-                with write_transaction(factory()) as session:
-                    change = promote(session, chosen.site, actor, reason, utcnow(), override=override, scope=scope,
-                                     expected_stage=looked_at)
-                    to_stage = change.to_stage
-            except GateNotPassed as exc:
-                st.error(str(exc))
-                for line in exc.lines:
-                    st.markdown(f"- {line}")
-            except InvalidTransition as exc:  # e.g. changed since the user looked: show it fresh
-                _changed(str(exc), "error")
-            except BearwatchError as exc:
-                st.error(str(exc))
-            else:
-                _changed(f"{chosen.site} promoted to {to_stage.value}")
+    if actor.may(Role.OPS):
+        _promote_form(chosen, g, looked_at)
 
 lower = [s for s in (Stage.LIMITED, Stage.MANUAL) if list(Stage).index(s) < list(Stage).index(chosen.stage)]
-if lower:
-    with st.form("demote_form"):
-        st.markdown("**Demote**")
-        to = st.selectbox("To stage", [s.value for s in lower], key="demote_to")
-        reason = st.text_input("Reason", key="demote_reason")
-        if st.form_submit_button("Demote"):
-            try:
-                with write_transaction(factory()) as session:
-                    demote(session, chosen.site, Stage(to), actor, reason, utcnow())
-            except BearwatchError as exc:
-                st.error(str(exc))
-            else:
-                _changed(f"{chosen.site} demoted to {to}")
+if lower and actor.may(Role.OPS):
+    _demote_form(chosen, lower)
 
 st.subheader("Ledger")
 rows = _ledger(url)
