@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from bearwatch.cli_common import open_database as _database
 from bearwatch.cli_common import serve_metrics, stop_on_signals
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import ModelRole
+from inference import TRUST_WARNING
 
 app = typer.Typer(
     help="bearwatch: staged rollout of a bear detector on park cameras.",
@@ -73,11 +75,12 @@ def config_validate(file: Annotated[Path, typer.Argument(help="park YAML file")]
 def config_apply(file: Annotated[Path, typer.Argument(help="park YAML file")]) -> None:
     """Create or update the sites, cameras and models a park file describes."""
     from bearwatch.config import load_config
-    from bearwatch.park import apply_config
+    from bearwatch.park import apply_park
 
     config = load_config(file)
-    with _database() as factory, factory.begin() as session:
-        report = apply_config(session, config, actor=_actor())
+    _warn_literal_secrets((f"{site.name}/{cam.name}", cam.source) for site in config.sites for cam in site.cameras)
+    with _database() as factory:
+        report = apply_park(factory, config, actor=_actor())
     for line in report.created:
         typer.echo(f"created {line}")
     for line in report.updated:
@@ -89,9 +92,10 @@ def config_apply(file: Annotated[Path, typer.Argument(help="park YAML file")]) -
 @site_app.command("add")
 def site_add(name: str) -> None:
     """Add a site; it starts in the manual stage."""
+    from bearwatch.db import write_transaction
     from shadow.sites import add_site
 
-    with _database() as factory, factory.begin() as session:
+    with _database() as factory, write_transaction(factory) as session:
         site = add_site(session, name, actor=_actor())
         typer.echo(f"site {site.name} added (id {site.id}, stage {site.stage.value})")
 
@@ -104,17 +108,28 @@ def camera_add(
     interval: Annotated[float, typer.Option("--interval", help="seconds between samples")] = 5.0,
 ) -> None:
     """Add a camera to a site."""
+    from bearwatch.db import write_transaction
     from ingest.cameras import add_camera, describe_source
     from shadow.sites import get_site
 
-    with _database() as factory, factory.begin() as session:
+    with _database() as factory, write_transaction(factory) as session:
         camera = add_camera(session, get_site(session, site), name, source, interval_s=interval)
         typer.echo(f"camera {site}/{camera.name} added (id {camera.id}, {describe_source(camera)}, every {interval:g}s)")
+    _warn_literal_secrets([(f"{site}/{name}", source)])
+
+
+def _warn_literal_secrets(cameras: Iterable[tuple[str, str]]) -> None:
+    """A password written into a source sits in the database (and its backups) as is."""
+    from bearwatch.redact import literal_secret_warning
+
+    for where, source in cameras:
+        if (warning := literal_secret_warning(source)) is not None:
+            typer.echo(f"warning: camera {where}: {warning}", err=True)
 
 
 @model_app.command("register")
 def model_register(
-    path: Annotated[Path, typer.Argument(help="a fastai export (.pkl); only register files you trust: loading runs code")],
+    path: Annotated[Path, typer.Argument(help=f"a fastai export (.pkl); {TRUST_WARNING}")],
     name: Annotated[str, typer.Option("--name", help="model name")],
     positive: Annotated[list[str], typer.Option("--positive", help="class(es) that mean 'bear'")],
     threshold: Annotated[float, typer.Option("--threshold", help="flag when the positive score is at least this")] = 0.5,
@@ -123,15 +138,20 @@ def model_register(
     reference: Annotated[Path | None, typer.Option("--reference", help="folder of images like the training data, for the out-of-domain score")] = None,
 ) -> None:
     """Register a fastai model export (loads it once to read its classes)."""
-    from inference.registry import register_model
+    from bearwatch.db import write_transaction
+    from inference.registry import add_model, prepare_model
     from shadow.sites import get_site, set_rollout_model
 
-    with _database() as factory, factory.begin() as session:
-        version = register_model(
-            session, path, name=name, positive=positive, threshold=threshold, role=role, reference_dir=reference
-        )
-        for site_name in site or []:
-            set_rollout_model(session, get_site(session, site_name), version, actor=_actor())
+    typer.echo(f"warning: {TRUST_WARNING}", err=True)
+
+    with _database() as factory:
+        # Loading the export (and fitting the reference) happens before the write lock is taken.
+        prepared = prepare_model(path, name=name, positive=positive, threshold=threshold, role=role,
+                                 reference_dir=reference)
+        with write_transaction(factory) as session:
+            version = add_model(session, prepared)
+            for site_name in site or []:
+                set_rollout_model(session, get_site(session, site_name), version, actor=_actor())
         typer.echo(
             f"model {version.name} registered (id {version.id}, classes {', '.join(version.classes)}, "
             f"positive {', '.join(version.positive_classes)}, threshold {version.threshold:g}, role {version.role.value}, "

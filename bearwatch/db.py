@@ -1,24 +1,60 @@
 """Engines and sessions: one engine per OS process, created inside that process.
 
-SQLite connections get WAL, a busy timeout and foreign keys on every connection;
-write transactions that must not race use :func:`write_transaction`, which starts
-with ``BEGIN IMMEDIATE`` on SQLite (PostgreSQL relies on row locks instead).
+SQLite connections get WAL, a busy timeout and foreign keys on every connection.
+Writes go through :func:`write_transaction` (migrations aside): on SQLite it starts with
+``BEGIN IMMEDIATE`` (a deferred transaction that reads first cannot take the write lock
+once another writer has committed since: "database is locked" at once, whatever the busy
+timeout), and on both databases it waits for the lock at most ``WRITE_LOCK_WAIT_S``,
+then raises :class:`DatabaseBusy`. Slow work (password hashing, loading a model) is
+done before the transaction, never inside it: on SQLite the lock is the whole database's.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client import Counter
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.errors import DatabaseNotReady
+from bearwatch.errors import BearwatchError, DatabaseNotReady
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+class DatabaseBusy(BearwatchError, sa.exc.OperationalError):
+    """A write could not get the database's write lock within its bound. Defined here,
+    not in bearwatch.errors, so that module stays free of SQLAlchemy (capture children
+    import it and start in a hurry).
+    Also an OperationalError: the workers wait it out like any database hiccup, while the
+    CLI and the dashboard show it as one line."""
+
+    def __init__(self, message: str, orig: BaseException | None = None) -> None:
+        sa.exc.OperationalError.__init__(self, None, None, orig)  # type: ignore[arg-type]
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:  # DBAPIError's would call __init__ with its own arguments
+        return type(self), (self.message,)
+
+
+WRITE_LOCK_WAIT_S = 15.0
+"""How long in all a write waits for the write lock before it gives up with DatabaseBusy:
+on SQLite the busy handler (its own backoff) plus our retries of BEGIN IMMEDIATE, on
+PostgreSQL ``lock_timeout``. Other SQLite statements get the same busy timeout."""
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.01, 0.25  # backoff between BEGIN IMMEDIATE tries
+
+DB_WRITE_BUSY = Counter(
+    "bearwatch_db_write_busy_total", "Writes given up because the write lock stayed taken past WRITE_LOCK_WAIT_S"
+)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -27,15 +63,23 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute(f"PRAGMA busy_timeout={_ms(WRITE_LOCK_WAIT_S)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
 
 def _sqlite_on_begin(conn: sa.Connection) -> None:
-    mode = conn.get_execution_options().get("sqlite_begin", "BEGIN")
-    conn.exec_driver_sql(mode)
+    wait_ms = conn.get_execution_options().get("sqlite_write_wait_ms")
+    if wait_ms is None:
+        conn.exec_driver_sql("BEGIN")
+        return
+    # A write's BEGIN waits only what is left of its bound; the connection keeps the default.
+    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_ms)}")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={_ms(WRITE_LOCK_WAIT_S)}")
 
 
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
@@ -66,17 +110,64 @@ def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def _is_lock_timeout(exc: sa.exc.OperationalError) -> bool:
+    """SQLite's "database is locked" (SQLITE_BUSY and its kinds), PostgreSQL's lock_timeout."""
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == 5
+    return getattr(orig, "sqlstate", None) == "55P03" or "database is locked" in str(orig)
+
+
+def _busy(exc: sa.exc.OperationalError, wait_s: float) -> DatabaseBusy:
+    return DatabaseBusy(
+        f"the database is busy: no write lock within {wait_s:g} s (other writers held it); "
+        "nothing was changed, try again",
+        exc.orig,
+    )
+
+
+def _begin_write(session: Session, wait_s: float) -> None:
+    """Take the write lock now: SQLite's BEGIN IMMEDIATE, tried again with backoff (a BUSY
+    can come back without the busy handler waiting) until ``wait_s`` is spent; PostgreSQL
+    bounds each lock wait of the transaction with lock_timeout."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(sa.text(f"SET LOCAL lock_timeout = {_ms(wait_s)}"))
+        return
+    deadline, delay = time.monotonic() + wait_s, _RETRY_FIRST_S
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            session.connection(execution_options={"sqlite_write_wait_ms": _ms(left)})
+            return
+        except sa.exc.OperationalError as exc:
+            session.rollback()
+            if not _is_lock_timeout(exc):
+                raise
+            if time.monotonic() + delay >= deadline:
+                DB_WRITE_BUSY.inc()
+                raise _busy(exc, wait_s) from None
+        time.sleep(delay)
+        delay = min(delay * 2, _RETRY_MAX_S)
+
+
 @contextmanager
 def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work that must not race another writer: commit on success,
-    roll back on error. On SQLite it takes the write lock up front (BEGIN IMMEDIATE)
-    so two writers queue on busy_timeout instead of failing at commit."""
+    """One unit of work that changes the database: commit on success, roll back on error.
+    It takes the write lock up front, waiting at most WRITE_LOCK_WAIT_S (DatabaseBusy
+    after that, also an OperationalError, so workers retry it as a database hiccup)."""
+    wait_s = WRITE_LOCK_WAIT_S
     with factory() as session:
-        if session.get_bind().dialect.name == "sqlite":
-            session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+        _begin_write(session, wait_s)
         try:
             yield session
             session.commit()
+        except sa.exc.OperationalError as exc:
+            session.rollback()
+            if isinstance(exc, DatabaseBusy) or not _is_lock_timeout(exc):
+                raise
+            DB_WRITE_BUSY.inc()
+            raise _busy(exc, wait_s) from None
         except BaseException:
             session.rollback()
             raise

@@ -9,6 +9,9 @@ class ConfigError(BearwatchError):
     """The settings or the park configuration file are invalid."""
 
 
+# DatabaseBusy (a write that found the lock taken too long) is in bearwatch.db, with SQLAlchemy.
+
+
 class DatabaseNotReady(BearwatchError):
     """The database is unreachable or not migrated to the code's schema."""
 

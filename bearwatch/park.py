@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.config import ParkConfig
+from bearwatch.db import write_transaction
 from bearwatch.files import sha256_file
 from bearwatch.errors import ConfigError
-from bearwatch.schema import AlertChannel, Camera, ModelRole, ModelVersion, Site
+from bearwatch.schema import AlertChannel, Camera, ModelRole, Site
 from ingest.cameras import add_camera
-from inference.registry import register_model
+from inference.registry import PreparedModel, add_model, prepare_model, register_model, registered
 from shadow.sites import add_site, get_site, set_rollout_model
 
 
@@ -22,8 +24,24 @@ class ApplyReport:
     updated: list[str] = field(default_factory=list)
 
 
-def apply_config(session: Session, config: ParkConfig, *, actor: str) -> ApplyReport:
+def apply_park(factory: sessionmaker[Session], config: ParkConfig, *, actor: str) -> ApplyReport:
+    """apply_config as one write transaction; the models it must register are loaded
+    before it opens (seconds to minutes that must not hold the write lock)."""
+    with factory() as session:
+        new = [m for m in config.models if m.path.is_file()
+               and registered(session, m.name, sha256_file(m.path.resolve())) is None]
+    prepared = [prepare_model(m.path, name=m.name, positive=m.positive, threshold=m.threshold, role=m.role,
+                              reference_dir=m.reference) for m in new]
+    with write_transaction(factory) as session:
+        return apply_config(session, config, actor=actor, prepared=prepared)
+
+
+def apply_config(
+    session: Session, config: ParkConfig, *, actor: str, prepared: Sequence[PreparedModel] = ()
+) -> ApplyReport:
+    """``prepared``: models loaded beforehand (apply_park); any other new model is loaded here."""
     report = ApplyReport()
+    ready = {(p.name, p.sha256): p for p in prepared}
     for site_cfg in config.sites:
         site = session.scalar(sa.select(Site).where(Site.name == site_cfg.name))
         if site is None:
@@ -42,11 +60,10 @@ def apply_config(session: Session, config: ParkConfig, *, actor: str) -> ApplyRe
                 report.updated.append(f"camera {site.name}/{cam_cfg.name}")
     for model_cfg in config.models:
         digest = sha256_file(model_cfg.path.resolve()) if model_cfg.path.is_file() else None
-        model = session.scalar(
-            sa.select(ModelVersion).where(ModelVersion.name == model_cfg.name, ModelVersion.sha256 == digest)
-        )
+        model = registered(session, model_cfg.name, digest) if digest else None
         if model is None:
-            model = register_model(
+            loaded = ready.get((model_cfg.name, digest or ""))
+            model = add_model(session, loaded) if loaded else register_model(
                 session, model_cfg.path, name=model_cfg.name, positive=model_cfg.positive,
                 threshold=model_cfg.threshold, role=model_cfg.role, reference_dir=model_cfg.reference,
             )

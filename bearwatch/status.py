@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.redact import redact_url
+from bearwatch.redact import redact_text, redact_url
 from bearwatch.schema import Camera, CameraHealth, Frame, FrameStatus, ModelVersion, Prediction, Site, Stage
 
 
@@ -20,7 +20,7 @@ class CameraStatus:
     enabled: bool
     health: CameraHealth
     last_frame_at: datetime | None
-    last_error: str | None
+    last_error: str | None  # redacted
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ def site_statuses(session: Session) -> list[SiteStatus]:
             name=s.name, stage=s.stage, stage_since=s.stage_since,
             rollout_model=models.get(s.rollout_model_id) if s.rollout_model_id else None,
             cameras=tuple(
-                CameraStatus(c.name, redact_url(c.source), c.interval_s, c.enabled, c.health, c.last_frame_at, c.last_error)
+                # last_error again: a row written by an older version may hold what it failed to mask
+                CameraStatus(c.name, redact_url(c.source), c.interval_s, c.enabled, c.health, c.last_frame_at,
+                             redact_text(c.last_error) if c.last_error else None)
                 for c in cameras if c.site_id == s.id
             ),
         )

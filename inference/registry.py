@@ -2,11 +2,15 @@
 
 ``load_learner`` unpickles code, so registering a file is an admin act and only
 trusted files may be registered. A registered file whose sha256 no longer matches
-is refused at load.
+is refused at load. The file is read once and the learner unpickled from the very bytes
+that were hashed: hashing the path and opening it again to load would let a file swapped
+in between run unverified.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.errors import AlreadyExists, ModelError
-from bearwatch.files import sha256_file
 from bearwatch.schema import ModelRole, ModelVersion
 from inference.ood import OodReference
 from inference.reference import fit_model_reference
@@ -35,15 +38,99 @@ class LoadedModel:
     reference: OodReference | None  # for the out-of-domain score; None: not fitted
 
 
-def _load_learner(path: Path) -> Any:
+@dataclass(frozen=True)
+class ModelFile:
+    """A model export's bytes, read once, and their sha256."""
+
+    path: Path
+    data: bytes
+    sha256: str
+
+
+def read_model_file(path: Path) -> ModelFile:
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ModelError(f"model file {path} does not exist") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    return ModelFile(path, data, hashlib.sha256(data).hexdigest())
+
+
+def unpickle_learner(model: ModelFile) -> Any:
+    """The fastai Learner in ``model.data``: from those bytes, never from the path again."""
     from fastai.learner import load_learner  # heavy import, only where a model is loaded
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fastai/torch deprecation chatter on unpickling
         try:
-            return load_learner(path, cpu=True)
+            return load_learner(io.BytesIO(model.data), cpu=True)  # torch.load reads a file object
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is the file's fault
-            raise ModelError(f"cannot load {path} as a fastai export: {type(exc).__name__}: {exc}") from None
+            raise ModelError(f"cannot load {model.path} as a fastai export: {type(exc).__name__}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A model export read and checked outside any transaction: loading it (and fitting
+    the out-of-domain reference) takes seconds to minutes, and a write transaction holds
+    the database's write lock (SQLite) for as long as it runs."""
+
+    name: str
+    path: Path
+    sha256: str
+    classes: list[str]
+    positive: list[str]
+    threshold: float
+    role: ModelRole
+    ood_reference: bytes | None
+
+
+def prepare_model(
+    path: Path,
+    *,
+    name: str,
+    positive: list[str],
+    threshold: float = 0.5,
+    role: ModelRole = ModelRole.ROLLOUT,
+    reference_dir: Path | None = None,
+) -> PreparedModel:
+    """Load the export once, check the positive classes, hash it; with ``reference_dir``
+    (images like the training data), fit the out-of-domain reference."""
+    path = path.resolve()
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
+    model = read_model_file(path)
+    digest, learner = model.sha256, unpickle_learner(model)
+    classes = [str(c) for c in learner.dls.vocab]
+    unknown = [c for c in positive if c not in classes]
+    if unknown:
+        raise ModelError(
+            f"positive class(es) {', '.join(unknown)} not in the model's classes: {', '.join(classes)}"
+        )
+    reference = fit_model_reference(learner, reference_dir) if reference_dir is not None else None
+    return PreparedModel(name, path, digest, classes, list(positive), threshold, role,
+                         reference.to_bytes() if reference else None)
+
+
+def registered(session: Session, name: str, sha256: str) -> ModelVersion | None:
+    return session.scalar(sa.select(ModelVersion).where(ModelVersion.name == name, ModelVersion.sha256 == sha256))
+
+
+def add_model(session: Session, prepared: PreparedModel) -> ModelVersion:
+    """Store a prepared model version (quick: the write transaction's part)."""
+    existing = registered(session, prepared.name, prepared.sha256)
+    if existing is not None:
+        raise AlreadyExists(f"model {prepared.name!r} with this file is already registered (id {existing.id})")
+    version = ModelVersion(
+        name=prepared.name, path=str(prepared.path), sha256=prepared.sha256, classes=prepared.classes,
+        positive_classes=prepared.positive, threshold=prepared.threshold, role=prepared.role,
+        ood_reference=prepared.ood_reference,
+    )
+    session.add(version)
+    session.flush()
+    return version
 
 
 def register_model(
@@ -56,35 +143,11 @@ def register_model(
     role: ModelRole = ModelRole.ROLLOUT,
     reference_dir: Path | None = None,
 ) -> ModelVersion:
-    """Load the export once, check the positive classes, store hash and classes; with
-    ``reference_dir`` (images like the training data), fit the out-of-domain reference."""
-    path = path.resolve()
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
-    if not 0.0 <= threshold <= 1.0:
-        raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
-    digest = sha256_file(path)
-    existing = session.scalar(
-        sa.select(ModelVersion).where(ModelVersion.name == name, ModelVersion.sha256 == digest)
-    )
-    if existing is not None:
-        raise AlreadyExists(f"model {name!r} with this file is already registered (id {existing.id})")
-    learner = _load_learner(path)
-    classes = [str(c) for c in learner.dls.vocab]
-    unknown = [c for c in positive if c not in classes]
-    if unknown:
-        raise ModelError(
-            f"positive class(es) {', '.join(unknown)} not in the model's classes: {', '.join(classes)}"
-        )
-    reference = fit_model_reference(learner, reference_dir) if reference_dir is not None else None
-    version = ModelVersion(
-        name=name, path=str(path), sha256=digest, classes=classes,
-        positive_classes=list(positive), threshold=threshold, role=role,
-        ood_reference=reference.to_bytes() if reference else None,
-    )
-    session.add(version)
-    session.flush()
-    return version
+    """prepare_model and add_model in one, for callers with no other writer to keep
+    waiting (tests, benchmarks): the CLI prepares before its transaction."""
+    prepared = prepare_model(path, name=name, positive=positive, threshold=threshold, role=role,
+                             reference_dir=reference_dir)
+    return add_model(session, prepared)
 
 
 def load_model(version: ModelVersion) -> LoadedModel:
@@ -92,12 +155,13 @@ def load_model(version: ModelVersion) -> LoadedModel:
     path = Path(version.path)
     if not path.is_file():
         raise ModelError(f"model {version.name} (id {version.id}): file {path} is missing")
-    if sha256_file(path) != version.sha256:
+    model = read_model_file(path)
+    if model.sha256 != version.sha256:
         raise ModelError(
             f"model {version.name} (id {version.id}): {path} changed since it was registered "
             "(sha256 mismatch); register the new file as a new version"
         )
-    learner = _load_learner(path)
+    learner = unpickle_learner(model)
     return LoadedModel(
         version_id=version.id, name=version.name, classes=tuple(version.classes),
         positive_classes=tuple(version.positive_classes), threshold=version.threshold,

@@ -15,12 +15,10 @@ FrameDecoder and ModelRunner: the learner's own preprocessing), in batches. Repo
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -94,19 +92,6 @@ def worst_disagreements(scored: dict[int, ScoredFrame], verdicts: dict[int, list
     return out[:k]
 
 
-def _load_learner(path: Path) -> Any:
-    from fastai.learner import load_learner
-
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return load_learner(path, cpu=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is the file's fault
-            raise ModelError(f"cannot load {path} as a fastai export: {type(exc).__name__}: {exc}") from None
-
-
 def score_frames(
     rows: list[tuple[int, int, datetime, bool | None, str]], frames_root: Path, model_path: Path, *,
     positive: list[str] | None, threshold: float, batch_size: int = 32, device: str | None = None,
@@ -117,7 +102,9 @@ def score_frames(
     from inference.queue import ClaimedFrame
     from inference.runner import ModelRunner, pick_device
 
-    learner = _load_learner(model_path)
+    from inference.registry import read_model_file, unpickle_learner
+
+    learner = unpickle_learner(read_model_file(model_path))  # the registry's loader: one read, hashed bytes
     classes = [str(c) for c in learner.dls.vocab]
     wanted = positive or (["bear"] if "bear" in classes else [])
     unknown = [c for c in wanted if c not in classes]

@@ -13,6 +13,7 @@ import typer
 from bearwatch.cli_common import cli_actor, open_database
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import Stage
+from inference import TRUST_WARNING
 
 
 def _when(text: str | None, what: str) -> datetime | None:
@@ -175,7 +176,7 @@ def guard() -> None:
 
 
 def backtest(
-    model: Annotated[Path, typer.Option("--model", help="a fastai export (.pkl) to replay; only files you trust: loading runs code")],
+    model: Annotated[Path, typer.Option("--model", help=f"a fastai export (.pkl) to replay; {TRUST_WARNING}")],
     site: Annotated[str, typer.Option("--site", help="the site whose stored frames and verdicts to replay")],
     report: Annotated[Path | None, typer.Option("--report", help="HTML report to write (default: <data dir>/reports/backtest-SITE-TIME.html, listed on the dashboard's Models page)")] = None,
     start: Annotated[str | None, typer.Option("--from", help="first capture time (ISO, UTC; default: 30 days ago)")] = None,
@@ -192,6 +193,7 @@ def backtest(
     from shadow.backtest_report import render_html
     from shadow.sites import get_site
 
+    typer.echo(f"warning: {TRUST_WARNING}", err=True)  # the words `model register` says
     settings = load_settings()
     b = _when(end, "--to") or utcnow()
     a = _when(start, "--from") or b - timedelta(days=30)

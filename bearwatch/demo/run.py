@@ -22,11 +22,11 @@ import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.config import load_config
-from bearwatch.db import make_engine, session_factory
+from bearwatch.db import make_engine, session_factory, write_transaction
 from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage
 from bearwatch.demo.model import TRAIN_DIR_NAME, ensure_demo_model
 from bearwatch.migrations import upgrade_to_head
-from bearwatch.park import apply_config
+from bearwatch.park import apply_park
 from bearwatch.commands.run import child_specs, run_supervised
 from bearwatch.config import Thresholds
 from bearwatch.demo.simulate import SimSpec, create_site, simulate_rollout
@@ -162,8 +162,8 @@ def run_demo(
     footage = ensure_demo_footage(settings.demo_dir / "footage", DEMO_CAMERAS)
     model_path = ensure_demo_model(settings.demo_dir / "model")
     park_file = write_demo_park(settings.demo_dir, footage, model_path, model_path.parent / TRAIN_DIR_NAME)
-    with factory.begin() as session:
-        apply_config(session, load_config(park_file), actor="demo")
+    apply_park(factory, load_config(park_file), actor="demo")
+    with write_transaction(factory) as session:
         login = ensure_demo_user(session)
         seed_history(session, settings.frames_dir, utcnow(), echo)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bearwatch.admin import set_camera_enabled
+from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import Role, utcnow
 from dashboard.context import factory, page_actor, settings
@@ -55,7 +56,7 @@ if actor.may(Role.ADMIN):
     action = "Disable" if chosen.enabled else "Enable"
     if st.button(f"{action} {chosen.site}/{chosen.camera}", key="camera_toggle"):
         try:
-            with factory().begin() as session:
+            with write_transaction(factory()) as session:
                 set_camera_enabled(session, actor, chosen.camera_id, not chosen.enabled)
         except BearwatchError as exc:
             st.error(str(exc))

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from bearwatch.admin import set_model_role, set_model_threshold
+from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import ModelRole, Role, utcnow
 from dashboard.context import factory, page_actor, settings
@@ -152,7 +153,7 @@ if actor.may(Role.ADMIN):
         submitted = st.form_submit_button("Save")
     if submitted:
         try:
-            with factory().begin() as session:
+            with write_transaction(factory()) as session:
                 set_model_role(session, actor, chosen.model_id, ModelRole(role))
                 set_model_threshold(session, actor, chosen.model_id, float(threshold), now=utcnow())
         except BearwatchError as exc:
