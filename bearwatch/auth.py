@@ -49,4 +49,6 @@ def actor_for_user(session: "Session", name: str) -> Actor:
     user = session.scalar(sa.select(User).where(User.name == name))
     if user is None:
         raise NotFound(f"no user named {name!r}; an admin adds one with `bearwatch user add {name} --role ranger|ops|admin`")
+    if user.disabled_at is not None:
+        raise PermissionDenied(f"user {name!r} is disabled; an admin enables it with `bearwatch user enable {name}`")
     return Actor(user.name, user.role)

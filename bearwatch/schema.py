@@ -94,6 +94,7 @@ class AlertStatus(str, enum.Enum):
     SENT = "sent"
     SUPPRESSED = "suppressed"  # dismissed by a ranger
     DEAD = "dead"  # delivery gave up after N attempts
+    EXPIRED = "expired"  # held, then confirmed after its frame was stale: recorded, never sent
 
 
 class AlertSource(str, enum.Enum):
@@ -284,6 +285,25 @@ class User(Base):
     role: Mapped[Role] = mapped_column(_enum(Role))
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A disabled user cannot log in or act; the row stays, since verdicts cite it.
+    disabled_at: Mapped[datetime | None]
+    # Bumped on a password change or disable: dashboard sessions opened before it end.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The user's own dashboard choices (review site filter, theme), kept across logins.
+    preferences: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+
+
+class LoginFailures(Base):
+    """Failed logins per throttle key (a name, a client address, or both), kept in the
+    database so no client can clear them and every dashboard process sees them."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (sa.Index("ix_login_failures_last_failed_at", "last_failed_at"),)
+
+    key: Mapped[str] = mapped_column(sa.String(400), primary_key=True)
+    failures: Mapped[int]
+    last_failed_at: Mapped[datetime]
+    blocked_until: Mapped[datetime]
 
 
 class Decision(Base):
@@ -338,6 +358,8 @@ class Alert(Base):
     # Repeated flags of the same animal within the cooldown attach here instead of alerting again.
     flag_count: Mapped[int] = mapped_column(default=1)
     last_flag_at: Mapped[datetime | None]
+    # A held alert nobody decided in time went to the channels unverified (shadow.escalation).
+    escalated_at: Mapped[datetime | None]
 
 
 class AlertFlag(Base):

@@ -25,7 +25,16 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     dashboard_address: str = Field(default="127.0.0.1")
     dashboard_metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve the dashboard's /metrics here")
+    # Long enough for a ranger who watches the live wall through a night shift without
+    # a click (its refreshes are not activity); shorten it where consoles are shared.
+    dashboard_idle_timeout_s: float = Field(
+        default=12 * 3600, gt=0, description="a dashboard session with no interaction for this long logs out"
+    )
     camera_ca_file: Path | None = Field(default=None, description="PEM file of extra CAs / self-signed certificates for HTTPS cameras")
+    # Alert webhooks (the shadow loop's outbox): a hung receiver holds only its own channel's senders.
+    alert_senders: int = Field(default=4, ge=1, le=32, description="webhook requests in flight per alert channel")
+    alert_timeout_s: float = Field(default=5.0, gt=0, le=25, description="a whole webhook request, connect to last byte")
+    alert_retry_cap_s: float = Field(default=60.0, ge=1, le=3600, description="longest wait between retries of an alert")
 
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":

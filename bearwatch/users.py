@@ -9,11 +9,10 @@ CLI passes no actor: whoever can run it already holds the database credentials.
 from __future__ import annotations
 
 import re
-import threading
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -21,8 +20,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from bearwatch.auth import Actor, require_role
-from bearwatch.errors import AlreadyExists, BearwatchError, NotFound
-from bearwatch.schema import Role, User
+from bearwatch.errors import AlreadyExists, BearwatchError, NotFound, PermissionDenied
+from bearwatch.schema import Decision, Role, User
 
 MIN_PASSWORD_LENGTH = 10
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
@@ -38,6 +37,7 @@ class UserInfo:
     role: Role
     has_password: bool
     created_at: datetime
+    disabled: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +52,7 @@ def _dummy_hash() -> str:
     return _hasher().hash("bearwatch-no-such-user")
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not _NAME.match(name):
         raise InvalidUserInput(
             f"invalid user name {name!r}: use 1-100 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
@@ -62,6 +62,23 @@ def _check_name(name: str) -> None:
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidUserInput(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters")
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    """A checked password's Argon2 hash, made before the write transaction opens: hashing
+    takes a while, and on SQLite that transaction holds the one write lock meanwhile."""
+
+    hash: str
+
+
+def new_password(password: str) -> NewPassword:
+    _check_password(password)
+    return NewPassword(_hasher().hash(password))
+
+
+def _hashed(password: str | NewPassword) -> str:
+    return password.hash if isinstance(password, NewPassword) else new_password(password).hash
 
 
 def _require_admin(actor: Actor | None, action: str) -> None:
@@ -76,13 +93,15 @@ def _get(session: Session, name: str) -> User:
     return user
 
 
-def add_user(session: Session, name: str, role: Role, password: str, *, actor: Actor | None = None) -> UserInfo:
+def add_user(
+    session: Session, name: str, role: Role, password: str | NewPassword, *, actor: Actor | None = None
+) -> UserInfo:
     _require_admin(actor, "add users")
-    _check_name(name)
-    _check_password(password)
+    check_name(name)
+    hashed = _hashed(password)
     if session.scalar(sa.select(User.id).where(User.name == name)) is not None:
         raise AlreadyExists(f"a user named {name!r} already exists; change it with `bearwatch user set-role` or `passwd`")
-    user = User(name=name, role=role, password_hash=_hasher().hash(password))
+    user = User(name=name, role=role, password_hash=hashed)
     session.add(user)
     session.flush()
     return _info(user)
@@ -96,12 +115,14 @@ def set_role(session: Session, name: str, role: Role, *, actor: Actor | None = N
     return _info(user)
 
 
-def set_password(session: Session, name: str, password: str, *, actor: Actor | None = None) -> None:
+def set_password(session: Session, name: str, password: str | NewPassword, *, actor: Actor | None = None) -> None:
     """An admin may set anyone's password; a user may set their own."""
     if actor is not None and actor.name != name:
         require_role(actor, Role.ADMIN, "set another user's password")
-    _check_password(password)
-    _get(session, name).password_hash = _hasher().hash(password)
+    hashed = _hashed(password)
+    user = _get(session, name)
+    user.password_hash = hashed
+    user.session_epoch += 1  # sessions opened with the old password end
     session.flush()
 
 
@@ -119,7 +140,7 @@ def authenticate(session: Session, name: str, password: str) -> Actor | None:
         _hasher().verify(stored or _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
-    if user is None or stored is None:
+    if user is None or stored is None or user.disabled_at is not None:
         return None
     if _hasher().check_needs_rehash(stored):
         user.password_hash = _hasher().hash(password)
@@ -128,42 +149,58 @@ def authenticate(session: Session, name: str, password: str) -> Actor | None:
 
 
 def _info(user: User) -> UserInfo:
-    return UserInfo(name=user.name, role=user.role, has_password=bool(user.password_hash), created_at=user.created_at)
+    return UserInfo(
+        name=user.name, role=user.role, has_password=bool(user.password_hash), created_at=user.created_at,
+        disabled=user.disabled_at is not None,
+    )
 
 
-class LoginThrottle:
-    """Failed logins per user name: after ``max_failures`` within ``window_s`` seconds,
-    that name is refused until the oldest failure leaves the window. Unknown names are
-    counted the same way, so the answer tells nothing about which names exist. One per
-    dashboard process; ``now`` is a monotonic clock reading, passed in."""
+def disable_user(session: Session, name: str, now: datetime, *, actor: Actor | None = None) -> UserInfo:
+    """The user can no longer log in or act, and their open dashboard sessions end on
+    their next page load. Their verdicts stay, citing them."""
+    _require_admin(actor, "disable users")
+    if actor is not None and actor.name == name:
+        raise PermissionDenied("you cannot disable yourself; ask another admin")
+    user = _get(session, name)
+    if user.disabled_at is None:
+        user.disabled_at = now
+        user.session_epoch += 1
+    session.flush()
+    return _info(user)
 
-    MAX_NAMES = 10_000  # bounded memory under a spray of made-up names
 
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0) -> None:
-        self.max_failures, self.window_s = max_failures, window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+def enable_user(session: Session, name: str, *, actor: Actor | None = None) -> UserInfo:
+    _require_admin(actor, "enable users")
+    user = _get(session, name)
+    user.disabled_at = None
+    session.flush()
+    return _info(user)
 
-    def _recent(self, name: str, now: float) -> deque[float]:
-        times = self._failures.get(name, deque())
-        while times and now - times[0] >= self.window_s:
-            times.popleft()
-        return times
 
-    def wait_s(self, name: str, now: float) -> float:
-        """Seconds until ``name`` may try again; 0 when it may now."""
-        with self._lock:
-            times = self._recent(name, now)
-            return self.window_s - (now - times[0]) if len(times) >= self.max_failures else 0.0
+def remove_user(session: Session, name: str, *, actor: Actor | None = None) -> None:
+    """Delete a user who has given no verdict; one who has stays as the evidence's
+    author and can only be disabled."""
+    _require_admin(actor, "remove users")
+    if actor is not None and actor.name == name:
+        raise PermissionDenied("you cannot remove yourself; ask another admin")
+    user = _get(session, name)
+    verdicts = session.scalar(sa.select(sa.func.count()).select_from(Decision).where(Decision.reviewer_id == user.id))
+    if verdicts:
+        raise PermissionDenied(
+            f"{name} has given {verdicts} verdicts, which cite them as evidence: disable the user instead"
+        )
+    session.delete(user)
+    session.flush()
 
-    def failed(self, name: str, now: float) -> None:
-        with self._lock:
-            if name not in self._failures and len(self._failures) >= self.MAX_NAMES:
-                self._failures = {k: v for k, v in self._failures.items() if self._recent(k, now)}
-            times = self._recent(name, now)
-            times.append(now)
-            self._failures[name] = times
 
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)
+def preferences(session: Session, name: str) -> dict[str, Any]:
+    """The user's own dashboard choices; {} for a name without a row (single sign-on)."""
+    return dict(session.scalar(sa.select(User.preferences).where(User.name == name)) or {})
+
+
+def set_preference(session: Session, name: str, key: str, value: Any) -> None:
+    """Remember one choice of the user's; nothing for a name without a row."""
+    user = session.scalar(sa.select(User).where(User.name == name))
+    if user is not None and user.preferences.get(key) != value:
+        user.preferences = {**user.preferences, key: value}  # a new dict: the JSON column sees the change
+        session.flush()

@@ -13,7 +13,6 @@ from bearwatch.auth import Actor
 from bearwatch.db import make_engine, session_factory
 from bearwatch.schema import Role
 from bearwatch.settings import Settings, load_settings
-from bearwatch.users import LoginThrottle
 
 ACTOR_KEY = "bearwatch_actor"
 
@@ -38,11 +37,6 @@ def metrics_server() -> int | None:
 
         start_http_server(port)
     return port
-
-
-@st.cache_resource
-def login_throttle() -> LoginThrottle:
-    return LoginThrottle()
 
 
 def factory() -> sessionmaker[Session]:

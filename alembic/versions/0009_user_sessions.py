@@ -1,7 +1,8 @@
 """users can be disabled and their sessions ended; failed logins live in the database
 
-Adds users.disabled_at and users.session_epoch (bumped on a password change or
-disable, so dashboard sessions opened before it end), and the login_failures table
+Adds users.disabled_at, users.session_epoch (bumped on a password change or
+disable, so dashboard sessions opened before it end) and users.preferences (a user's
+dashboard choices, kept across logins), and the login_failures table
 that the login throttle keeps (it used to live in the dashboard process's cache, which
 any websocket client could clear).
 
@@ -27,6 +28,7 @@ def upgrade() -> None:
     with op.batch_alter_table('users') as batch:
         batch.add_column(sa.Column('disabled_at', sa.DateTime(), nullable=True))
         batch.add_column(sa.Column('session_epoch', sa.Integer(), server_default='0', nullable=False))
+        batch.add_column(sa.Column('preferences', sa.JSON(), server_default='{}', nullable=False))
     op.create_table('login_failures',
     sa.Column('key', sa.String(length=400), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
@@ -41,5 +43,6 @@ def downgrade() -> None:
     op.drop_index('ix_login_failures_last_failed_at', table_name='login_failures')
     op.drop_table('login_failures')
     with op.batch_alter_table('users') as batch:
+        batch.drop_column('preferences')
         batch.drop_column('session_epoch')
         batch.drop_column('disabled_at')

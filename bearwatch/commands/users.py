@@ -2,6 +2,7 @@
 
 Passwords are never command-line arguments (they would sit in the shell history and
 in `ps`): they are prompted for, or read from standard input with --password-stdin.
+They are hashed before the write transaction opens (Argon2 is slow; the lock is shared).
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ def register(app: typer.Typer) -> None:
         password_stdin: PasswordStdin = False,
     ) -> None:
         """Add a user who can log in to the dashboard."""
-        from bearwatch.users import add_user
+        from bearwatch.db import write_transaction
+        from bearwatch.users import add_user, check_name, new_password
 
-        password = _read_password(password_stdin)
-        with open_database() as factory, factory.begin() as session:
+        check_name(name)
+        password = new_password(_read_password(password_stdin))
+        with open_database() as factory, write_transaction(factory) as session:
             user = add_user(session, name, role, password)
         typer.echo(f"user {user.name} added ({user.role.value})")
 
@@ -52,25 +55,59 @@ def register(app: typer.Typer) -> None:
             users = list_users(session)
         for user in users:
             login = "password" if user.has_password else "no password (single sign-on only)"
-            typer.echo(f"{user.name}\t{user.role.value}\t{login}\tadded {user.created_at:%Y-%m-%d %H:%M}Z")
+            state = "\tDISABLED" if user.disabled else ""
+            typer.echo(f"{user.name}\t{user.role.value}\t{login}\tadded {user.created_at:%Y-%m-%d %H:%M}Z{state}")
         if not users:
             typer.echo("no users yet; add one with `bearwatch user add NAME --role admin`")
 
     @user_app.command("set-role")
     def user_set_role(name: str, role: Annotated[Role, typer.Argument(help="ranger, ops or admin")]) -> None:
         """Change a user's role (takes effect on their next page load)."""
+        from bearwatch.db import write_transaction
         from bearwatch.users import set_role
 
-        with open_database() as factory, factory.begin() as session:
+        with open_database() as factory, write_transaction(factory) as session:
             user = set_role(session, name, role)
         typer.echo(f"user {user.name} is now {user.role.value}")
 
     @user_app.command("passwd")
     def user_passwd(name: str, password_stdin: PasswordStdin = False) -> None:
         """Set a user's password."""
-        from bearwatch.users import set_password
+        from bearwatch.db import write_transaction
+        from bearwatch.users import new_password, set_password
 
-        password = _read_password(password_stdin)
-        with open_database() as factory, factory.begin() as session:
+        password = new_password(_read_password(password_stdin))
+        with open_database() as factory, write_transaction(factory) as session:
             set_password(session, name, password)
         typer.echo(f"password of {name} changed")
+
+    @user_app.command("disable")
+    def user_disable(name: str) -> None:
+        """Stop a user from logging in or acting; their open dashboard sessions end. Their verdicts stay."""
+        from bearwatch.db import write_transaction
+        from bearwatch.schema import utcnow
+        from bearwatch.users import disable_user
+
+        with open_database() as factory, write_transaction(factory) as session:
+            disable_user(session, name, utcnow())
+        typer.echo(f"user {name} disabled; their open dashboard sessions end on their next page load")
+
+    @user_app.command("enable")
+    def user_enable(name: str) -> None:
+        """Let a disabled user log in again."""
+        from bearwatch.db import write_transaction
+        from bearwatch.users import enable_user
+
+        with open_database() as factory, write_transaction(factory) as session:
+            enable_user(session, name)
+        typer.echo(f"user {name} enabled")
+
+    @user_app.command("remove")
+    def user_remove(name: str) -> None:
+        """Delete a user who has given no verdict (one who has can only be disabled)."""
+        from bearwatch.db import write_transaction
+        from bearwatch.users import remove_user
+
+        with open_database() as factory, write_transaction(factory) as session:
+            remove_user(session, name)
+        typer.echo(f"user {name} removed")

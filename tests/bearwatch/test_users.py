@@ -105,17 +105,20 @@ def test_the_password_prompt_asks_twice(data_env: dict[str, str], factory: sessi
         assert authenticate(session, "ada", PW) is not None
 
 
-def test_login_throttle_refuses_a_name_after_repeated_failures() -> None:
-    from bearwatch.users import LoginThrottle
-
-    throttle = LoginThrottle(max_failures=3, window_s=60)
-    for t in (0.0, 1.0, 2.0):
-        assert throttle.wait_s("rick", t) == 0
-        throttle.failed("rick", t)
-    assert throttle.wait_s("rick", 3.0) == 57.0
-    assert throttle.wait_s("someone-else", 3.0) == 0, "per name"
-    assert throttle.wait_s("rick", 60.0) == 0, "the oldest failure left the window"
-    throttle.failed("rick", 60.0)
-    assert throttle.wait_s("rick", 60.5) > 0
-    throttle.succeeded("rick")
-    assert throttle.wait_s("rick", 61.0) == 0
+def test_user_disable_enable_and_remove_from_the_cli(data_env: dict[str, str], factory: sessionmaker[Session]) -> None:
+    assert run_cli("init", env=data_env).returncode == 0
+    for name in ("ada", "rick"):
+        assert _cli(["user", "add", name, "--role", "ranger", "--password-stdin"], PW + "\n", data_env).returncode == 0
+    disabled = _cli(["user", "disable", "rick"], "", data_env)
+    assert disabled.returncode == 0 and "sessions end" in disabled.stdout
+    assert "rick\tranger\tpassword\t" in (listed := _cli(["user", "list"], "", data_env).stdout) and "DISABLED" in listed
+    with factory.begin() as session:
+        assert authenticate(session, "rick", PW) is None, "a disabled user cannot log in"
+    refused = _cli(["verdict", "1", "confirm", "--user", "rick"], "", data_env)
+    assert refused.returncode != 0 and "disabled" in refused.stderr, "nor act in the CLI"
+    assert _cli(["user", "enable", "rick"], "", data_env).returncode == 0
+    with factory.begin() as session:
+        assert authenticate(session, "rick", PW) == Actor("rick", Role.RANGER)
+    assert _cli(["user", "remove", "ada"], "", data_env).stdout.strip() == "user ada removed"
+    gone = _cli(["user", "remove", "ada"], "", data_env)
+    assert gone.returncode == 2 and "no user named 'ada'" in gone.stderr

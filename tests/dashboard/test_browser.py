@@ -7,12 +7,6 @@ docs/screenshots/<page>.png (committed; the README shows them)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import wait_for
 from tests.dashboard.history import build_gate_sites, build_lake
 from tests.dashboard.seed import PASSWORD, SECRET, seed_park
+from tests.dashboard.server import running_dashboard
+from tests.ingest.helpers import free_port
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,45 +32,19 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def metrics_port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture
 def dashboard(factory: sessionmaker[Session], database_url: str, tmp_path: Path, metrics_port: int) -> Iterator[str]:
     seed_park(factory, tmp_path / "frames")
     _history(factory, tmp_path)
-    port = _free_port()
-    env = {**os.environ, "BEARWATCH_DATABASE_URL": database_url, "BEARWATCH_DATA_DIR": str(tmp_path),
-           "BEARWATCH_DASHBOARD_PORT": str(port), "BEARWATCH_DASHBOARD_METRICS_PORT": str(metrics_port)}
-    proc = subprocess.Popen([sys.executable, "-m", "bearwatch", "dashboard"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.read() == b"ok":
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"dashboard did not start: {proc.stdout.read() if proc.stdout else ''}") from None
-                time.sleep(0.2)
+    env = {"BEARWATCH_DATABASE_URL": database_url, "BEARWATCH_DATA_DIR": str(tmp_path),
+           "BEARWATCH_DASHBOARD_METRICS_PORT": str(metrics_port)}
+    with running_dashboard(env) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _history(factory: sessionmaker[Session], root: Path) -> None:
