@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bearwatch.errors import ConfigError
+from bearwatch.redact import redact_text
 from bearwatch.schema import ChannelKind, ModelRole
 
 
@@ -55,6 +56,14 @@ class Thresholds(_Strict):
     audit_near_rate: float = Field(0.10, ge=0, le=1)
     audit_near_from: float = Field(0.5, ge=0, le=1)
     alert_cooldown_s: float = Field(300, ge=0)
+    # a verdict on a frame captured longer ago than the flag staleness window (1 h) sends
+    # no live alert ("none": recorded only) or one marked late in its payload ("marked")
+    late_alerts: Literal["none", "marked"] = "none"
+    # limited: a held alert no ranger decided within this long goes to the alert channels
+    # unverified: as a notice that stays held ("notify") or as the alert itself ("send");
+    # 0: never. A bear must not go unreported because the night ranger stepped away.
+    held_escalation_s: float = Field(600, ge=0)
+    held_escalation: Literal["notify", "send"] = "notify"
     # guard: cameras are dark when no enabled camera produced a frame for this long
     dark_after_s: float = Field(3600, gt=0)
     # drift (shadow.drift): the current window, the least frames compared, and when a
@@ -257,7 +266,7 @@ def check_config_text(text: str) -> tuple[ParkConfig | None, list[ConfigProblem]
             loc = tuple(err["loc"])
             message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             if err["type"] != "extra_forbidden" and "input" in err and not isinstance(err["input"], dict | list):
-                message += f" (got {err['input']!r})"
+                message += f" (got {redact_text(repr(err['input']))})"  # a too-long camera source can carry a password
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
             problems.append(ConfigProblem(_where(loc), line, message))
         return None, problems

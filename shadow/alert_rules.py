@@ -82,6 +82,7 @@ class Effect(str, enum.Enum):
     """What a verdict does to alerts."""
 
     NONE = "none"  # recorded only (audit, agreement)
+    LATE = "late"  # it would have sent an alert, but its frame is stale: recorded only
     RELEASE = "release"  # a held (or dismissed) model alert goes out
     SUPPRESS = "suppress"  # a held model alert is suppressed
     SIGHTING = "sighting"  # a new ranger sighting alert goes out
@@ -115,8 +116,46 @@ def check_verdict_fits(verdict: Verdict, flagged: bool, frame_id: int) -> str | 
     return None
 
 
-def confirm_text(flagged: bool, alert_status: AlertStatus | None) -> str:
-    """What a confirm (or a missed report) will do, for the review queue."""
+# Flags older than this when first seen (a backlog after an outage) are recorded, not
+# alerted, and so are verdicts on frames this old: a bear from hours ago is history,
+# not an alert.
+FLAG_MAX_AGE_S = 3600.0
+
+
+def is_late(captured_at: datetime, now: datetime, max_age_s: float = FLAG_MAX_AGE_S) -> bool:
+    """A frame captured longer ago than the flag staleness window: a verdict on it says
+    what was there then, not that a bear is there now."""
+    return (now - captured_at).total_seconds() > max_age_s
+
+
+def late_effect(effect: Effect, late: bool, late_alerts: str) -> Effect:
+    """What a verdict that would send an alert does when its frame is stale: nothing live
+    (``late_alerts`` "none"), or it goes out marked late ("marked")."""
+    if late and late_alerts == "none" and effect in (Effect.RELEASE, Effect.SIGHTING):
+        return Effect.LATE
+    return effect
+
+
+def age_text(captured_at: datetime, now: datetime) -> str:
+    """How long ago, for a stale frame: ``2 h 5 min``, ``3 d 4 h``."""
+    s = max(0, int((now - captured_at).total_seconds()))
+    return f"{s // 86400} d {s % 86400 // 3600} h" if s >= 86400 else f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def confirm_text(
+    flagged: bool, alert_status: AlertStatus | None, late: str | None = None, late_alerts: str = "none"
+) -> str:
+    """What a confirm (or a missed report) will do, for the review queue. ``late``: how
+    long ago a stale frame was captured (None: fresh); ``late_alerts``: the site's rule."""
+    would_send = alert_status in (None, AlertStatus.PENDING, AlertStatus.SUPPRESSED) or not flagged
+    if late is not None and would_send:
+        if late_alerts == "none":
+            return f"captured {late} ago: your verdict is recorded, no live alert goes out"
+        return f"captured {late} ago: " + _confirm_text(flagged, alert_status) + ", marked late"
+    return _confirm_text(flagged, alert_status)
+
+
+def _confirm_text(flagged: bool, alert_status: AlertStatus | None) -> str:
     if not flagged:
         return "not flagged: 'missed' sends a sighting alert; 'dismiss' records no bear"
     if alert_status is AlertStatus.PENDING:

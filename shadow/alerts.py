@@ -33,12 +33,10 @@ from bearwatch.schema import (
 from shadow import alert_rules
 from shadow.delivery import enqueue_deliveries
 from shadow.locks import lock_alerts
+from shadow.alert_rules import FLAG_MAX_AGE_S
 from shadow.metrics import ALERTS, count_on_commit
 
 
-# Flags older than this when first seen (a backlog after an outage) are recorded, not
-# alerted: a bear from hours ago is history, not an alert.
-FLAG_MAX_AGE_S = 3600.0
 
 
 def site_thresholds(site: Site) -> Thresholds:

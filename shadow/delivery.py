@@ -5,12 +5,22 @@ nothing: the rows wait in the database until it is back.
 
 A delivery is claimed (attempt counted, lease set) and committed *before* it is sent,
 so an undo can tell an alert that may already be out from one that surely is not.
+
+Requests go out on a small pool of threads per channel (:class:`Outbox`), each under a
+whole-request deadline, so a hung receiver holds only its own channel's threads: other
+channels and the shadow loop's other jobs go on. Only the caller's thread touches the
+database (claims and outcomes); the pool threads only send. A channel is given no more
+claims than it has free threads, so nothing claimed waits in a queue past its lease.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +43,7 @@ from bearwatch.schema import (
     Frame,
     Site,
 )
+from shadow.alert_rules import is_late
 from shadow.metrics import ALERTS, DELIVERIES, OUTBOX_DEPTH, count_on_commit
 
 log = logging.getLogger(__name__)
@@ -40,12 +51,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    max_attempts: int = 20  # about an hour of retries at the default delays: an outage of minutes loses nothing
+    max_attempts: int = 64  # about an hour of retries at the default delays: an outage of minutes loses nothing
     base_delay_s: float = 2.0
-    max_delay_s: float = 300.0
-    timeout_s: float = 5.0  # per HTTP request
+    max_delay_s: float = 60.0  # short, so a receiver back from an outage gets its alerts within a minute
+    timeout_s: float = 5.0  # a whole HTTP request, connect to last byte (not per read)
     lease_s: float = 60.0  # a crashed sender's claim expires after this
-    batch: int = 50
+    senders: int = 4  # requests in flight per channel
+    pass_s: float = 1.0  # a delivery pass waits at most this long for answers; later ones are recorded next pass
+
+    def __post_init__(self) -> None:
+        if self.senders < 1 or self.base_delay_s <= 0:
+            raise ValueError("senders must be at least 1 and base_delay_s above 0")
+        # A claim must outlast its request (connect timeout plus the deadline), or a second
+        # sender could take it while the first is still sending.
+        if self.lease_s <= 2 * self.timeout_s:
+            raise ValueError(f"lease_s ({self.lease_s:g}) must exceed twice timeout_s ({self.timeout_s:g})")
 
 
 def backoff_delay(attempts: int, policy: DeliveryPolicy) -> float:
@@ -80,9 +100,18 @@ def enqueue_deliveries(session: Session, alert: Alert, site_name: str, now: date
     return made
 
 
-def alert_payload(alert: Alert, site: str, camera: str, frame: Frame) -> dict[str, Any]:
+def alert_payload(alert: Alert, site: str, camera: str, frame: Frame, now: datetime) -> dict[str, Any]:
+    """The JSON a receiver gets. ``unconfirmed``: a held alert no ranger decided in time
+    (shadow.escalation); while it is still held, its key differs from the confirmed
+    alert's, so a receiver that drops repeats still gets the confirmation. ``late``: its
+    frame was captured longer ago than the flag staleness window (a verdict on an old
+    frame at a site with ``late_alerts: marked``, or a delivery after a long outage)."""
+    unconfirmed = alert.escalated_at is not None and alert.decision_id is None
+    held = alert.status is AlertStatus.PENDING
     return {
-        "idempotency_key": alert.idempotency_key,
+        "idempotency_key": alert.idempotency_key + (":unconfirmed" if held else ""),
+        "unconfirmed": unconfirmed,
+        "late": is_late(frame.captured_at, now),
         "alert_id": alert.id,
         "site": site,
         "camera": camera,
@@ -100,6 +129,7 @@ def alert_payload(alert: Alert, site: str, camera: str, frame: Frame) -> dict[st
 @dataclass(frozen=True)
 class Claimed:
     delivery_id: int
+    channel_id: int
     channel: str
     kind: ChannelKind
     url: str | None
@@ -121,39 +151,84 @@ def enqueue_orphans(session: Session, now: datetime, limit: int = 100) -> int:
     return sum(enqueue_deliveries(session, alert, site_name, now) for alert, site_name in orphans)
 
 
-def _claim(session: Session, now: datetime, policy: DeliveryPolicy) -> list[Claimed]:
-    query = (
-        sa.select(AlertDelivery)
-        .where(
-            AlertDelivery.status == DeliveryStatus.PENDING,
-            sa.or_(AlertDelivery.next_attempt_at.is_(None), AlertDelivery.next_attempt_at <= now),
-            sa.or_(AlertDelivery.claimed_until.is_(None), AlertDelivery.claimed_until < now),
-        )
-        .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id)
-        .limit(policy.batch)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+def _claim(session: Session, now: datetime, policy: DeliveryPolicy, free: Callable[[int], int],
+           skip: set[int]) -> list[Claimed]:
+    """Claim due deliveries, per channel at most ``free(channel_id)`` of them, never one in ``skip``
+    (still being sent here)."""
+    due: list[sa.ColumnElement[bool]] = [
+        AlertDelivery.status == DeliveryStatus.PENDING,
+        sa.or_(AlertDelivery.next_attempt_at.is_(None), AlertDelivery.next_attempt_at <= now),
+        sa.or_(AlertDelivery.claimed_until.is_(None), AlertDelivery.claimed_until < now),
+    ]
+    if skip:
+        due.append(AlertDelivery.id.not_in(skip))
     claimed = []
-    for delivery in session.scalars(query).all():
-        alert = session.get(Alert, delivery.alert_id)
-        channel = session.get(AlertChannel, delivery.channel_id)
-        assert alert is not None and channel is not None
-        frame = session.get(Frame, alert.frame_id)
-        site = session.get(Site, alert.site_id)
-        camera = session.get(Camera, alert.camera_id)
-        assert frame is not None and site is not None and camera is not None
-        delivery.attempts += 1
-        delivery.claimed_until = now + timedelta(seconds=policy.lease_s)
-        claimed.append(Claimed(delivery.id, channel.name, channel.kind, channel.url, delivery.attempts,
-                               alert_payload(alert, site.name, camera.name, frame)))
+    for channel_id in sorted(session.scalars(sa.select(AlertDelivery.channel_id).where(*due).distinct())):
+        slots = free(channel_id)
+        if slots <= 0:
+            continue  # its threads are busy (a slow or hung receiver): claim nothing that would wait
+        query = (sa.select(AlertDelivery).where(*due, AlertDelivery.channel_id == channel_id)
+                 .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(slots))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        for delivery in session.scalars(query).all():
+            alert = session.get(Alert, delivery.alert_id)
+            channel = session.get(AlertChannel, delivery.channel_id)
+            assert alert is not None and channel is not None
+            frame = session.get(Frame, alert.frame_id)
+            site = session.get(Site, alert.site_id)
+            camera = session.get(Camera, alert.camera_id)
+            assert frame is not None and site is not None and camera is not None
+            delivery.attempts += 1
+            delivery.claimed_until = now + timedelta(seconds=policy.lease_s)
+            claimed.append(Claimed(delivery.id, channel.id, channel.name, channel.kind, channel.url, delivery.attempts,
+                                   alert_payload(alert, site.name, camera.name, frame, now)))
     return claimed
 
 
-def http_sender(client: httpx.Client) -> Sender:
+class DeadlineExceeded(Exception):
+    """A receiver took longer than the whole-request deadline (hung, or trickling bytes)."""
+
+
+class _Cutter:
+    """Shuts down a request's socket when its deadline passes: httpx's timeouts are per
+    connect/read/write, so a receiver trickling a byte now and then would never time out.
+    The socket comes from httpcore's ``trace`` extension (connect and TLS steps)."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            with self._lock:
+                self._sock = sock if isinstance(sock, socket.socket) else self._sock
+                if self.fired:
+                    self._shutdown()
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            try:  # the plain socket's shutdown, also under TLS: wakes a blocked read in the sender's thread
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed: the request is over
+
+
+def http_sender(client: httpx.Client, deadline_s: float | None = None) -> Sender:
+    """POST to webhooks through ``client``; a whole request is cut after ``deadline_s``
+    (default: the client's read timeout)."""
     # httpx logs every request with its full URL at INFO; webhook URLs carry secrets.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    limit = deadline_s if deadline_s is not None else client.timeout.read
 
     def send(item: Claimed) -> None:
         if item.kind is ChannelKind.LOG:
@@ -161,10 +236,36 @@ def http_sender(client: httpx.Client) -> Sender:
                      item.payload["camera"], item.payload["frame_id"], item.payload["stage"], item.payload["source"])
             return
         assert item.url is not None
-        response = client.post(item.url, json=item.payload, headers={"Idempotency-Key": item.payload["idempotency_key"]})
+        if limit is None:
+            response = _post(client, item, None)
+        else:
+            cutter = _Cutter()
+            timer = threading.Timer(limit, cutter.fire)
+            timer.daemon = True
+            begun = time.monotonic()
+            timer.start()
+            try:
+                response = _post(client, item, cutter)
+            except httpx.HTTPError as exc:
+                # httpx's own timeout firing first at the deadline is the same event: one message for ops.
+                timed_out = isinstance(exc, httpx.TimeoutException) and time.monotonic() - begun >= limit
+                if cutter.fired or timed_out:
+                    raise DeadlineExceeded(f"no complete answer from {shown_url(item.url)} within {limit:g} s") from None
+                raise
+            finally:
+                timer.cancel()
         if not response.is_success:
             raise RuntimeError(f"HTTP {response.status_code} from {shown_url(item.url)}")
     return send
+
+
+def _post(client: httpx.Client, item: Claimed, cutter: _Cutter | None) -> httpx.Response:
+    assert item.url is not None
+    # Connection: close: every request opens its own connection, so the cutter always sees
+    # the socket (a reused keep-alive connection has no connect step to trace).
+    return client.post(item.url, json=item.payload,
+                       headers={"Idempotency-Key": item.payload["idempotency_key"], "Connection": "close"},
+                       extensions={"trace": cutter.trace} if cutter is not None else {})
 
 
 def _finish_alert(session: Session, alert_id: int, now: datetime) -> None:
@@ -189,6 +290,13 @@ def _record(session: Session, item: Claimed, error: str | None, now: datetime, p
     if error is None:
         delivery.status, delivery.delivered_at, delivery.last_error = DeliveryStatus.DELIVERED, now, None
         outcome = "delivered"
+        # The receiver answers again: its alerts waiting out a backoff go now, not a minute later.
+        session.execute(
+            sa.update(AlertDelivery)
+            .where(AlertDelivery.channel_id == item.channel_id, AlertDelivery.status == DeliveryStatus.PENDING,
+                   AlertDelivery.next_attempt_at > now)
+            .values(next_attempt_at=now)
+        )
     elif delivery.attempts >= policy.max_attempts:
         delivery.status, delivery.last_error = DeliveryStatus.DEAD, error[:1000]
         outcome = "dead"
@@ -209,29 +317,117 @@ class DeliveryReport:
     delivered: int
     retried: int
     dead: int
+    in_flight: int = 0  # still being sent when the pass returned; a later pass records them
+    gone: int = 0  # deliveries deleted while being sent
+
+
+def _attempt(send: Sender, item: Claimed) -> str | None:
+    """Send one delivery (on a pool thread); the error to record, or None."""
+    try:
+        send(item)
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure of a receiver is a retry
+        error = redact_text(f"{type(exc).__name__}: {exc}")
+        log.warning("alert delivery %s to channel %s failed (attempt %d): %s", item.payload["idempotency_key"],
+                    item.channel, item.attempts, error)
+        return error
+
+
+class Outbox:
+    """Delivers the outbox on a bounded pool of threads per channel. Kept across passes by
+    the shadow loop: a pass returns after at most ``policy.pass_s`` of waiting, and what is
+    still in flight is recorded by a later pass. Call from one thread only."""
+
+    def __init__(self, send: Sender, policy: DeliveryPolicy = DeliveryPolicy()) -> None:
+        self.send, self.policy = send, policy
+        self._pools: dict[int, ThreadPoolExecutor] = {}
+        self._in_flight: dict[Future[str | None], Claimed] = {}
+
+    def _free(self, channel_id: int) -> int:
+        return self.policy.senders - sum(1 for item in self._in_flight.values() if item.channel_id == channel_id)
+
+    def _send_due(self, factory: sessionmaker[Session], now: datetime, *, orphans: bool) -> list[Future[str | None]]:
+        skip = {item.delivery_id for item in self._in_flight.values()}
+        with write_transaction(factory) as session:  # committed before anything is sent
+            if orphans:
+                enqueue_orphans(session, now)
+            claimed = _claim(session, now, self.policy, self._free, skip)
+        sent = []
+        for item in claimed:
+            pool = self._pools.get(item.channel_id)
+            if pool is None:
+                pool = self._pools[item.channel_id] = ThreadPoolExecutor(
+                    self.policy.senders, thread_name_prefix=f"alerts-{item.channel_id}")
+            future = pool.submit(_attempt, self.send, item)
+            self._in_flight[future] = item
+            sent.append(future)
+        return sent
+
+    def _record_done(self, factory: sessionmaker[Session], now: datetime, counts: dict[str, int]) -> None:
+        for future in [f for f in self._in_flight if f.done()]:
+            item = self._in_flight[future]
+            with write_transaction(factory) as session:
+                outcome = _record(session, item, future.result(), now, self.policy)
+            del self._in_flight[future]  # only once recorded: a database error keeps it for the next pass
+            counts[outcome] += 1
+            DELIVERIES.labels(channel=item.channel, outcome=outcome).inc()
+
+    def _report(self, counts: dict[str, int]) -> DeliveryReport:
+        return DeliveryReport(counts["delivered"], counts["retry"], counts["dead"], len(self._in_flight), counts["gone"])
+
+    def run(self, factory: sessionmaker[Session], now: datetime) -> DeliveryReport:
+        """One pass: record finished sends, claim what is due for channels with free threads,
+        send, and record the answers that come within ``policy.pass_s``. Requests sent by
+        earlier passes (a hung receiver) do not hold the pass."""
+        counts = {"delivered": 0, "retry": 0, "dead": 0, "gone": 0}
+        until = time.monotonic() + self.policy.pass_s
+        mine: list[Future[str | None]] = []
+        first = True
+        while True:
+            self._record_done(factory, now, counts)
+            mine = [f for f in mine if f in self._in_flight] + self._send_due(factory, now, orphans=first)
+            first = False
+            left = until - time.monotonic()
+            if not mine or left <= 0:
+                break
+            wait(mine, timeout=left, return_when=FIRST_COMPLETED)
+        return self._report(counts)
+
+    def drain(self, factory: sessionmaker[Session], now: datetime, timeout_s: float | None = None) -> DeliveryReport:
+        """Wait for what is in flight (at most ``timeout_s``) and record it."""
+        counts = {"delivered": 0, "retry": 0, "dead": 0, "gone": 0}
+        wait(list(self._in_flight), timeout=timeout_s)
+        self._record_done(factory, now, counts)
+        return self._report(counts)
+
+    def close(self) -> None:
+        """Stop the pools; a request still running ends by its deadline. Its claim expires
+        after the lease and it is sent again (the receiver drops repeats by key)."""
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools.clear()
 
 
 def deliver_due(
     factory: sessionmaker[Session], now: datetime, send: Sender, policy: DeliveryPolicy = DeliveryPolicy()
 ) -> DeliveryReport:
-    """Claim the deliveries due at ``now``, send them, record the outcomes."""
-    with write_transaction(factory) as session:
-        enqueue_orphans(session, now)
-        claimed = _claim(session, now, policy)
-    counts = {"delivered": 0, "retry": 0, "dead": 0, "gone": 0}
-    for item in claimed:
-        try:
-            send(item)
-            error = None
-        except Exception as exc:  # noqa: BLE001 - any failure of a receiver is a retry
-            error = redact_text(f"{type(exc).__name__}: {exc}")
-            log.warning("alert delivery %s to channel %s failed (attempt %d): %s", item.payload["idempotency_key"],
-                        item.channel, item.attempts, error)
-        with write_transaction(factory) as session:
-            outcome = _record(session, item, error, now, policy)
-        counts[outcome] += 1
-        DELIVERIES.labels(channel=item.channel, outcome=outcome).inc()
-    return DeliveryReport(counts["delivered"], counts["retry"], counts["dead"])
+    """Send everything due at ``now`` and record the outcomes, waiting for every answer
+    (the shadow loop keeps one :class:`Outbox` instead, whose passes do not wait)."""
+    outbox = Outbox(send, policy)
+    total = {"delivered": 0, "retry": 0, "dead": 0}
+    try:
+        while True:  # rounds until nothing more is due: a channel's threads take `senders` at a time
+            done = 0
+            for report in (outbox.run(factory, now), outbox.drain(factory, now)):
+                done += report.delivered + report.retried + report.dead + report.gone
+                total["delivered"] += report.delivered
+                total["retry"] += report.retried
+                total["dead"] += report.dead
+            if done == 0:
+                break
+    finally:
+        outbox.close()
+    return DeliveryReport(total["delivered"], total["retry"], total["dead"])
 
 
 def outbox_depth(session: Session) -> int:

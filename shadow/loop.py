@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.heartbeat import HeartbeatWriter
 from bearwatch.schema import utcnow
 from shadow.alerts import process_new_flags
-from shadow.delivery import DeliveryPolicy, deliver_due, http_sender, outbox_depth
+from shadow.delivery import DeliveryPolicy, Outbox, http_sender, outbox_depth
+from shadow.escalation import escalate_held_alerts
 from shadow.locks import SHADOW_LEADER_KEY
 
 log = logging.getLogger(__name__)
@@ -43,17 +44,16 @@ class Job:
     every_s: float = 0.0  # 0: every round
 
 
-def default_jobs(client: httpx.Client, policy: DeliveryPolicy = DeliveryPolicy()) -> list[Job]:
-    send = http_sender(client)
-
+def default_jobs(outbox: Outbox) -> list[Job]:
     def depth(factory: sessionmaker[Session], now: datetime) -> int:
         with factory() as session:
             return outbox_depth(session)
 
     return [
         Job("alerts", lambda factory, now: process_new_flags(factory, now)),
-        Job("deliver", lambda factory, now: deliver_due(factory, now, send, policy)),
+        Job("deliver", outbox.run),  # returns within policy.pass_s; a hung receiver holds only its own threads
         Job("outbox_depth", depth, every_s=5.0),
+        Job("escalate", escalate_held_alerts, every_s=15.0),  # held alerts nobody decided in time
     ]
 
 
@@ -120,6 +120,16 @@ class Leadership:
             self.conn = None
 
 
+def _close_outbox(outbox: Outbox, factory: sessionmaker[Session], policy: DeliveryPolicy) -> None:
+    """Record the answers to requests still in flight (each ends by its deadline), so an
+    alert that went out is not sent again after a restart."""
+    try:
+        outbox.drain(factory, utcnow(), timeout_s=policy.timeout_s + 1.0)
+    except Exception:  # noqa: BLE001 - stopping anyway; an unrecorded claim expires and is retried
+        log.exception("shadow loop: could not record the last alert deliveries; they are retried after their lease")
+    outbox.close()
+
+
 def run_shadow_loop(
     factory: sessionmaker[Session], stop: threading.Event, *, interval_s: float = 1.0, extra_jobs: Sequence[Job] = (),
     echo: Callable[[str], None] = print, policy: DeliveryPolicy = DeliveryPolicy(),
@@ -132,7 +142,8 @@ def run_shadow_loop(
     last_run: dict[str, float] = {}
     leading: bool | None = None
     with httpx.Client(timeout=policy.timeout_s) as client:
-        job_list = [*default_jobs(client, policy), *extra_jobs]
+        outbox = Outbox(http_sender(client, policy.timeout_s), policy)
+        job_list = [*default_jobs(outbox), *extra_jobs]
         echo(f"shadow loop: jobs {', '.join(j.name for j in job_list)}, every {interval_s:g}s")
         try:
             while not stop.is_set():
@@ -158,6 +169,7 @@ def run_shadow_loop(
                     heartbeat.beat(progressed=True)
                 stop.wait(interval_s)
         finally:
+            _close_outbox(outbox, factory, policy)
             leadership.release()
             if heartbeat is not None:
                 heartbeat.stopped()

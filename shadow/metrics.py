@@ -18,6 +18,10 @@ DELIVERIES = Counter(
 )
 OUTBOX_DEPTH = Gauge("bearwatch_alert_outbox_depth", "Alert deliveries waiting to be delivered")
 VERDICTS = Counter("bearwatch_verdicts_total", "Ranger verdicts recorded", ["site", "verdict"])
+ESCALATIONS = Counter(
+    "bearwatch_held_alert_escalations_total",
+    "Held alerts no ranger decided in time, sent to the channels unverified (mode: notify, send)", ["site", "mode"],
+)
 
 # Measurements: the guard, drift, the alert-rate ratio.
 GUARD_DEMOTIONS = Counter(

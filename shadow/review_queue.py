@@ -1,7 +1,8 @@
-"""What reaches a ranger: held alerts first (oldest first), then second looks (a lone
-verdict against the model, or two rangers who disagree: shadow.truth.needs_another_look),
-frames the site's rollout model flagged, follow-ups around found misses, then the audit
-sample of frames it did not flag (so recall can be measured). Frames this ranger already
+"""What reaches a ranger, live bears first: held alerts (oldest first), flags of the last
+hour (newest first), second looks (a lone verdict against the model, or two rangers who
+disagree: shadow.truth.needs_another_look), older flags (newest first), follow-ups
+around found misses, then the audit sample of frames the site's rollout model did not
+flag (so recall can be measured). Frames this ranger already
 decided are left out; a frame flagged only by a challenger model is not flagged here.
 
 The audit is the designed probability sample of shadow.audit_design: unflagged frames
@@ -23,15 +24,21 @@ import enum
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.auth import Actor
+from bearwatch.config import Thresholds
 from bearwatch.schema import Alert, AlertFlag, AlertStatus, Camera, Decision, Frame, ModelVersion, Prediction, Site, Stage, User
 from shadow import alert_rules, audit_design, follow_up
+from shadow.escalation import escalates_at
 from shadow.periods import thresholds_of
 from shadow.truth import bear_vote_sql
+
+
+FRESH_FLAG = timedelta(hours=1)  # a flag this recent may still have its bear in view
 
 
 class QueueReason(str, enum.Enum):
@@ -60,6 +67,10 @@ class QueueItem:
     stratum: str | None  # audit_design.Stratum: 'flagged' for held alerts and flagged frames
     inclusion_prob: float  # the chance the review design had of showing this frame (flagged: 1)
     flagged: bool = False  # the site's rollout model flagged it (confirm), or not (missed)
+    # held alerts: when it goes to the channels unverified if nobody decides (shadow.escalation),
+    # or when it did
+    escalates_at: datetime | None = None
+    escalated_at: datetime | None = None
 
 
 def _top_label(probabilities: dict[str, float] | None) -> str | None:
@@ -75,28 +86,59 @@ def review_queue(
     limit: int = 50,
     window: timedelta = timedelta(hours=24),
 ) -> list[QueueItem]:
-    """The next frames for ``reviewer``: per site, held alerts (no time limit), then flagged
-    frames and audit frames captured within ``window`` before ``now``, oldest first."""
+    """The next ``limit`` frames for ``reviewer`` in the order of ``_rank``: held alerts (no
+    time limit), then the other sections' frames captured within ``window`` before ``now``."""
     user_id = session.scalar(sa.select(User.id).where(User.name == reviewer.name))
-    # Each site with its rollout model's threshold (the audit's score bands), in one query.
+    items: list[QueueItem] = []
+    for s, threshold, camera_ids in _sites(session, site):
+        items.extend(_site_queue(session, s, threshold, camera_ids, user_id, now, now - window, limit))
+    items.sort(key=lambda i: _rank(i, now))
+    return items[:limit]
+
+
+def _rank(item: QueueItem, now: datetime) -> tuple[int, float, int]:
+    """Live bears first: held alerts (each blocks an alert; longest held first), flags of
+    the last hour (newest first: the bear may still be in view), second looks, older
+    flags (newest first), follow-ups, then the audit sample (oldest first)."""
+    t = item.captured_at.timestamp()
+    if item.reason is QueueReason.FLAGGED:
+        return (1 if item.captured_at >= now - FRESH_FLAG else 3, -t, item.frame_id)
+    order = {QueueReason.PENDING_ALERT: 0, QueueReason.SECOND_LOOK: 2, QueueReason.FOLLOW_UP: 4, QueueReason.AUDIT: 5}
+    return (order[item.reason], t, item.frame_id)
+
+
+def queue_size(
+    session: Session, reviewer: Actor, now: datetime, *, site: str | None = None,
+    window: timedelta = timedelta(hours=24),
+) -> int:
+    """How many frames ``review_queue`` holds for ``reviewer`` in all, whatever its page
+    size: one count per site over the union of its sections (a frame counts once)."""
+    user_id = session.scalar(sa.select(User.id).where(User.name == reviewer.name))
+    total = 0
+    for s, threshold, camera_ids in _sites(session, site):
+        if s.rollout_model_id is None or threshold is None or not camera_ids:
+            continue
+        stmts = _section_statements(session, s, threshold, thresholds_of(s), camera_ids, user_id, now - window, None)
+        ids = sa.union(*(stmt.with_only_columns(Frame.id).order_by(None) for stmt in stmts.values())).subquery()
+        total += session.scalar(sa.select(sa.func.count()).select_from(ids)) or 0
+    return total
+
+
+def _sites(session: Session, site: str | None) -> list[tuple[Site, float | None, list[int]]]:
+    """Each site (or the one named) with its rollout model's threshold (the audit's score
+    bands) and its cameras' ids, in two queries."""
     rows = session.execute(
         sa.select(Site, ModelVersion.threshold)
         .outerjoin(ModelVersion, ModelVersion.id == Site.rollout_model_id)
         .where(Site.name == site if site else sa.true())
         .order_by(Site.name)
     ).all()
-    sites = [s for s, _ in rows]
-    model_thresholds = {s.id: threshold for s, threshold in rows}
     cameras: dict[int, list[int]] = defaultdict(list)
-    for camera_id, site_id in session.execute(sa.select(Camera.id, Camera.site_id).where(Camera.site_id.in_([s.id for s in sites]))):
+    for camera_id, site_id in session.execute(
+        sa.select(Camera.id, Camera.site_id).where(Camera.site_id.in_([s.id for s, _ in rows]))
+    ):
         cameras[site_id].append(camera_id)
-    items: list[QueueItem] = []
-    for s in sites:
-        items.extend(_site_queue(session, s, model_thresholds[s.id], cameras[s.id], user_id, now - window, limit))
-    order = {QueueReason.PENDING_ALERT: 0, QueueReason.SECOND_LOOK: 1, QueueReason.FLAGGED: 2, QueueReason.FOLLOW_UP: 3,
-             QueueReason.AUDIT: 4}
-    items.sort(key=lambda i: (order[i.reason], i.captured_at, i.frame_id))
-    return items[:limit]
+    return [(s, threshold, cameras[s.id]) for s, threshold in rows]
 
 
 def _undecided(user_id: int | None) -> sa.ColumnElement[bool]:
@@ -107,15 +149,11 @@ def _undecided(user_id: int | None) -> sa.ColumnElement[bool]:
 
 def _site_queue(
     session: Session, site: Site, model_threshold: float | None, camera_ids: list[int], user_id: int | None,
-    since: datetime, limit: int,
+    now: datetime, since: datetime, limit: int,
 ) -> list[QueueItem]:
     if site.rollout_model_id is None or model_threshold is None or not camera_ids:
         return []
     t = thresholds_of(site)
-    # The site's cameras by id, not through a join on cameras: then PostgreSQL reads the
-    # window through the (camera_id, captured_at) index, only this site's frames, instead
-    # of every site's frames in the window by captured_at (4x faster at 20 sites).
-    of_site = Frame.camera_id.in_(camera_ids)
     out: list[QueueItem] = []
     seen: set[int] = set()
 
@@ -135,18 +173,48 @@ def _site_queue(
             # Not yet processed: say what the processor will do with it.
             in_scope = alert_rules.in_trial_scope(site.trial_scope, site.trial_start, site.trial_end, frame.camera_id, frame.captured_at)
             status = alert_rules.flag_alert_status(site.stage, in_scope)
+        late = alert_rules.age_text(frame.captured_at, now) if alert_rules.is_late(frame.captured_at, now) else None
+        held = reason is QueueReason.PENDING_ALERT and alert is not None
         out.append(QueueItem(
             frame_id=frame.id, path=frame.path, camera_id=frame.camera_id, camera=camera, site=site.name,
             captured_at=frame.captured_at, model_label=_top_label(pred.probabilities) if pred else None,
             model_score=pred.positive_score if pred else None, stage=site.stage, reason=reason,
-            on_confirm=alert_rules.confirm_text(flagged, status),
+            on_confirm=alert_rules.confirm_text(flagged, status, late, t.late_alerts),
             pending_since=alert.created_at if reason is QueueReason.PENDING_ALERT and alert else frame.captured_at,
             alert_id=alert.id if alert else None, stratum=stratum_name, inclusion_prob=prob, flagged=flagged,
+            escalates_at=escalates_at(alert, site) if held else None, escalated_at=alert.escalated_at if held else None,
         ))
 
+    stmts = _section_statements(session, site, model_threshold, t, camera_ids, user_id, since, limit)
+    for frame, camera, pred, alert in session.execute(stmts[QueueReason.PENDING_ALERT]):
+        item(frame, camera, pred, QueueReason.PENDING_ALERT, alert)
+    for frame, camera, pred, alert, flag_id in session.execute(stmts[QueueReason.SECOND_LOOK]):
+        item(frame, camera, pred, QueueReason.SECOND_LOOK, alert, processed=flag_id is not None)
+    for frame, camera, pred, alert, flag_id in session.execute(stmts[QueueReason.FLAGGED].limit(limit + len(seen))):
+        item(frame, camera, pred, QueueReason.FLAGGED, alert, processed=flag_id is not None)
+    if QueueReason.AUDIT in stmts:
+        for frame, camera, pred in session.execute(stmts[QueueReason.AUDIT]):
+            item(frame, camera, pred, QueueReason.AUDIT, None)
+    if QueueReason.FOLLOW_UP in stmts:
+        for frame, camera, pred in session.execute(stmts[QueueReason.FOLLOW_UP]):
+            item(frame, camera, pred, QueueReason.FOLLOW_UP, None)
+    return out
+
+
+def _section_statements(
+    session: Session, site: Site, model_threshold: float, t: Thresholds, camera_ids: list[int],
+    user_id: int | None, since: datetime, limit: int | None,
+) -> dict[QueueReason, sa.Select[Any]]:
+    """Each section's query, its frame first; the flagged one without its limit (the
+    caller adds it), so queue_size can count them all."""
+    # The site's cameras by id, not through a join on cameras: then PostgreSQL reads the
+    # window through the (camera_id, captured_at) index, only this site's frames, instead
+    # of every site's frames in the window by captured_at (4x faster at 20 sites).
+    of_site = Frame.camera_id.in_(camera_ids)
+    stmts: dict[QueueReason, sa.Select[Any]] = {}
     pred_join = sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == site.rollout_model_id)
     # 1. Held alerts and every flagged frame that joined them, oldest frame first.
-    pending = session.execute(
+    stmts[QueueReason.PENDING_ALERT] = (
         sa.select(Frame, Camera.name, Prediction, Alert)
         .select_from(Alert)
         .join(AlertFlag, AlertFlag.alert_id == Alert.id)
@@ -157,10 +225,7 @@ def _site_queue(
         .order_by(Frame.captured_at)
         .limit(limit)
     )
-    for frame, camera, pred, alert in pending:
-        item(frame, camera, pred, QueueReason.PENDING_ALERT, alert)
-    # 2. Second looks (shadow.truth.needs_another_look in SQL), before the sections that
-    # would show the same frame under another reason: a lone verdict against the
+    # 2. Second looks (shadow.truth.needs_another_look in SQL): a lone verdict against the
     # model (a dismissed flag, a bear on an unflagged frame) or two rangers who disagree.
     votes, bears = sa.func.count(Decision.id), sa.func.sum(bear_vote_sql())
     unsettled = (
@@ -175,7 +240,7 @@ def _site_queue(
             sa.and_(votes == 2, bears == 1),
         ))
     )
-    second = session.execute(
+    stmts[QueueReason.SECOND_LOOK] = (
         sa.select(Frame, Camera.name, Prediction, Alert, AlertFlag.id)
         .join(Camera, Camera.id == Frame.camera_id)
         .join(Prediction, pred_join)
@@ -185,10 +250,8 @@ def _site_queue(
         .order_by(Frame.captured_at)
         .limit(limit)
     )
-    for frame, camera, pred, alert, flag_id in second:
-        item(frame, camera, pred, QueueReason.SECOND_LOOK, alert, processed=flag_id is not None)
-    # 3. Flagged frames in the window.
-    flagged = session.execute(
+    # 3. Flagged frames in the window, newest first: a bear may still be there.
+    stmts[QueueReason.FLAGGED] = (
         sa.select(Frame, Camera.name, Prediction, Alert, AlertFlag.id)
         .select_from(Prediction)
         .join(Frame, Frame.id == Prediction.frame_id)
@@ -199,16 +262,13 @@ def _site_queue(
             Prediction.model_version_id == site.rollout_model_id, Prediction.flagged.is_(True),
             of_site, Frame.captured_at >= since, _undecided(user_id),
         )
-        .order_by(Frame.captured_at)
-        .limit(limit + len(seen))
+        .order_by(Frame.captured_at.desc())
     )
-    for frame, camera, pred, alert, flag_id in flagged:
-        item(frame, camera, pred, QueueReason.FLAGGED, alert, processed=flag_id is not None)
     # 4. The audit sample of frames the model scored and did not flag: each frame's id
     # hash below its stratum's rate.
     if max(t.audit_rate, audit_design.night_rate(t), t.audit_near_rate) > 0:
         stratum_threshold = audit_design.audit_rate_sql(Prediction.positive_score, Frame.is_night, model_threshold, t)
-        audit = session.execute(
+        stmts[QueueReason.AUDIT] = (
             sa.select(Frame, Camera.name, Prediction)
             .join(Camera, Camera.id == Frame.camera_id)
             .join(Prediction, pred_join)
@@ -220,13 +280,11 @@ def _site_queue(
             .order_by(Frame.captured_at)
             .limit(limit)
         )
-        for frame, camera, pred in audit:
-            item(frame, camera, pred, QueueReason.AUDIT, None)
     # 5. Follow-up: unflagged frames nobody decided yet around bears the audit found.
     found = follow_up.anchors(session, camera_ids, since - timedelta(seconds=t.alert_cooldown_s))
     if found:
         nobody_decided = ~sa.select(Decision.id).where(Decision.frame_id == Frame.id).exists()
-        rows = session.execute(
+        stmts[QueueReason.FOLLOW_UP] = (
             sa.select(Frame, Camera.name, Prediction)
             .join(Camera, Camera.id == Frame.camera_id)
             .join(Prediction, pred_join)
@@ -234,6 +292,4 @@ def _site_queue(
             .order_by(Frame.captured_at)
             .limit(limit)
         )
-        for frame, camera, pred in rows:
-            item(frame, camera, pred, QueueReason.FOLLOW_UP, None)
-    return out
+    return stmts

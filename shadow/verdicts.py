@@ -39,8 +39,8 @@ from bearwatch.schema import (
     Verdict,
 )
 from shadow import alert_rules, audit_design, follow_up
-from shadow.alert_rules import Effect
-from shadow.alerts import FLAG_MAX_AGE_S, create_sighting, flag_alert, process_flag, rollout_prediction, set_status, sighting_alert
+from shadow.alert_rules import FLAG_MAX_AGE_S, Effect
+from shadow.alerts import create_sighting, flag_alert, process_flag, rollout_prediction, set_status, sighting_alert
 from shadow.delivery import enqueue_deliveries
 from shadow.locks import lock_alerts
 from shadow.metrics import VERDICTS
@@ -128,6 +128,13 @@ def _apply(session: Session, decision: Decision, site: Site, frame: Frame, *, fl
     """apply_decision with the model alert the frame's flag made or joined already known."""
     existing_sighting = sighting_alert(session, frame.id)
     effect = alert_rules.verdict_effect(decision.verdict, flagged, alert.status if alert else None, existing_sighting is not None)
+    late = alert_rules.is_late(frame.captured_at, now, FLAG_MAX_AGE_S)
+    effect = alert_rules.late_effect(effect, late, thresholds_of(site).late_alerts)
+    if effect is Effect.LATE:
+        if alert is not None and alert.status is AlertStatus.PENDING:  # held past its frame's freshness
+            set_status(session, alert, AlertStatus.EXPIRED)
+            alert.decision_id = decision.id
+        return effect, alert if alert is not None else existing_sighting
     if effect is Effect.RELEASE and alert is not None:
         set_status(session, alert, AlertStatus.QUEUED)
         alert.decision_id = decision.id
@@ -212,7 +219,10 @@ def undo_last_verdict(
                 if session.get_bind().dialect.name == "postgresql"
                 else sa.select(AlertDelivery).where(AlertDelivery.alert_id == alert.id)
             ))
-            if alert.status in (AlertStatus.SENT, AlertStatus.DEAD) or any(d.attempts > 0 for d in deliveries):
+            # A dismissed alert's deliveries can only be an escalation notice (shadow.escalation),
+            # which the dismiss did not send.
+            sent = alert.status in (AlertStatus.SENT, AlertStatus.DEAD) or any(d.attempts > 0 for d in deliveries)
+            if sent and alert.status is not AlertStatus.SUPPRESSED:
                 raise UndoRefused(
                     f"the alert your verdict on frame {frame.id} sent (alert {alert.id}) has already gone out and cannot be "
                     "unsent; your verdict stays. Tell the recipients it was a false alarm"

@@ -42,7 +42,7 @@ def verdict(
             actor = actor_for_user(session, user)
         result = submit_verdict(factory, frame_id, actor, decision, _now(), note=note)
     what = {"release": "its alert goes out", "suppress": "its alert is suppressed", "sighting": "a sighting alert goes out",
-            "none": "no alert changes"}[result.effect.value]
+            "none": "no alert changes", "late": "the frame is older than an hour, so no live alert goes out"}[result.effect.value]
     state = "recorded" if result.recorded else "already recorded (no change)"
     alert = f" (alert {result.alert_id})" if result.alert_id else ""
     typer.echo(f"frame {frame_id}: {decision.value} by {user} {state}; {what}{alert}")
@@ -154,7 +154,7 @@ def promote(
                                       scope=scope, expected_stage=from_stage)
                 to_stage, evidence = change.to_stage, change.evidence
         except GateNotPassed as refused:
-            typer.echo(f"error: {refused}", err=True)
+            typer.echo(f"error: {refused} (--override --reason ...)", err=True)
             for line in refused.lines:
                 typer.echo(f"  {line}", err=True)
             raise typer.Exit(2) from None
@@ -211,9 +211,13 @@ def shadow(
     from bearwatch.settings import load_settings
     from ingest.store import FrameStore
     from ingest.sweeper import retain, sweep
+    from shadow.delivery import DeliveryPolicy
     from shadow.loop import Job, measurement_jobs, run_shadow_loop
 
-    store = FrameStore(load_settings().frames_dir)
+    settings = load_settings()
+    store = FrameStore(settings.frames_dir)
+    policy = DeliveryPolicy(senders=settings.alert_senders, timeout_s=settings.alert_timeout_s,
+                            max_delay_s=settings.alert_retry_cap_s)
     housekeeping = [Job("sweep", lambda factory, now: sweep(factory, store, now=now), every_s=sweep_every)]
     if retention_days is not None:
         housekeeping.append(
@@ -224,7 +228,7 @@ def shadow(
         serve_metrics(metrics_port)
         stop = stop_on_signals()
         run_shadow_loop(
-            factory, stop, interval_s=interval, echo=typer.echo, heartbeat=HeartbeatWriter(factory, "shadow"),
+            factory, stop, interval_s=interval, echo=typer.echo, heartbeat=HeartbeatWriter(factory, "shadow"), policy=policy,
             extra_jobs=[*measurement_jobs(guard_every_s=guard_every, drift_every_s=drift_every), *housekeeping],
         )
 

@@ -9,15 +9,18 @@ from datetime import datetime
 
 import streamlit as st
 
+from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import Role, Verdict, utcnow
+from bearwatch.users import preferences, set_preference
 from dashboard.context import factory, page_actor, settings, site_names_cached
 from dashboard.keys import bind_keys
-from shadow.review_queue import QueueItem, QueueReason, review_queue
+from shadow.review_queue import QueueItem, QueueReason, queue_size, review_queue
 from shadow.verdicts import UNDO_WINDOW_S, submit_verdict, undo_last_verdict
 
 FLASH = "review_flash"
 ALL_SITES = "all sites"
+SITE_PREFERENCE = "review_site"
 
 actor = page_actor(Role.RANGER)
 
@@ -38,7 +41,8 @@ def _decide(frame_id: int, verdict: Verdict) -> None:
         st.session_state[FLASH] = ("error", str(exc))
     else:
         what = {"release": "the alert is sent", "suppress": "the alert is suppressed",
-                "sighting": "a sighting alert is sent"}.get(result.effect.value, "recorded")
+                "sighting": "a sighting alert is sent",
+                "late": "recorded; the frame is too old for a live alert"}.get(result.effect.value, "recorded")
         st.session_state[FLASH] = ("success", f"frame {frame_id}: {verdict.value} — {what} (u to undo)")
 
 
@@ -52,12 +56,24 @@ def _undo() -> None:
 
 
 
+def _remember_site() -> None:
+    with write_transaction(factory()) as session:
+        set_preference(session, actor.name, SITE_PREFERENCE, st.session_state["review_site"])
+
+
 st.title("Review")
-site = st.selectbox("Site", [ALL_SITES, *site_names_cached(settings().database_url)], key="review_site")
+site_options = [ALL_SITES, *site_names_cached(settings().database_url)]
+if "review_site" not in st.session_state:  # first open in this session: the user's last choice
+    with factory()() as session:
+        remembered = preferences(session, actor.name).get(SITE_PREFERENCE)
+    st.session_state["review_site"] = remembered if remembered in site_options else ALL_SITES
+site = st.selectbox("Site", site_options, key="review_site", on_change=_remember_site)
 now = utcnow()
 # Not cached: the queue must drop a frame the moment it is decided.
 with factory()() as session:
-    queue: list[QueueItem] = review_queue(session, actor, now, site=None if site == ALL_SITES else site)
+    chosen = None if site == ALL_SITES else site
+    queue: list[QueueItem] = review_queue(session, actor, now, site=chosen)
+    waiting = queue_size(session, actor, now, site=chosen) if queue else 0
 
 flash = st.session_state.pop(FLASH, None)
 if flash:
@@ -71,7 +87,8 @@ if not queue:
 
 item = queue[0]
 pending = sum(1 for i in queue if i.reason is QueueReason.PENDING_ALERT)
-st.caption(f"{len(queue)} in the queue" + (f" · {pending} held alert(s) waiting" if pending else ""))
+st.caption(f"{waiting} in the queue" + (f" · {pending} held alert(s) waiting" if pending else "")
+           + (f" · the next {len(queue)} below" if waiting > len(queue) else ""))
 
 left, right = st.columns([3, 1])
 with left:
@@ -87,7 +104,13 @@ with right:
     st.markdown(f"model: **{label}**, bear score **{score}**")
     st.markdown(f"site stage: **{item.stage.value}** · {item.reason.value.replace('_', ' ')}")
     if item.reason is QueueReason.PENDING_ALERT:
-        st.warning(f"held alert {item.alert_id}: waiting {waited(item.pending_since, now)}")
+        if item.escalated_at is not None:
+            escalation = f" · nobody decided in time: sent to the alert channels unverified {waited(item.escalated_at, now)} ago"
+        elif item.escalates_at is not None:
+            escalation = f" · goes out unverified in {waited(now, item.escalates_at)} unless you decide"
+        else:
+            escalation = ""
+        st.warning(f"held alert {item.alert_id}: waiting {waited(item.pending_since, now)}{escalation}")
     st.info(item.on_confirm)
     if item.reason is QueueReason.SECOND_LOOK:
         st.caption("second look: another ranger's verdict on this frame went against the model or against a "

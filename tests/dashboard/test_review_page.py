@@ -101,3 +101,23 @@ def test_review_queue_empty_and_undo_too_late(park: Seeded, factory: sessionmake
     assert "queue is empty" in page_text(app)
     _click(app, "review_undo")
     assert "no verdict to undo" in page_text(app)
+
+
+def test_the_site_filter_is_remembered_across_logins_and_the_count_is_the_whole_queue(
+    review_park: Seeded, factory: sessionmaker[Session]
+) -> None:
+    from bearwatch.auth import Actor
+    from bearwatch.schema import Role
+    from shadow.review_queue import queue_size
+
+    app = login(open_app(), "ranger", PASSWORD)
+    app.switch_page("views/review.py").run()
+    app.selectbox(key="review_site").set_value("south").run()
+    assert not app.exception and _shown_frame(app).startswith("south / ")
+    with factory() as session:
+        waiting = queue_size(session, Actor("ranger", Role.RANGER), utcnow(), site="south")
+    assert waiting > 0 and any(str(c.value).startswith(f"{waiting} in the queue") for c in app.caption)
+
+    again = login(open_app(), "ranger", PASSWORD)  # a new session: reload, another day
+    again.switch_page("views/review.py").run()
+    assert again.selectbox(key="review_site").value == "south" and _shown_frame(again).startswith("south / ")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
 
 
 def free_port() -> int:
@@ -15,15 +17,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+Mode = Literal["ok", "hang", "trickle"]
+
+
 class Receiver:
     """Start/stop at will on a fixed port: while stopped, the port refuses connections.
-    ``fail_next`` answers that many requests with HTTP 503."""
+    ``fail_next`` answers that many requests with HTTP 503.
 
-    def __init__(self, port: int) -> None:
+    ``mode``: "ok" answers 204; "hang" reads the request and never answers (the
+    connection stays open until :meth:`recover` or :meth:`stop`); "trickle" starts a
+    200 answer and then sends one header byte every 0.2 s, never finishing. Only
+    answered requests count in ``keys``/``arrivals``; ``hung`` counts the others."""
+
+    def __init__(self, port: int, mode: Mode = "ok") -> None:
         self.port = port
+        self.mode: Mode = mode
         self.keys: Counter[str] = Counter()
         self.bodies: list[dict[str, object]] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time.monotonic(), idempotency key) of answered requests
         self.fail_next = 0
+        self.hung = 0
+        self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
@@ -31,21 +45,46 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/secret-token"
 
+    def recover(self) -> None:
+        """Answer from now on; requests left hanging are dropped unanswered (as by a restarted receiver)."""
+        self.mode = "ok"
+        self._release.set()
+
+    def _hold(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.hung += 1
+        if self.mode == "hang":
+            self._release.wait()
+            return
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not self._release.wait(0.2):
+            try:
+                handler.wfile.write(b"x")
+            except OSError:  # the client gave up
+                return
+
     def start(self) -> None:
         receiver = self
+        self._release.clear()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.mode != "ok":
+                    receiver._hold(self)
+                    self.close_connection = True
+                    return
                 with receiver._lock:
                     if receiver.fail_next > 0:
                         receiver.fail_next -= 1
                         self.send_response(503)
                         self.end_headers()
                         return
-                    assert self.headers["Idempotency-Key"] == body["idempotency_key"]
-                    receiver.keys[body["idempotency_key"]] += 1
+                    key = body["idempotency_key"]
+                    assert self.headers["Idempotency-Key"] == key
+                    receiver.keys[key] += 1
                     receiver.bodies.append(body)
+                    receiver.arrivals.append((time.monotonic(), key))
                 self.send_response(204)
                 self.end_headers()
 
@@ -56,6 +95,7 @@ class Receiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self._release.set()  # let hanging handlers go
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -24,17 +24,17 @@ def test_manual_sends_only_ranger_confirmed_sightings(factory: sessionmaker[Sess
     add_channel(factory, "log")
     ranger = add_user(factory, "ana")
     flagged = [add_frame(factory, park.cameras[0], at(i * 1000), model_id=park.model_id, score=0.9) for i in range(3)]
-    quiet = add_frame(factory, park.cameras[1], at(10), model_id=park.model_id, score=0.1)
+    quiet = add_frame(factory, park.cameras[1], at(2500), model_id=park.model_id, score=0.1)
     report = process_new_flags(factory, at(5000), max_age_s=None)
     assert (report.flags, report.alerts, report.no_alert) == (3, 0, 3)
     assert _alerts(factory) == []  # the model's flags send nothing in manual
 
-    submit_verdict(factory, flagged[0], ranger, Verdict.CONFIRM, at(5001))
+    submit_verdict(factory, flagged[2], ranger, Verdict.CONFIRM, at(5001))  # within the hour: a live sighting
     submit_verdict(factory, flagged[1], ranger, Verdict.DISMISS, at(5002))
     submit_verdict(factory, quiet, ranger, Verdict.MISSED, at(5003))
     alerts = _alerts(factory)
     assert [(a.frame_id, a.source, a.status) for a in alerts] == [
-        (flagged[0], AlertSource.RANGER, AlertStatus.QUEUED),
+        (flagged[2], AlertSource.RANGER, AlertStatus.QUEUED),
         (quiet, AlertSource.RANGER, AlertStatus.QUEUED),
     ]
     with factory() as session:  # each queued alert is in the outbox of the log channel

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -14,7 +16,16 @@ from bearwatch.config import check_config_text
 from bearwatch.park import apply_config
 from bearwatch.schema import Alert, AlertChannel, AlertDelivery, AlertStatus, ChannelKind, DeliveryStatus, Stage, Verdict
 from shadow.alerts import process_new_flags
-from shadow.delivery import DeliveryPolicy, backoff_delay, deliver_due, http_sender, outbox_depth, shown_url
+from shadow.delivery import (
+    Claimed,
+    DeliveryPolicy,
+    Outbox,
+    backoff_delay,
+    deliver_due,
+    http_sender,
+    outbox_depth,
+    shown_url,
+)
 from shadow.verdicts import submit_verdict
 from tests.shadow.helpers import add_channel, add_frame, add_user, at, make_park
 from tests.shadow.receiver import Receiver, free_port
@@ -148,3 +159,32 @@ def test_alerts_queued_before_any_channel_go_out_once_one_exists(factory: sessio
     assert sent == ["late"]
     with factory() as session:
         assert session.scalars(sa.select(Alert)).one().status is AlertStatus.SENT
+
+
+def test_a_pass_does_not_wait_for_a_stuck_send_nor_send_it_twice(factory: sessionmaker[Session]) -> None:
+    park = make_park(factory)
+    ana = add_user(factory, "ana")
+    frame = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.1)
+    submit_verdict(factory, frame, ana, Verdict.MISSED, at(1))
+    add_channel(factory, "stuck")
+    release, calls = threading.Event(), []
+
+    def stuck(item: Claimed) -> None:
+        calls.append(item.delivery_id)
+        release.wait(30)
+
+    outbox = Outbox(stuck, DeliveryPolicy(pass_s=0.2))
+    try:
+        begun = time.monotonic()
+        assert outbox.run(factory, at(2)).in_flight == 1
+        assert time.monotonic() - begun < 5, "the pass waited for the stuck send"
+        # Long past the claim's lease: still being sent here, so not claimed again.
+        assert outbox.run(factory, at(2 + 3600)).in_flight == 1 and len(calls) == 1
+        release.set()
+        assert outbox.drain(factory, at(2 + 3601), timeout_s=10).delivered == 1
+    finally:
+        release.set()
+        outbox.close()
+    assert calls == [calls[0]]
+    with factory() as session:
+        assert session.scalars(sa.select(AlertDelivery)).one().attempts == 1

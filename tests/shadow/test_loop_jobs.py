@@ -27,5 +27,5 @@ def test_extra_jobs_run_and_a_failing_job_does_not_stop_the_loop(factory: sessio
     run_shadow_loop(factory, stop, interval_s=0.05, echo=lines.append,
                     extra_jobs=[Job("broken", broken), Job("counting", counting), Job("rare", lambda f, n: runs.append("rare"), every_s=3600)])
     assert runs.count("counting") == 3 and runs.count("broken") == 3 and runs.count("rare") == 1
-    assert lines[0] == "shadow loop: jobs alerts, deliver, outbox_depth, broken, counting, rare, every 0.05s"
+    assert lines[0] == "shadow loop: jobs alerts, deliver, outbox_depth, escalate, broken, counting, rare, every 0.05s"
     assert lines[1] == "shadow loop: leader" and lines[-1] == "shadow loop: stopped"

@@ -82,7 +82,7 @@ def test_demote_always_works_and_writes_a_ledger_row(factory: sessionmaker[Sessi
             demote(session, "north", Stage.MANUAL, RANGER, "scared", T0)
     with write_transaction(factory) as session:
         demote(session, "north", Stage.LIMITED, OPS, "alert rate doubled", T0)
-    with pytest.raises(InvalidTransition, match="cannot demote north from limited to expanded.*bearwatch promote"):
+    with pytest.raises(InvalidTransition, match="cannot demote north from limited to expanded.*a promotion, through the gate"):
         with write_transaction(factory) as session:
             demote(session, "north", Stage.EXPANDED, OPS, "oops", T0)
     with write_transaction(factory) as session:

@@ -104,7 +104,7 @@ def test_the_queue_draws_the_audit_per_stratum_as_the_design_says(factory: sessi
         stratum = audit_design.stratum_of(score, night, False, MODEL_THRESHOLD, t)
         assert (item.stratum, item.inclusion_prob) == (stratum.value, audit_design.stratum_rate(stratum, t))
     assert [(i.frame_id, i.stratum, i.inclusion_prob) for i in queue if i.reason is QueueReason.FLAGGED] == \
-        [(f, "flagged", 1.0) for f in flagged]
+        [(f, "flagged", 1.0) for f in reversed(flagged)]  # newest first
     # Each stratum's share is about its rate (300 frames each).
     by_stratum: dict[str, list[int]] = {"near": [], "night": [], "day": []}
     for f in frames:

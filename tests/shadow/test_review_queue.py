@@ -59,7 +59,7 @@ def test_window_and_limit(factory: sessionmaker[Session]) -> None:
     old = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)
     recent = [add_frame(factory, park.cameras[0], at(86_400 + i), model_id=park.model_id, score=0.9) for i in range(5)]
     queue = _queue(factory, ana, at(90_000), window=timedelta(hours=2))
-    assert [i.frame_id for i in queue] == recent and old not in [i.frame_id for i in queue]
+    assert [i.frame_id for i in queue] == recent[::-1] and old not in [i.frame_id for i in queue]  # newest first
     assert len(_queue(factory, ana, at(90_000), limit=2)) == 2
     assert _queue(factory, ana, at(90_000), site="nowhere") == []
 
@@ -110,7 +110,7 @@ def test_verdicts_against_the_model_get_a_second_ranger_and_disagreements_a_thir
     def second_looks(who):  # type: ignore[no-untyped-def]
         return [i.frame_id for i in _queue(factory, who, at(800)) if i.reason is QueueReason.SECOND_LOOK]
 
-    bens = _queue(factory, ben, at(800))
+    bens = [i for i in _queue(factory, ben, at(800)) if i.reason is not QueueReason.FLAGGED]  # fresh flags lead
     assert [(i.frame_id, i.reason) for i in bens[:2]] == [(dismissed, QueueReason.SECOND_LOOK),
                                                           (missed, QueueReason.SECOND_LOOK)]
     assert [i.flagged for i in bens[:2]] == [True, False]
@@ -124,3 +124,26 @@ def test_verdicts_against_the_model_get_a_second_ranger_and_disagreements_a_thir
         verdicts = stored_verdicts(session, [dismissed, missed])
     assert truth_of(verdicts[missed]) is Truth.BEAR  # two of three rangers saw the bear
     assert truth_of(verdicts[dismissed]) is Truth.NOT_BEAR
+
+
+def test_live_bears_first_and_the_count_is_the_whole_queue(factory: sessionmaker[Session]) -> None:
+    """A camera with fresh flags comes before day-old ones: held alerts, then flags of the
+    last hour newest first, then older flags newest first, then the audit; the count is
+    every frame waiting, not the page shown."""
+    from shadow.review_queue import queue_size
+
+    park = make_park(factory, stage=Stage.MANUAL, thresholds={"audit_rate": 1.0, "audit_near_rate": 1.0})
+    ana = add_user(factory, "ana")
+    day_old = [add_frame(factory, park.cameras[0], at(60 * i), model_id=park.model_id, score=0.9) for i in range(3)]
+    fresh = [add_frame(factory, park.cameras[1], at(80_000 + 60 * i), model_id=park.model_id, score=0.85) for i in range(3)]
+    quiet = [add_frame(factory, park.cameras[1], at(70_000 + i), model_id=park.model_id, score=0.05) for i in range(4)]
+    now = at(80_000 + 600)
+    queue = _queue(factory, ana, now, limit=5)
+    assert [i.frame_id for i in queue] == [*reversed(fresh), day_old[2], day_old[1]]
+    with factory() as session:
+        assert queue_size(session, ana, now) == 10
+        assert queue_size(session, ana, now, site="nowhere") == 0
+    submit_verdict(factory, fresh[0], ana, Verdict.CONFIRM, now)
+    with factory() as session:
+        assert queue_size(session, ana, now) == 9
+    assert [i.frame_id for i in _queue(factory, ana, now)][-4:] == quiet, "the audit sample last, oldest first"

@@ -185,3 +185,50 @@ def test_a_dismiss_of_an_old_unprocessed_flag_sends_nothing(factory: sessionmake
     assert _alerts(factory) == []
     submit_verdict(factory, fresh, ana, Verdict.DISMISS, at(7201))  # expanded: a fresh flag went out at once
     assert [(a.frame_id, a.status) for a in _alerts(factory)] == [(fresh, AlertStatus.QUEUED)]
+
+
+def test_a_verdict_on_a_stale_frame_records_it_and_sends_no_live_alert(factory: sessionmaker[Session]) -> None:
+    """Confirming a frame captured hours ago used to send a sighting alert at once; a held
+    alert confirmed after its frame went stale used to go out as if the bear were there."""
+    from shadow.alert_rules import FLAG_MAX_AGE_S, Effect
+    from shadow.review_queue import review_queue
+
+    park = make_park(factory, stage=Stage.LIMITED, trial=(T0, T0 + timedelta(days=7)),
+                     thresholds={"alert_cooldown_s": 0, "audit_rate": 1.0, "audit_near_rate": 1.0})
+    add_channel(factory, "log")
+    ana = add_user(factory, "ana")
+    flag = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)  # held in the trial
+    quiet = add_frame(factory, park.cameras[1], at(10), model_id=park.model_id, score=0.1)
+    process_new_flags(factory, at(20), max_age_s=None)
+    late = at(FLAG_MAX_AGE_S + 600)
+    with factory() as session:
+        texts = {i.frame_id: i.on_confirm for i in review_queue(session, ana, late)}
+    assert texts[flag] == "captured 1 h 10 min ago: your verdict is recorded, no live alert goes out", texts
+    assert "no live alert" in texts[quiet], "the page says it before the key is pressed"
+
+    confirmed = submit_verdict(factory, flag, ana, Verdict.CONFIRM, late)
+    missed = submit_verdict(factory, quiet, ana, Verdict.MISSED, late)
+    assert (confirmed.effect, missed.effect) == (Effect.LATE, Effect.LATE)
+    assert [(a.frame_id, a.status) for a in _alerts(factory)] == [(flag, AlertStatus.EXPIRED)], "no sighting alert"
+    assert len(_decisions(factory)) == 2, "both verdicts are evidence"
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(AlertDelivery)) == 0
+    undo_last_verdict(factory, ana, late + timedelta(seconds=1))  # the missed report
+    assert "held again" in undo_last_verdict(factory, ana, late + timedelta(seconds=2)).reverted
+    assert _alerts(factory)[0].status is AlertStatus.PENDING
+
+
+def test_a_site_may_send_late_verdicts_marked_late(factory: sessionmaker[Session]) -> None:
+    from shadow.alert_rules import FLAG_MAX_AGE_S, Effect
+    from shadow.review_queue import review_queue
+
+    park = make_park(factory, thresholds={"late_alerts": "marked"})
+    add_channel(factory, "log")
+    ana = add_user(factory, "ana")
+    frame = add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)
+    late = at(FLAG_MAX_AGE_S * 20)
+    with factory() as session:
+        (item,) = review_queue(session, ana, late, window=timedelta(days=2))
+    assert item.on_confirm == "captured 20 h 0 min ago: confirming sends a sighting alert, marked late"
+    assert submit_verdict(factory, frame, ana, Verdict.CONFIRM, late).effect is Effect.SIGHTING
+    assert [a.status for a in _alerts(factory)] == [AlertStatus.QUEUED]
