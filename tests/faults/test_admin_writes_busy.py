@@ -27,7 +27,6 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-import streamlit as st
 import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,20 +36,11 @@ from bearwatch.db import WRITE_LOCK_WAIT_S, make_engine, session_factory, write_
 from bearwatch.schema import Camera, Heartbeat, ModelRole, ModelVersion, Role, Site, User, utcnow
 from bearwatch.users import authenticate
 from tests.dashboard.conftest import login, open_app
+from tests.dashboard.conftest import _fresh_streamlit_caches  # noqa: F401 (autouse: the dashboard's caches per test)
 from tests.dashboard.seed import PASSWORD, Seeded, seed_park
 
 PARTS = ("ingest", "inference", "shadow")
 NEW_PASSWORD = "a new night password"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_streamlit_caches() -> Iterator[None]:
-    # The dashboard's engine and settings are cached per process; each test has its own database.
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 @pytest.fixture
