@@ -69,13 +69,12 @@ def _sso_actor(sso: dict[str, Any]) -> Actor | None:
 
 def _store(login: LoginSession | Actor | None) -> None:
     """Keep (or forget) who is logged in: the Actor pages read, and for a password
-    login its epoch."""
+    login its epoch. Callers set ACTIVE_KEY (the last activity) themselves."""
     if login is None:
         for key in (ACTOR_KEY, LOGIN_KEY, ACTIVE_KEY):
             st.session_state.pop(key, None)
     elif isinstance(login, LoginSession):
         st.session_state[ACTOR_KEY], st.session_state[LOGIN_KEY] = login.actor, login
-        st.session_state.setdefault(ACTIVE_KEY, time.monotonic())
     else:
         st.session_state[ACTOR_KEY] = login
 

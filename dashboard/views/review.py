@@ -15,7 +15,7 @@ from bearwatch.schema import Role, Verdict, utcnow
 from bearwatch.users import preferences, set_preference
 from dashboard.context import factory, page_actor, settings, site_names_cached
 from dashboard.keys import bind_keys
-from shadow.review_queue import QueueItem, QueueReason, queue_size, review_queue
+from shadow.review_queue import QueueItem, QueueReason, review_queue_and_size
 from shadow.verdicts import UNDO_WINDOW_S, submit_verdict, undo_last_verdict
 
 FLASH = "review_flash"
@@ -72,8 +72,8 @@ now = utcnow()
 # Not cached: the queue must drop a frame the moment it is decided.
 with factory()() as session:
     chosen = None if site == ALL_SITES else site
-    queue: list[QueueItem] = review_queue(session, actor, now, site=chosen)
-    waiting = queue_size(session, actor, now, site=chosen) if queue else 0
+    queue: list[QueueItem]
+    queue, waiting = review_queue_and_size(session, actor, now, site=chosen)
 
 flash = st.session_state.pop(FLASH, None)
 if flash:

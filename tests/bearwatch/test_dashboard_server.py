@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,8 @@ import sqlalchemy as sa
 
 from bearwatch.db import make_engine
 from bearwatch.schema import Heartbeat, ProcessState
-
 from tests.conftest import run_cli, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ingest.helpers import free_port
 
 
 def _health(url: str) -> str:
@@ -33,7 +26,7 @@ def _health(url: str) -> str:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sigterm_stops_the_streamlit_server_too(data_env: dict[str, str]) -> None:
     assert run_cli("init", env=data_env).returncode == 0
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "bearwatch", "dashboard"],
                             env={**os.environ, **data_env, "BEARWATCH_DASHBOARD_PORT": str(port)},
@@ -87,7 +80,7 @@ def test_a_sigkilled_dashboard_takes_its_streamlit_server_along_and_restarts_on_
     data_env: dict[str, str]
 ) -> None:
     assert run_cli("init", env=data_env).returncode == 0
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **data_env, "BEARWATCH_DASHBOARD_PORT": str(port)}
     procs = [subprocess.Popen([sys.executable, "-m", "bearwatch", "dashboard"], env=env,

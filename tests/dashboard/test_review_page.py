@@ -108,14 +108,14 @@ def test_the_site_filter_is_remembered_across_logins_and_the_count_is_the_whole_
 ) -> None:
     from bearwatch.auth import Actor
     from bearwatch.schema import Role
-    from shadow.review_queue import queue_size
+    from shadow.review_queue import review_queue_and_size
 
     app = login(open_app(), "ranger", PASSWORD)
     app.switch_page("views/review.py").run()
     app.selectbox(key="review_site").set_value("south").run()
     assert not app.exception and _shown_frame(app).startswith("south / ")
     with factory() as session:
-        waiting = queue_size(session, Actor("ranger", Role.RANGER), utcnow(), site="south")
+        waiting = review_queue_and_size(session, Actor("ranger", Role.RANGER), utcnow(), site="south")[1]
     assert waiting > 0 and any(str(c.value).startswith(f"{waiting} in the queue") for c in app.caption)
 
     again = login(open_app(), "ranger", PASSWORD)  # a new session: reload, another day
