@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,13 +12,28 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from bearwatch.db import check_reachable
-from bearwatch.errors import DatabaseNotReady
+from bearwatch.errors import BearwatchError, DatabaseNotReady
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def script_location() -> Path:
+    """The migration scripts: bearwatch/_migrations in an installed wheel (pyproject.toml
+    ships the repo's alembic/ folder there), else a checkout's alembic/ folder, which an
+    editable install leaves in place."""
+    shipped = Path(str(resources.files("bearwatch") / "_migrations"))
+    if (shipped / "env.py").is_file():
+        return shipped
+    # alembic.ini marks a checkout: in site-packages, ../alembic is the alembic library.
+    root = Path(__file__).resolve().parent.parent
+    if (root / "alembic.ini").is_file() and (root / "alembic" / "env.py").is_file():
+        return root / "alembic"
+    raise BearwatchError(f"bearwatch's migration scripts are missing (looked in {shipped}); reinstall bearwatch")
 
 
 def alembic_config(database_url: str | None = None) -> Config:
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    # Built here, not read from alembic.ini: an installed bearwatch has no alembic.ini.
+    # (The repo's alembic.ini is for developers running `alembic` by hand.)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location()).replace("%", "%%"))
     if database_url:
         cfg.attributes["database_url"] = database_url
     return cfg
