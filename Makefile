@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 SYSTEM_DEPS := $(VENV)/.system-deps
 PYTEST_ARGS ?=
 
-.PHONY: demo test install system-deps clean-demo
+.PHONY: demo test lint install system-deps clean-demo
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ system-deps: $(SYSTEM_DEPS)
 demo: $(INSTALLED)
 	$(VENV)/bin/bearwatch demo
 
-test: $(INSTALLED) $(SYSTEM_DEPS)
+# Lint and type checks (settings in pyproject.toml); any finding fails `make test` before pytest starts.
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: $(INSTALLED) lint $(SYSTEM_DEPS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-demo:

@@ -22,11 +22,11 @@ def _url() -> str:
     return url
 
 
-def _configure(connection_or_url: object) -> None:
+def _configure(connection_or_url: str | sa.Connection) -> None:
     is_sqlite = (
         str(connection_or_url).startswith("sqlite")
         if isinstance(connection_or_url, str)
-        else connection_or_url.dialect.name == "sqlite"  # type: ignore[attr-defined]
+        else connection_or_url.dialect.name == "sqlite"
     )
     kwargs = dict(target_metadata=target_metadata, render_as_batch=is_sqlite, compare_type=True)
     if isinstance(connection_or_url, str):

@@ -1,16 +1,16 @@
 """Who is acting, and what their role allows. Checked in the service functions
-(shadow, admin commands), not only by hiding buttons in the dashboard."""
+(shadow, ingest.cameras, inference.model_versions, bearwatch.users), not only by hiding
+buttons in the dashboard."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from bearwatch.errors import PermissionDenied
-from bearwatch.schema import Role
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+from bearwatch.errors import NotFound, PermissionDenied
+from bearwatch.schema import Role, User
 
 # Each role may do everything the roles below it may do.
 _RANK = {Role.RANGER: 0, Role.OPS: 1, Role.ADMIN: 2}
@@ -39,13 +39,8 @@ def require_role(actor: Actor, role: Role, action: str) -> None:
         )
 
 
-def actor_for_user(session: "Session", name: str) -> Actor:
+def actor_for_user(session: Session, name: str) -> Actor:
     """The Actor of a registered user (CLI ``--user``, dashboard login)."""
-    import sqlalchemy as sa
-
-    from bearwatch.errors import NotFound
-    from bearwatch.schema import User
-
     user = session.scalar(sa.select(User).where(User.name == name))
     if user is None:
         raise NotFound(f"no user named {name!r}; an admin adds one with `bearwatch user add {name} --role ranger|ops|admin`")

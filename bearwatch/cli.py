@@ -1,4 +1,7 @@
-"""The `bearwatch` command. Settings are read here, once, and passed down."""
+"""The `bearwatch` command. Settings are read here, once, and passed down.
+
+Commands import what they need inside them: the CLI's start-up rule (bearwatch.cli_common).
+"""
 
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def init() -> None:
 @config_app.command("validate")
 def config_validate(file: Annotated[Path, typer.Argument(help="park YAML file")]) -> None:
     """Check a park file; print every problem with where it is; exit 1 if any."""
-    from bearwatch.config import check_config_text
+    from bearwatch.park_file import check_config_text
 
     try:
         text = file.read_text(encoding="utf-8")
@@ -74,8 +77,8 @@ def config_validate(file: Annotated[Path, typer.Argument(help="park YAML file")]
 @config_app.command("apply")
 def config_apply(file: Annotated[Path, typer.Argument(help="park YAML file")]) -> None:
     """Create or update the sites, cameras and models a park file describes."""
-    from bearwatch.config import load_config
-    from bearwatch.park import apply_park
+    from bearwatch.park_apply import apply_park
+    from bearwatch.park_file import load_config
 
     config = load_config(file)
     _warn_literal_secrets((f"{site.name}/{cam.name}", cam.source) for site in config.sites for cam in site.cameras)
@@ -139,6 +142,7 @@ def model_register(
 ) -> None:
     """Register a fastai model export (loads it once to read its classes)."""
     from bearwatch.db import write_transaction
+    from bearwatch.schema import utcnow
     from inference.registry import add_model, prepare_model
     from shadow.sites import get_site, set_rollout_model
 
@@ -151,7 +155,7 @@ def model_register(
         with write_transaction(factory) as session:
             version = add_model(session, prepared)
             for site_name in site or []:
-                set_rollout_model(session, get_site(session, site_name), version, actor=_actor())
+                set_rollout_model(session, get_site(session, site_name), version, actor=_actor(), now=utcnow())
         typer.echo(
             f"model {version.name} registered (id {version.id}, classes {', '.join(version.classes)}, "
             f"positive {', '.join(version.positive_classes)}, threshold {version.threshold:g}, role {version.role.value}, "
@@ -162,10 +166,9 @@ def model_register(
 @app.command()
 def status() -> None:
     """Sites, stages, cameras and how many frames were sampled and scored."""
-    from bearwatch.status import counts, site_statuses
-
     from bearwatch.heartbeat import process_health
     from bearwatch.schema import utcnow
+    from bearwatch.status import counts, site_statuses
 
     with _database() as factory, factory() as session:
         sites, totals = site_statuses(session), counts(session)
@@ -204,7 +207,7 @@ def infer(
     options = WorkerOptions(batch_size=batch_size, lease_s=lease, decode_threads=decode_threads,
                             device=None if device == "auto" else device)
     with _database() as factory:
-        serve_metrics(metrics_port)
+        serve_metrics(metrics_port, "inference")
         stop = stop_on_signals()
         InferenceWorker(factory, settings.frames_dir, options).run(stop)
 
@@ -238,17 +241,16 @@ def dashboard_cmd() -> None:
     sys.exit(0 if code in (0, -signal.SIGTERM) else code)
 
 
-# Subcommands of one part live in bearwatch/commands/<part>.py; each registers itself here.
-from bearwatch.commands import shadow as _shadow_commands  # noqa: E402
-_shadow_commands.register(app)
-from bearwatch.commands import users as _users_commands  # noqa: E402
-_users_commands.register(app)
-from bearwatch.commands import analytics as _analytics_commands  # noqa: E402
-_analytics_commands.register(app)
-from bearwatch.commands import ingest as _ingest_commands  # noqa: E402
-_ingest_commands.register(app)
-from bearwatch.commands import run as _run_commands  # noqa: E402
-_run_commands.register(app)
+# Subcommands of one part live in bearwatch/commands/<part>.py; each registers itself here
+# (in this order, the order of `bearwatch --help`).
+from bearwatch.commands import analytics as _analytics_commands  # noqa: E402 - registers on app, defined above
+from bearwatch.commands import ingest as _ingest_commands  # noqa: E402 - registers on app, defined above
+from bearwatch.commands import run as _run_commands  # noqa: E402 - registers on app, defined above
+from bearwatch.commands import shadow as _shadow_commands  # noqa: E402 - registers on app, defined above
+from bearwatch.commands import users as _users_commands  # noqa: E402 - registers on app, defined above
+
+for _part in (_shadow_commands, _users_commands, _analytics_commands, _ingest_commands, _run_commands):
+    _part.register(app)
 
 
 def main() -> None:

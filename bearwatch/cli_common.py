@@ -2,19 +2,25 @@
 
 Subcommands that belong to one part live in that part's command module
 (`bearwatch/commands/<part>.py`) with a ``register(app)`` function that cli.py calls.
+
+The CLI modules import what a command needs inside the command: every `bearwatch`
+invocation imports them all, and `--help` or a quick command must not wait for torch,
+OpenCV, SciPy, Alembic or pydantic to load.
 """
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
-    import threading
+    from wsgiref.simple_server import WSGIServer
 
 
 def cli_actor() -> str:
@@ -48,20 +54,39 @@ def open_database(create: bool = False) -> Iterator[sessionmaker[Session]]:
         engine.dispose()
 
 
-def serve_metrics(port: int | None) -> None:
-    """Serve this process's Prometheus /metrics on ``port`` (None: not at all)."""
-    if port is not None:
-        from prometheus_client import start_http_server
+def serve_metrics(port: int | None, part: str) -> WSGIServer | None:
+    """Serve this process's Prometheus /metrics on ``port`` (None: not at all), on the
+    BEARWATCH_METRICS_ADDRESS (loopback by default), as ``part`` (bearwatch.metrics)."""
+    if port is None:
+        return None
+    from bearwatch.metrics import serve
+    from bearwatch.settings import load_settings
 
-        start_http_server(port)
+    return serve(part, port, load_settings().metrics_address)
 
 
-def stop_on_signals() -> "threading.Event":
+def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or Ctrl-C: long-running commands finish their unit of work and stop."""
-    import signal
-    import threading
-
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+@contextmanager
+def progress(label: str, total: int, unit: str) -> Iterator[Callable[[int], None]]:
+    """Report long work: a bar on a terminal, lines at intervals on stderr otherwise (a
+    supervisor's log or a pipe, where a bar is never drawn). Yields ``advance(n)``."""
+    import sys
+
+    import typer
+
+    from bearwatch.progress import ProgressLog
+
+    if sys.stderr.isatty():
+        with typer.progressbar(length=total, label=f"{label} ({total} {unit})", file=sys.stderr) as bar:
+            yield bar.update
+        return
+    log = ProgressLog(label, total, unit=unit, echo=lambda line: typer.echo(line, err=True))
+    yield log.advance
+    log.finish()

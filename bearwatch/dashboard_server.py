@@ -10,13 +10,14 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import dashboard
+from bearwatch.db import make_engine, session_factory
+from bearwatch.heartbeat import HeartbeatWriter
 from bearwatch.processes import die_with_parent
 from bearwatch.settings import Settings
 
 
 def dashboard_script() -> Path:
-    import dashboard
-
     return Path(dashboard.__file__).resolve().parent / "app.py"
 
 
@@ -29,7 +30,8 @@ def serve_dashboard(settings: Settings) -> subprocess.Popen[bytes]:
     }
     return subprocess.Popen(
         [
-            sys.executable, "-m", "streamlit", "run", str(dashboard_script()),
+            # Streamlit's command line, once the process serves its /metrics (dashboard.serve)
+            sys.executable, "-m", "dashboard.serve", "run", str(dashboard_script()),
             "--server.headless", "true",
             "--server.address", settings.dashboard_address,
             "--server.port", str(settings.dashboard_port),
@@ -77,9 +79,6 @@ def run_dashboard(settings: Settings) -> int:
     server too (a server left behind would hold the port and the database). Beats like
     every bearwatch process, with progress whenever Streamlit answers its health check,
     so `status` shows the dashboard and the supervisor restarts a hung one."""
-    from bearwatch.db import make_engine, session_factory
-    from bearwatch.heartbeat import HeartbeatWriter
-
     engine = make_engine(settings.database_url)
     beats = HeartbeatWriter(session_factory(engine), "dashboard", every_s=HEALTH_EVERY_S)
     proc = serve_dashboard(settings)

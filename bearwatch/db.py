@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.errors import BearwatchError, DatabaseNotReady
 
+
 class DatabaseBusy(BearwatchError, sa.exc.OperationalError):
     """A write could not get the database's write lock within its bound. Defined here,
     not in bearwatch.errors, so that module stays free of SQLAlchemy (capture children
@@ -32,6 +33,7 @@ class DatabaseBusy(BearwatchError, sa.exc.OperationalError):
     CLI and the dashboard show it as one line."""
 
     def __init__(self, message: str, orig: BaseException | None = None) -> None:
+        # SQLAlchemy types orig as an exception; None only reaches the message, which __str__ replaces.
         sa.exc.OperationalError.__init__(self, None, None, orig)  # type: ignore[arg-type]
         self.message = message
 

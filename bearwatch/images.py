@@ -22,6 +22,8 @@ MAX_IMAGE_BYTES = 32 * 1024 * 1024
 # Sides a frame may have; larger ones are refused before decoding, smaller after.
 MIN_SIDE, MAX_SIDE = 32, 8192
 MAX_PIXELS = MAX_SIDE * MAX_SIDE  # PIL's MAX_IMAGE_PIXELS where we decode with PIL (inference)
+# The files taken as images in a folder: replayed footage (ingest), reference images (inference).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not C4/C8/CC.

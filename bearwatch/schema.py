@@ -114,6 +114,15 @@ class FlagOutcome(str, enum.Enum):
 class ChannelKind(str, enum.Enum):
     WEBHOOK = "webhook"
     LOG = "log"  # writes alerts to the log; for demos
+    EMAIL = "email"  # SMTP; the url is an smtp:// or smtps:// target (bearwatch.smtp_url)
+
+
+class WebhookFormat(str, enum.Enum):
+    """The body a webhook channel POSTs (shadow.webhook_formats; docs/operations.md)."""
+
+    BEARWATCH = "bearwatch"  # the full JSON payload
+    SLACK = "slack"  # Slack incoming webhook: {"text": ...}
+    HOMEASSISTANT = "homeassistant"  # Home Assistant webhook trigger: flat fields to template on
 
 
 class DeliveryStatus(str, enum.Enum):
@@ -382,7 +391,7 @@ class AlertFlag(Base):
 
 
 class AlertChannel(Base):
-    """Where alerts go: a webhook (JSON POST) or the log. ``sites`` empty means all sites."""
+    """Where alerts go: a webhook (JSON POST in ``format``), e-mail or the log. ``sites`` empty means all sites."""
 
     __tablename__ = "alert_channels"
 
@@ -390,6 +399,9 @@ class AlertChannel(Base):
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
     kind: Mapped[ChannelKind] = mapped_column(_enum(ChannelKind))
     url: Mapped[str | None] = mapped_column(sa.String(1000))  # may carry a token: shown redacted
+    format: Mapped[WebhookFormat] = mapped_column(
+        _enum(WebhookFormat), default=WebhookFormat.BEARWATCH, server_default=WebhookFormat.BEARWATCH.value
+    )
     sites: Mapped[list[str]] = mapped_column(default=list)
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,6 +7,7 @@ Settings are built once at an entry point (CLI command, dashboard script) with
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,9 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
     dashboard_address: str = Field(default="127.0.0.1")
     dashboard_metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve the dashboard's /metrics here")
+    # Every process's /metrics (--metrics-port, the dashboard's port above) listens here:
+    # loopback unless a Prometheus on another machine must reach it (then 0.0.0.0 or one address).
+    metrics_address: str = Field(default="127.0.0.1", description="address every process serves /metrics on")
     # Long enough for a ranger who watches the live wall through a night shift without
     # a click (its refreshes are not activity); shorten it where consoles are shared.
     dashboard_idle_timeout_s: float = Field(
@@ -61,8 +65,8 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read the environment now; explicit overrides (CLI options) win."""
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment now; explicit overrides (CLI options) win; pydantic validates their values."""
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

@@ -45,17 +45,17 @@ from scipy.special import logsumexp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bearwatch.config import Thresholds  # noqa: E402
-from bearwatch.demo.world import WorldSpec, camera_frames, is_night_hour, ranger_says_bear  # noqa: E402
-from bearwatch.schema import Verdict  # noqa: E402
-from shadow.agreement import Confusion, ReviewedFrame, agreement_of  # noqa: E402
-from shadow.agreement import rate as wilson_rate  # noqa: E402
-from shadow.episodes import episode_band, episode_gap_s  # noqa: E402
-from shadow.audit_design import in_audit, inclusion_probability, min_inclusion  # noqa: E402
-from shadow.sequential import GUARD_THETAS, ratio_decision  # noqa: E402
-from shadow.sightings import FrameObs, SightingReport, recall_estimate, sighting_report  # noqa: E402
-from shadow.stats import rate_ratio_test  # noqa: E402
-from shadow.truth import SETTLING_LOOKS, Truth, needs_another_look, truth_of  # noqa: E402
+from bearwatch.demo.world import WorldSpec, camera_frames, is_night_hour, ranger_says_bear
+from bearwatch.park_file import Thresholds
+from bearwatch.schema import Verdict
+from shadow.agreement import Confusion, ReviewedFrame, agreement_of
+from shadow.agreement import rate as wilson_rate
+from shadow.audit_design import in_audit, inclusion_probability, min_inclusion
+from shadow.episodes import episode_band, episode_gap_s
+from shadow.sequential import GUARD_THETAS, ratio_decision
+from shadow.sightings import FrameObs, SightingReport, recall_estimate, sighting_report
+from shadow.stats import rate_ratio_test
+from shadow.truth import SETTLING_LOOKS, Truth, needs_another_look, truth_of
 
 BASE = datetime(2026, 6, 1, tzinfo=timezone.utc)
 FIRST_RANGER, SECOND_RANGER, REPORTER, SETTLER = 1, 2, 3, 4

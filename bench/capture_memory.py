@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.capture_pool import CapturePool  # noqa: E402
+from ingest.capture_pool import CapturePool
 
 FIELDS = ("Rss", "Pss", "Private_Dirty")
 

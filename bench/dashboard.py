@@ -31,25 +31,41 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bearwatch.auth import Actor  # noqa: E402
-from bearwatch.db import make_engine, session_factory  # noqa: E402
-from bearwatch.migrations import upgrade_to_head  # noqa: E402
-from bearwatch.schema import (  # noqa: E402
-    Alert, AlertStatus, Camera, CameraHealth, Decision, DriftEvent, Frame, FrameStatus, ModelRole, ModelVersion, Prediction,
-    Role, Site, Stage, StageChange, User, Verdict, utcnow,
+from bearwatch.auth import Actor
+from bearwatch.db import make_engine, session_factory
+from bearwatch.migrations import upgrade_to_head
+from bearwatch.schema import (
+    Alert,
+    AlertStatus,
+    Camera,
+    CameraHealth,
+    Decision,
+    DriftEvent,
+    Frame,
+    FrameStatus,
+    ModelRole,
+    ModelVersion,
+    Prediction,
+    Role,
+    Site,
+    Stage,
+    StageChange,
+    User,
+    Verdict,
+    utcnow,
 )
-from bearwatch.users import list_users  # noqa: E402
-from dashboard.queries.cameras import camera_health  # noqa: E402
-from dashboard.queries.frames import latest_scored_frames, site_names  # noqa: E402
-from dashboard.queries.live_wall import live_wall  # noqa: E402
-from dashboard.queries.models import models_overview  # noqa: E402
-from dashboard.queries.agreement import backtest_reports, model_agreement  # noqa: E402
-from dashboard.queries.alert_rates import site_alert_rates  # noqa: E402
-from dashboard.queries.drift import site_drift  # noqa: E402
-from dashboard.queries.rollout import site_gate, site_rollouts  # noqa: E402
-from shadow.promotion import ledger  # noqa: E402
-from shadow.review_queue import review_queue  # noqa: E402
-from shadow.verdicts import submit_verdict  # noqa: E402
+from bearwatch.users import list_users
+from dashboard.queries.agreement import backtest_reports, model_agreement
+from dashboard.queries.alert_rates import site_alert_rates
+from dashboard.queries.cameras import camera_health
+from dashboard.queries.drift import site_drift
+from dashboard.queries.frames import latest_scored_frames, site_names
+from dashboard.queries.live_wall import live_wall
+from dashboard.queries.models import models_overview
+from dashboard.queries.rollout import site_gate, site_rollouts
+from shadow.promotion import ledger
+from shadow.review_queue import review_queue
+from shadow.verdicts import submit_verdict
 
 SITES, CAMERAS_PER_SITE, DAYS, CHUNK = 20, 5, 90, 20_000
 TARGET_S = 1.5

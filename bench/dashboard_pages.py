@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bearwatch.db import make_engine, session_factory  # noqa: E402
-from bearwatch.schema import Role, User  # noqa: E402
-from bearwatch.users import add_user, set_password  # noqa: E402
+from bearwatch.db import make_engine, session_factory
+from bearwatch.schema import Role, User
+from bearwatch.users import add_user, set_password
 
 PASSWORD = "bench password 1"
 # (sidebar link, what shows that the page has rendered: looked for in element containers

@@ -28,15 +28,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bearwatch.db import make_engine, session_factory  # noqa: E402
-from bearwatch.demo.footage import FootageSpec, render_frame  # noqa: E402
-from bearwatch.migrations import upgrade_to_head  # noqa: E402
-from bearwatch.schema import Frame, FrameStatus, utcnow  # noqa: E402
-from inference.registry import register_model  # noqa: E402
-from inference.runner import ModelRunner, pick_device  # noqa: E402
-from inference.worker import InferenceWorker, WorkerOptions  # noqa: E402
-from ingest.cameras import add_camera  # noqa: E402
-from shadow.sites import add_site  # noqa: E402
+from bearwatch.db import make_engine, session_factory
+from bearwatch.demo.footage import FootageSpec, render_frame
+from bearwatch.migrations import upgrade_to_head
+from bearwatch.schema import Frame, FrameStatus, utcnow
+from inference.registry import register_model
+from inference.runner import ModelRunner, pick_device
+from inference.worker import InferenceWorker, WorkerOptions
+from ingest.cameras import add_camera
+from shadow.sites import add_site
 
 SPEC = FootageSpec("bench", seed=5, width=640, height=480)
 

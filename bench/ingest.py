@@ -32,18 +32,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from bearwatch.db import make_engine, session_factory  # noqa: E402
-from bearwatch.migrations import upgrade_to_head  # noqa: E402
-from bearwatch.schema import Frame, utcnow  # noqa: E402
-from ingest.cameras import add_camera  # noqa: E402
-from ingest.reader import LatestFrameReader  # noqa: E402
-from ingest.sampler import SamplerOptions  # noqa: E402
-from ingest.scheduler import IngestOptions, IngestService  # noqa: E402
-from ingest.sources import SourceState, capture, open_ffmpeg  # noqa: E402
-from ingest.store import FrameStore  # noqa: E402
-from shadow.sites import add_site  # noqa: E402
+from bearwatch.db import make_engine, session_factory
+from bearwatch.migrations import upgrade_to_head
+from bearwatch.schema import Frame, utcnow
+from ingest.cameras import add_camera
+from ingest.opencv_capture import open_ffmpeg
+from ingest.reader import LatestFrameReader
+from ingest.sampler import SamplerOptions
+from ingest.scheduler import IngestOptions, IngestService
+from ingest.sources import SourceState, capture
+from ingest.store import FrameStore
+from shadow.sites import add_site
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOT_S = 5.0
@@ -106,7 +107,7 @@ def outcomes() -> dict[str, float]:
 
     totals: dict[str, float] = {}
     for metric in REGISTRY.collect():
-        if metric.name == "bearwatch_frames_captured":
+        if metric.name == "bearwatch_ingest_slots":
             for sample in metric.samples:
                 if sample.name.endswith("_total"):
                     key = sample.labels["outcome"]

@@ -137,7 +137,7 @@ def ingest_outcomes(ports: list[int]) -> dict[str, float]:
         except OSError:
             continue
         for line in text.splitlines():
-            if line.startswith("bearwatch_frames_captured_total{"):
+            if line.startswith("bearwatch_ingest_slots_total{"):
                 outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
                 totals[outcome] = totals.get(outcome, 0.0) + float(line.rsplit(" ", 1)[1])
     return totals

@@ -47,11 +47,13 @@ def visible_pages(actor: Actor, pages: Sequence[PageSpec] = PAGES) -> list[PageS
 
 
 def main() -> None:
+    # Streamlit and the pages' modules load here, when the script runs: importing the page
+    # registry above (the login tests read it) must not load Streamlit and the pages.
     import streamlit as st
 
     from dashboard.context import metrics_server, sso_section
-    from dashboard.metrics import PAGE_SECONDS
     from dashboard.login import login_view, logout, resolve_actor
+    from dashboard.metrics import PAGE_SECONDS
 
     st.set_page_config(page_title="bearwatch", page_icon="🐻", layout="wide")
     metrics_server()

@@ -13,6 +13,8 @@ from bearwatch.auth import Actor
 from bearwatch.db import make_engine, session_factory
 from bearwatch.schema import Role
 from bearwatch.settings import Settings, load_settings
+from dashboard.metrics import serve_dashboard_metrics
+from dashboard.queries.frames import site_names
 
 ACTOR_KEY = "bearwatch_actor"
 
@@ -30,13 +32,9 @@ def _factory(url: str) -> sessionmaker[Session]:
 
 @st.cache_resource
 def metrics_server() -> int | None:
-    """Serve this dashboard process's /metrics once, when a port is configured."""
-    port = settings().dashboard_metrics_port
-    if port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(port)
-    return port
+    """Serve this dashboard process's /metrics once, when a port is configured (already
+    done before Streamlit started when run by `bearwatch dashboard`: dashboard.serve)."""
+    return serve_dashboard_metrics(settings())
 
 
 def factory() -> sessionmaker[Session]:
@@ -76,8 +74,6 @@ def page_actor(role: Role) -> Actor:
 @st.cache_data(ttl=60, show_spinner=False)
 def site_names_cached(database_url: str) -> list[str]:
     """Every site's name for the pages' site pickers (the URL keys the cache)."""
-    from dashboard.queries.frames import site_names
-
     with factory()() as session:
         return site_names(session)
 

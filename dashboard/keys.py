@@ -10,6 +10,8 @@ import json
 import re
 from collections.abc import Mapping
 
+import streamlit as st
+
 _KEY = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -40,6 +42,4 @@ def shortcut_script(bindings: Mapping[str, str]) -> str:
 
 
 def bind_keys(bindings: Mapping[str, str]) -> None:
-    import streamlit as st
-
     st.html(shortcut_script(bindings), unsafe_allow_javascript=True)

@@ -35,16 +35,19 @@ def resolve_actor(sso: dict[str, Any] | None) -> Actor | None:
         return None
     now = time.monotonic()
     if now - float(st.session_state.get(ACTIVE_KEY, now)) > settings().dashboard_idle_timeout_s:
-        return _end("You were logged out after a long time without activity. Log in again.")
+        _end("You were logged out after a long time without activity. Log in again.")
+        return None
     try:
         with factory()() as session:
             fresh = current_login(session, login.actor.name)
     except sa.exc.OperationalError:
         return login.actor  # database briefly unreachable: the pages say so themselves
     if fresh is None:
-        return _end("Your account was disabled or removed. Ask an admin.")
+        _end("Your account was disabled or removed. Ask an admin.")
+        return None
     if fresh.epoch != login.epoch:
-        return _end("Your password was changed, so this session ended. Log in with the new password.")
+        _end("Your password was changed, so this session ended. Log in with the new password.")
+        return None
     st.session_state[ACTIVE_KEY] = now
     _store(fresh)
     return fresh.actor

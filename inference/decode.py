@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from PIL import Image
 
 from bearwatch.images import MAX_PIXELS, ImageTooLarge, check_image, read_image_file
 from inference.preprocess import Preprocessor
-from inference.queue import ClaimedFrame
 
 # A second line of defence behind check_image: PIL warns past this and refuses
 # (DecompressionBombError) past twice it, for any PIL decode in this process.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class FrameRef(Protocol):
+    """A stored image to decode: an id to report it by, and its path under the decoder's
+    root. A frame the worker claimed (inference.queue.ClaimedFrame) is one; so is a FrameFile."""
+
+    @property
+    def frame_id(self) -> int: ...
+
+    @property
+    def path(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class FrameFile:
+    """An image to decode that no worker claimed: a frame a backtest replays, a reference image."""
+
+    frame_id: int
+    path: str
 
 
 @dataclass(frozen=True)
@@ -46,7 +65,7 @@ class FrameDecoder:
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="decode")
         self.pin_memory = pin_memory
 
-    def prepare(self, frames: tuple[ClaimedFrame, ...], preprocessors: Mapping[str, Preprocessor]) -> PreparedBatch:
+    def prepare(self, frames: Sequence[FrameRef], preprocessors: Mapping[str, Preprocessor]) -> PreparedBatch:
         futures = [self.pool.submit(_prepare_one, self.root / f.path, f.path, preprocessors) for f in frames]
         ok: list[tuple[int, dict[str, torch.Tensor]]] = []
         errors: dict[int, str] = {}

@@ -48,7 +48,7 @@ def _distances(mean: np.ndarray, precision: np.ndarray, x: np.ndarray) -> np.nda
 
 
 def fit_reference(embeddings: np.ndarray) -> OodReference:
-    from sklearn.covariance import LedoitWolf
+    from sklearn.covariance import LedoitWolf  # heavy, and only a registration fits a reference
 
     if len(embeddings) < MIN_REFERENCE_IMAGES:
         raise ValueError(f"need at least {MIN_REFERENCE_IMAGES} reference images, got {len(embeddings)}")

@@ -40,7 +40,7 @@ class Preprocessor:
     key: str  # models with equal keys share the resized tensors
 
     def item(self, image: Image.Image) -> torch.Tensor:
-        from fastai.vision.core import PILImage
+        from fastai.vision.core import PILImage  # fastai is heavy: loaded only where a model is used
 
         out = self.item_pipeline(PILImage(image))
         return torch.as_tensor(out)  # drop the fastai subclass: plain uint8 CHW
@@ -66,7 +66,7 @@ class Preprocessor:
 
 def preprocessor_for(learner: Any) -> Preprocessor:
     """Read a learner's valid-split pipelines; refuse transforms we cannot reproduce."""
-    from fastai.data.transforms import IntToFloatTensor, Normalize
+    from fastai.data.transforms import IntToFloatTensor, Normalize  # heavy: only where a model is used
 
     valid = learner.dls.valid
     steps: list[BatchStep] = []

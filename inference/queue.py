@@ -106,14 +106,14 @@ def commit_results(
         for frame_id in held:
             error = failed.get(frame_id)
             if error is None:
-                values = dict(status=FrameStatus.SCORED, last_error=None)
+                status, last_error = FrameStatus.SCORED, None
             elif attempts.get(frame_id, max_attempts) >= max_attempts:
-                values = dict(status=FrameStatus.FAILED, last_error=error[:1000])
+                status, last_error = FrameStatus.FAILED, error[:1000]
             else:
-                values = dict(status=FrameStatus.PENDING, last_error=error[:1000])
+                status, last_error = FrameStatus.PENDING, error[:1000]
             session.execute(
                 sa.update(Frame).where(Frame.id == frame_id)
-                .values(claim_token=None, claimed_until=None, claimed_by=None, **values)
+                .values(claim_token=None, claimed_until=None, claimed_by=None, status=status, last_error=last_error)
             )
         return len(held)
 

@@ -10,12 +10,11 @@ import numpy as np
 import torch
 
 from bearwatch.errors import ModelError
-from inference.decode import FrameDecoder
+from bearwatch.images import IMAGE_SUFFIXES
+from inference.decode import FrameDecoder, FrameFile
 from inference.ood import MIN_REFERENCE_IMAGES, OodReference, fit_reference
-from inference.queue import ClaimedFrame
 from inference.runner import ModelRunner
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MAX_REFERENCE_IMAGES = 1000
 
 
@@ -38,7 +37,7 @@ def fit_model_reference(learner: Any, directory: Path, batch_size: int = 64) -> 
     chunks = []
     try:
         for start in range(0, len(paths), batch_size):
-            frames = tuple(ClaimedFrame(i, str(p.relative_to(directory)), 1) for i, p in enumerate(paths[start:start + batch_size]))
+            frames = [FrameFile(i, str(p.relative_to(directory))) for i, p in enumerate(paths[start:start + batch_size])]
             prepared = decoder.prepare(frames, {runner.preprocessor.key: runner.preprocessor})
             if prepared.frame_ids:
                 out = runner(prepared.inputs[runner.preprocessor.key])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,31 @@ def unpickle_learner(model: ModelFile) -> Any:
 
 
 @dataclass(frozen=True)
+class Export:
+    """A fastai export loaded from its bytes, with its classes and the positive ones."""
+
+    file: ModelFile
+    learner: Any  # fastai Learner
+    classes: list[str]
+    positive: list[str]
+
+
+def load_export(path: Path, positive: Sequence[str] | None = None) -> Export:
+    """Read the export at ``path`` once, unpickle the learner from those bytes and check
+    the positive classes against its vocabulary (none given: ``bear``, when it has that class)."""
+    model = read_model_file(path)
+    learner = unpickle_learner(model)
+    classes = [str(c) for c in learner.dls.vocab]
+    wanted = list(positive) if positive else (["bear"] if "bear" in classes else [])
+    unknown = [c for c in wanted if c not in classes]
+    if not wanted or unknown:
+        raise ModelError(
+            f"positive class(es) {', '.join(unknown) or '(none given)'} not in the model's classes: {', '.join(classes)}"
+        )
+    return Export(model, learner, classes, wanted)
+
+
+@dataclass(frozen=True)
 class PreparedModel:
     """A model export read and checked outside any transaction: loading it (and fitting
     the out-of-domain reference) takes seconds to minutes, and a write transaction holds
@@ -101,16 +127,9 @@ def prepare_model(
         raise ModelError(f"model file {path} does not exist")
     if not 0.0 <= threshold <= 1.0:
         raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
-    model = read_model_file(path)
-    digest, learner = model.sha256, unpickle_learner(model)
-    classes = [str(c) for c in learner.dls.vocab]
-    unknown = [c for c in positive if c not in classes]
-    if unknown:
-        raise ModelError(
-            f"positive class(es) {', '.join(unknown)} not in the model's classes: {', '.join(classes)}"
-        )
-    reference = fit_model_reference(learner, reference_dir) if reference_dir is not None else None
-    return PreparedModel(name, path, digest, classes, list(positive), threshold, role,
+    export = load_export(path, positive)
+    reference = fit_model_reference(export.learner, reference_dir) if reference_dir is not None else None
+    return PreparedModel(name, path, export.file.sha256, export.classes, export.positive, threshold, role,
                          reference.to_bytes() if reference else None)
 
 

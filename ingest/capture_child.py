@@ -14,6 +14,8 @@ import struct
 import sys
 from typing import Any, BinaryIO
 
+from bearwatch.errors import FrameError
+
 HEADER = struct.Struct("!Q")
 
 
@@ -32,10 +34,10 @@ def read_message(inp: BinaryIO) -> Any:
 
 
 def main() -> None:
-    import cv2
-
-    from bearwatch.errors import FrameError
-    from ingest.sources import _opencv_frame, open_ffmpeg
+    # OpenCV is loaded here, not at the top: after __main__ below has set OPENCV_LOG_LEVEL,
+    # which OpenCV reads when it loads (and ingest.capture_pool imports this module for
+    # the message framing only).
+    from ingest.opencv_capture import grab_frame, open_device, open_ffmpeg
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write on the reply pipe
@@ -46,11 +48,8 @@ def main() -> None:
             return
         kind, url, timeout_s = request
         try:
-            if kind == "device":
-                cap = cv2.VideoCapture(int(url), cv2.CAP_V4L2)
-            else:
-                cap = open_ffmpeg(url, timeout_s)
-            write_message(out, (True, _opencv_frame(cap, f"device://{url}" if kind == "device" else url)))
+            cap = open_device(int(url)) if kind == "device" else open_ffmpeg(url, timeout_s)
+            write_message(out, (True, grab_frame(cap, f"device://{url}" if kind == "device" else url)))
         except FrameError as exc:
             write_message(out, (False, str(exc)))
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which redacts it

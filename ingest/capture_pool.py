@@ -97,7 +97,7 @@ class CapturePool:
         self._idle.put(child)
         if not ok:
             raise FrameError(str(payload))
-        return payload  # type: ignore[no-any-return]
+        return payload
 
     def close(self) -> None:
         while True:

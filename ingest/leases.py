@@ -147,7 +147,7 @@ def release_cameras(session: Session, owner: str) -> int:
     result = session.execute(
         sa.update(Camera).where(Camera.lease_owner == owner).values(lease_owner=None, lease_until=None)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # an UPDATE's Result is a CursorResult
 
 
 @contextmanager

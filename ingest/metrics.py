@@ -1,13 +1,20 @@
-"""Ingest metrics (prometheus_client). Labels are site and camera ids, never URLs."""
+"""Ingest metrics (prometheus_client). Labels are site and camera ids, never URLs.
+
+A worker exports the per-camera gauges only for the cameras it holds now:
+:func:`forget_camera` removes them when a camera is handed to another worker, disabled
+or released, so a stale ``bearwatch_camera_up`` never outlives the lease."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-FRAMES_CAPTURED = Counter(
-    "bearwatch_frames_captured_total",
-    "Camera samples by outcome (stored, failed, empty, black, grey, frozen, wrong_size, too_large, outside_folder, no_new, backoff, lease_lost, no_database, missed)",
+SLOTS = Counter(
+    "bearwatch_ingest_slots_total",
+    "Camera sampling slots by outcome (stored, failed, empty, black, grey, frozen, wrong_size, too_large, outside_folder, no_new, backoff, lease_lost, no_database, missed)",
     ["site", "camera", "outcome"],
+)
+FRAMES_CAPTURED = Counter(
+    "bearwatch_frames_captured_total", "Frames stored (file and row): the slots whose outcome was stored", ["site", "camera"],
 )
 CAPTURE_SECONDS = Histogram(
     "bearwatch_capture_duration_seconds",
@@ -15,10 +22,21 @@ CAPTURE_SECONDS = Histogram(
     ["site"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
-CAMERA_UP = Gauge("bearwatch_camera_up", "1 when the camera's last sample was stored, else 0", ["site", "camera"])
+CAMERA_UP = Gauge(
+    "bearwatch_camera_up", "1 when the camera's last sample was stored, else 0 (cameras this worker holds)", ["site", "camera"]
+)
 LAST_FRAME = Gauge(
     "bearwatch_camera_last_frame_timestamp_seconds", "Unix time of the camera's last stored frame", ["site", "camera"]
 )
 RECONNECTS = Counter(
     "bearwatch_camera_reconnects_total", "Attempts to reach a camera again after a failed sample", ["site", "camera"]
 )
+
+
+def forget_camera(site: str, camera: str) -> None:
+    """Stop exporting the camera's gauges (this worker no longer holds it); counters stay."""
+    for gauge in (CAMERA_UP, LAST_FRAME):
+        try:
+            gauge.remove(site, camera)
+        except KeyError:  # never set (no sample yet)
+            pass

@@ -31,7 +31,7 @@ from bearwatch.redact import redact_text
 from bearwatch.schema import Camera, CameraHealth, Frame, utcnow
 from ingest.capture_pool import CapturePool
 from ingest.health import backoff_s, health_after, set_health
-from ingest.metrics import CAMERA_UP, CAPTURE_SECONDS, FRAMES_CAPTURED, LAST_FRAME, RECONNECTS
+from ingest.metrics import CAMERA_UP, CAPTURE_SECONDS, FRAMES_CAPTURED, LAST_FRAME, RECONNECTS, SLOTS, forget_camera
 from ingest.quality import check_frame, frame_stats, is_repeat
 from ingest.sources import Captured, NoNewFrame, SourceKind, SourceState, capture, resolve_source, source_kind
 from ingest.store import FrameStore
@@ -56,6 +56,8 @@ class Outcome(str, enum.Enum):
     LEASE_LOST = "lease_lost"  # another worker owns the camera now; nothing written
     NO_DATABASE = "no_database"  # the database is unreachable (restarting); nothing written
     # (the service also counts "missed": a slot whose run was skipped, see ingest.scheduler)
+    # Every slot counts in bearwatch_ingest_slots_total{outcome}; only STORED is a frame
+    # captured (bearwatch_frames_captured_total).
 
 
 class LeaseLost(Exception):
@@ -97,13 +99,14 @@ class Watchdog:
             if stuck is not None and stuck.is_alive():
                 raise FrameError("the previous capture is still hung (abandoned by the watchdog)")
             self._hung.pop(key, None)
-        box: dict[str, object] = {}
+        value: list[T] = []
+        error: list[BaseException] = []
 
         def target() -> None:
             try:
-                box["value"] = fn()
-            except BaseException as exc:  # handed to the caller below
-                box["error"] = exc
+                value.append(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below, which re-raises it
+                error.append(exc)
 
         thread = threading.Thread(target=target, name=f"capture-{key}", daemon=True)
         thread.start()
@@ -112,9 +115,9 @@ class Watchdog:
             with self._lock:
                 self._hung[key] = thread
             raise FrameError(f"capture did not finish within {deadline_s:g}s; abandoned by the watchdog")
-        if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        return box["value"]  # type: ignore[return-value]
+        if error:
+            raise error[0]
+        return value[0]
 
 
 class CameraSampler:
@@ -134,6 +137,8 @@ class CameraSampler:
         self._repeats = 0
         self._failures = 0
         self._retry_at = 0.0
+        self._gauges = threading.Lock()  # setting the camera's gauges vs forget()
+        self._forgotten = False
         self.last_frame_at: datetime | None = None
         with factory() as session:
             camera = session.get(Camera, spec.id)
@@ -155,8 +160,24 @@ class CameraSampler:
             log.warning("camera %d: database unavailable, frame not stored (%s)", self.spec.id,
                         str(exc.orig or exc).strip().splitlines()[0])
             outcome = Outcome.NO_DATABASE
-        FRAMES_CAPTURED.labels(*self.labels, outcome.value).inc()
+        SLOTS.labels(*self.labels, outcome.value).inc()
         return outcome
+
+    def _set_up(self, up: bool, frame_at: datetime | None = None) -> None:
+        """The camera's gauges, unless this worker has let the camera go (a sample still in
+        flight when the camera was handed over must not bring its series back)."""
+        with self._gauges:
+            if self._forgotten:
+                return
+            CAMERA_UP.labels(*self.labels).set(1 if up else 0)
+            if frame_at is not None:
+                LAST_FRAME.labels(*self.labels).set(frame_at.timestamp())
+
+    def forget(self) -> None:
+        """This worker no longer samples the camera: stop exporting its gauges."""
+        with self._gauges:
+            self._forgotten = True
+            forget_camera(*self.labels)
 
     def _sample(self) -> Outcome:
         if time.monotonic() < self._retry_at:
@@ -224,15 +245,15 @@ class CameraSampler:
             self.store.delete(stored.path)  # no file without a row either
             raise
         self._failures, self._retry_at = 0, 0.0
-        CAMERA_UP.labels(*self.labels).set(1)
-        LAST_FRAME.labels(*self.labels).set(got.captured_at.timestamp())
+        FRAMES_CAPTURED.labels(*self.labels).inc()
+        self._set_up(True, got.captured_at)
         return Outcome.STORED
 
-    def _locked_camera(self, session: Session, now: object) -> Camera:
+    def _locked_camera(self, session: Session, now: datetime) -> Camera:
         camera = session.get(Camera, self.spec.id, with_for_update=True)
         if camera is None:
             raise LeaseLost()
-        if self.owner is not None and (camera.lease_owner != self.owner or camera.lease_until is None or camera.lease_until <= now):  # type: ignore[operator]
+        if self.owner is not None and (camera.lease_owner != self.owner or camera.lease_until is None or camera.lease_until <= now):
             raise LeaseLost()
         return camera
 
@@ -252,7 +273,7 @@ class CameraSampler:
             self._retry_at = time.monotonic() + backoff_s(
                 self._failures, base_s=self.spec.interval_s, cap_s=self.options.backoff_cap_s, rng=self.rng
             )
-        CAMERA_UP.labels(*self.labels).set(0)
+        self._set_up(False)
         return outcome
 
 

@@ -18,7 +18,11 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from apscheduler.events import (
-    EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,8 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.db import write_transaction
 from bearwatch.schema import utcnow
 from ingest.capture_pool import CapturePool
-from ingest.metrics import FRAMES_CAPTURED
 from ingest.leases import WorkerPresence, claim_cameras, new_worker_id, release_cameras
+from ingest.metrics import SLOTS
 from ingest.sampler import CameraSampler, CameraSpec, SamplerOptions, Watchdog
 from ingest.store import FrameStore
 
@@ -87,7 +91,7 @@ class IngestService:
         """A slot with no sample: the previous one still ran, or the run came too late."""
         sampler = self.samplers.get(int(event.job_id.split("-", 1)[1])) if event.job_id.startswith("camera-") else None
         if sampler is not None:
-            FRAMES_CAPTURED.labels(*sampler.labels, "missed").inc()
+            SLOTS.labels(*sampler.labels, "missed").inc()  # a slot, not a frame captured
 
     def reconcile(self) -> None:
         """Renew leases, claim free cameras, and make the jobs match what we own."""
@@ -107,7 +111,8 @@ class IngestService:
             for camera_id in list(self.samplers):
                 if wanted.get(camera_id) != self.samplers[camera_id].spec:
                     self.scheduler.remove_job(f"camera-{camera_id}")
-                    del self.samplers[camera_id]
+                    # handed over, disabled or changed: no stale camera_up from this worker
+                    self.samplers.pop(camera_id).forget()
             for camera_id, spec in wanted.items():
                 if camera_id not in self.samplers:
                     self._add(spec)
@@ -136,6 +141,9 @@ class IngestService:
         cameras back so another worker takes them at once."""
         self.scheduler.shutdown(wait=True)
         self.pool.close()
+        with self._lock:
+            for sampler in self.samplers.values():
+                sampler.forget()
         self.presence.close()
         try:
             with write_transaction(self.factory) as session:

@@ -27,21 +27,19 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from bearwatch.errors import ConfigError, FrameError
-from bearwatch.images import MAX_IMAGE_BYTES, ImageRefused, ImageTooLarge, check_image, read_image_file
+from bearwatch.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, ImageRefused, ImageTooLarge, check_image, read_image_file
 from bearwatch.redact import redact_text, redact_url
-
-if TYPE_CHECKING:
-    from ingest.capture_pool import CapturePool
+from ingest.capture_pool import CapturePool
+from ingest.opencv_capture import grab_frame, open_device, open_ffmpeg
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # 20260704T221503Z, 2026-07-04_22-15-03, 20260704_221503_120000 ... read as UTC.
 _NAME_TIME = re.compile(
     r"(\d{4})-?(\d{2})-?(\d{2})[T_ -]?(\d{2})[-:]?(\d{2})[-:]?(\d{2})(?:[._](\d{1,6}))?"
@@ -151,8 +149,8 @@ def capture(
             return Captured(pool.capture(kind.value, target, timeout_s, timeout_s + 0.5), now)
         if kind is SourceKind.DEVICE:
             index = int(re.sub(r"\D", "", url.split("://", 1)[-1]) or 0)
-            return Captured(_opencv_frame(cv2.VideoCapture(index, cv2.CAP_V4L2), source), now)
-        return Captured(_opencv_frame(open_ffmpeg(url, timeout_s), source), now)
+            return Captured(grab_frame(open_device(index), source), now)
+        return Captured(grab_frame(open_ffmpeg(url, timeout_s), source), now)
     except FrameError as exc:
         raise type(exc)(scrub(str(exc), source)) from None
     except (OSError, cv2.error, ValueError) as exc:
@@ -168,29 +166,6 @@ def scrub(message: str, source: str) -> str:
         if value and len(value) >= 3:
             text = text.replace(value, "***")
     return text
-
-
-def open_ffmpeg(url: str, timeout_s: float) -> cv2.VideoCapture:
-    """An FFmpeg capture with open and read deadlines; RTSP over TCP (no UDP loss)."""
-    # Read by OpenCV's FFmpeg backend at each open; TCP interleaving survives NAT and loss.
-    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own log lines can echo URLs
-    ms = max(1, int(timeout_s * 1000))
-    return cv2.VideoCapture(
-        url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
-    )
-
-
-def _opencv_frame(cap: cv2.VideoCapture, source: str) -> np.ndarray | None:
-    try:
-        if not cap.isOpened():
-            raise FrameError(f"cannot open {redact_url(source)} (nothing answering, or not a video stream)")
-        ok, frame = cap.read()
-        if not ok:
-            raise FrameError(f"no frame from {redact_url(source)} (stream ended or read timed out)")
-        return frame
-    finally:
-        cap.release()
 
 
 def _file_frame(url: str, state: SourceState) -> np.ndarray | None:
@@ -214,7 +189,7 @@ def _file_frame(url: str, state: SourceState) -> np.ndarray | None:
                     cap.release()
                     raise FrameError(f"video file {path} has ended (loop=0)")
             cap.set(cv2.CAP_PROP_POS_FRAMES, position)
-    return _opencv_frame(cap, str(path))
+    return grab_frame(cap, str(path))
 
 
 def name_time(name: str) -> datetime | None:
@@ -299,40 +274,48 @@ def _http_frame(url: str, timeout_s: float, tls: ssl.SSLContext | None = None) -
         raise FrameError(f"no answer within {timeout_s:g}s") from None
 
 
-def _first_part(resp: object, boundary: str, deadline: float) -> bytes:
-    """Read the first complete body of a multipart/x-mixed-replace response."""
-    fp = resp  # http.client.HTTPResponse: readline()/read() honour the socket timeout
-    marker = b"--" + boundary.removeprefix("--").encode()
-    length: int | None = None
-    while True:  # up to the first boundary, then the part headers
+class _LineReader(Protocol):
+    """What the MJPEG reader needs of http.client.HTTPResponse (its reads honour the socket timeout)."""
+
+    def readline(self, limit: int = -1, /) -> bytes: ...
+    def read(self, amt: int | None = None, /) -> bytes: ...
+
+
+def _part_headers(fp: _LineReader, marker: bytes, deadline: float) -> int | None:
+    """Skip to the first boundary, read the part headers; the part's Content-Length, if given."""
+    while True:
         if time.monotonic() > deadline:
             raise FrameError("MJPEG stream: no complete part before the deadline")
-        line = fp.readline(4096)  # type: ignore[attr-defined]
+        line = fp.readline(4096)
         if not line:
             raise FrameError("MJPEG stream ended before a complete part")
         if line.strip() == marker:
-            length = None
-            while True:
-                header = fp.readline(4096).strip()  # type: ignore[attr-defined]
-                if not header:
-                    break
-                name, _, value = header.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
             break
+    length = None
+    while header := fp.readline(4096).strip():
+        name, _, value = header.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    return length
+
+
+def _first_part(fp: _LineReader, boundary: str, deadline: float) -> bytes:
+    """Read the first complete body of a multipart/x-mixed-replace response."""
+    marker = b"--" + boundary.removeprefix("--").encode()
+    length = _part_headers(fp, marker, deadline)
     if length is not None:
         if length > MAX_IMAGE_BYTES:
             raise ImageTooLarge(f"MJPEG part of {length} bytes is larger than the {MAX_IMAGE_BYTES} bytes allowed")
-        body = fp.read(length)  # type: ignore[attr-defined]
+        body = fp.read(length)
         if len(body) < length:
             raise FrameError("MJPEG stream ended inside a part")
         return bytes(body)
-    body = bytearray()  # appended in place: no copy of the whole part per line
+    part = bytearray()  # appended in place: no copy of the whole part per line
     while time.monotonic() < deadline:
-        line = fp.readline(65536)  # type: ignore[attr-defined]
+        line = fp.readline(65536)
         if not line or line.strip() == marker:
-            return bytes(body.rstrip(b"\r\n"))
-        body += line
-        if len(body) > MAX_IMAGE_BYTES + 2:  # + the CRLF before the boundary
+            return bytes(part.rstrip(b"\r\n"))
+        part += line
+        if len(part) > MAX_IMAGE_BYTES + 2:  # + the CRLF before the boundary
             raise ImageTooLarge(f"MJPEG part of more than {MAX_IMAGE_BYTES} bytes (the most allowed)")
     raise FrameError("MJPEG part without Content-Length did not end before the deadline")

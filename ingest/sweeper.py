@@ -74,6 +74,14 @@ def _referenced(frame_id_col: Any) -> sa.ColumnElement[bool]:
 
 
 def sweep(factory: sessionmaker[Session], store: FrameStore, *, now: datetime, grace_s: float = ORPHAN_FILE_GRACE_S) -> SweepReport:
+    rows_removed, rows_marked = _sweep_rows(factory, store, now)
+    files_removed = _sweep_files(factory, store, now.timestamp() - grace_s)
+    return SweepReport(files_removed, rows_removed, rows_marked)
+
+
+def _sweep_rows(factory: sessionmaker[Session], store: FrameStore, now: datetime) -> tuple[int, int]:
+    """Rows without a file, in id order: deleted, or kept and marked missing when evidence
+    refers to them. Returns (rows removed, rows marked)."""
     rows_removed = rows_marked = 0
     last_id = 0
     with factory() as session:
@@ -101,8 +109,13 @@ def sweep(factory: sessionmaker[Session], store: FrameStore, *, now: datetime, g
                 session.execute(sa.update(Frame).where(Frame.id.in_(unmarked)).values(file_missing_at=now))
         rows_removed += len(deletable)
         rows_marked += len(unmarked)
+    return rows_removed, rows_marked
+
+
+def _sweep_files(factory: sessionmaker[Session], store: FrameStore, cutoff: float) -> int:
+    """Files last modified before ``cutoff`` (a timestamp) that no row refers to: removed
+    (also left-over temp files of interrupted writes). Returns how many."""
     files_removed = 0
-    cutoff = now.timestamp() - grace_s
     for directory, _dirs, names in os.walk(store.root):
         candidates = {}
         for name in names:
@@ -123,7 +136,7 @@ def sweep(factory: sessionmaker[Session], store: FrameStore, *, now: datetime, g
             if rel not in known:  # also left-over temp files of interrupted writes
                 path.unlink(missing_ok=True)
                 files_removed += 1
-    return SweepReport(files_removed, rows_removed, rows_marked)
+    return files_removed
 
 
 def retain(factory: sessionmaker[Session], store: FrameStore, *, days: float, now: datetime) -> RetainReport:

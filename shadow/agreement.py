@@ -28,7 +28,6 @@ from shadow.stats import Interval, cohen_kappa, wilson_interval
 from shadow.truth import Truth, says_bear, truth_of
 
 
-
 @dataclass(frozen=True)
 class ReviewedFrame:
     frame_id: int
@@ -116,7 +115,7 @@ def agreement_of(frames: Iterable[ReviewedFrame]) -> AgreementReport:
     )
 
 
-def _reviewed_rows(start: datetime, end: datetime) -> sa.Select[Any]:
+def _reviewed_rows(start: datetime, end: datetime) -> sa.Select:
     """(site id, model version id, then the columns ``_reviewed`` reads) of every verdict
     on a frame captured in [start, end) that has a prediction, ordered by frame, then verdict."""
     return (

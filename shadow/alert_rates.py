@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.config import Thresholds
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import Alert, Camera, Decision, Frame, Site, Stage
 from shadow.episodes import episode_band, episode_gap_s
 from shadow.periods import Period, hour_bucket, latest_manual_period, usable_frame

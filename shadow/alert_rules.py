@@ -122,6 +122,16 @@ def check_verdict_fits(verdict: Verdict, flagged: bool, frame_id: int) -> str | 
 FLAG_MAX_AGE_S = 3600.0
 
 
+# What a verdict did, for people: the CLI's `verdict` line and the Review page.
+EFFECT_TEXT: dict[Effect, str] = {
+    Effect.RELEASE: "the alert is sent",
+    Effect.SUPPRESS: "the alert is suppressed",
+    Effect.SIGHTING: "a sighting alert is sent",
+    Effect.NONE: "no alert changes",
+    Effect.LATE: f"the frame is more than {FLAG_MAX_AGE_S / 3600:g} h old, so no live alert goes out",
+}
+
+
 def is_late(captured_at: datetime, now: datetime, max_age_s: float = FLAG_MAX_AGE_S) -> bool:
     """A frame captured longer ago than the flag staleness window: a verdict on it says
     what was there then, not that a bear is there now."""

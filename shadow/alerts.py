@@ -1,5 +1,6 @@
-"""Alerts by rollout stage: turning the rollout model's flags into alerts, ranger
-sightings, and listing alerts. The rules are in shadow.alert_rules.
+"""Alerts by rollout stage: turning the rollout model's flags into alerts, what a
+ranger's verdict does to them (:func:`apply_decision`; shadow.verdicts records the
+verdicts), ranger sightings, and listing alerts. The rules are in shadow.alert_rules.
 
 :func:`process_new_flags` is safe to run repeatedly and concurrently: each flagged
 prediction gets one ``alert_flags`` row (unique prediction id: the processed marker),
@@ -15,10 +16,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.config import Thresholds
 from bearwatch.db import write_transaction
 from bearwatch.schema import (
     Alert,
+    AlertDelivery,
     AlertFlag,
     AlertSource,
     AlertStatus,
@@ -31,18 +32,11 @@ from bearwatch.schema import (
     Stage,
 )
 from shadow import alert_rules
+from shadow.alert_rules import FLAG_MAX_AGE_S, Effect
 from shadow.delivery import enqueue_deliveries
 from shadow.locks import lock_alerts
-from shadow.alert_rules import FLAG_MAX_AGE_S
 from shadow.metrics import ALERTS, count_on_commit
-
-
-
-
-def site_thresholds(site: Site) -> Thresholds:
-    """The site's thresholds over the defaults (keys this code does not know are ignored)."""
-    stored = site.thresholds or {}
-    return Thresholds.model_validate({k: v for k, v in stored.items() if k in Thresholds.model_fields})
+from shadow.periods import thresholds_of
 
 
 def set_status(session: Session, alert: Alert, status: AlertStatus) -> None:
@@ -99,7 +93,7 @@ def process_flag(
     if flag is not None:
         return flag
     stage = site.stage
-    thresholds = site_thresholds(site)
+    thresholds = thresholds_of(site)
     in_scope = alert_rules.in_trial_scope(site.trial_scope, site.trial_start, site.trial_end, frame.camera_id, frame.captured_at)
     status = alert_rules.flag_alert_status(stage, in_scope)
     alert: Alert | None = None
@@ -134,11 +128,44 @@ def process_flag(
     session.flush()
     if alert is not None:
         # Verdicts given before the prediction arrived still count.
-        from shadow.verdicts import apply_decision
-
         for decision in session.scalars(sa.select(Decision).where(Decision.frame_id == frame.id).order_by(Decision.id)):
             apply_decision(session, decision, site, frame, flagged=True, now=now)
     return flag
+
+
+def apply_decision(session: Session, decision: Decision, site: Site, frame: Frame, *, flagged: bool, now: datetime) -> tuple[Effect, Alert | None]:
+    """Do what one verdict does to alerts (the caller holds the alerts lock)."""
+    prediction = rollout_prediction(session, site, frame.id)
+    alert = flag_alert(session, prediction.id)[1] if prediction is not None and flagged else None
+    return apply_decision_to_alert(session, decision, site, frame, flagged=flagged, alert=alert, now=now)
+
+
+def apply_decision_to_alert(
+    session: Session, decision: Decision, site: Site, frame: Frame, *, flagged: bool, alert: Alert | None, now: datetime
+) -> tuple[Effect, Alert | None]:
+    """apply_decision with the model alert the frame's flag made or joined already known."""
+    existing_sighting = sighting_alert(session, frame.id)
+    effect = alert_rules.verdict_effect(decision.verdict, flagged, alert.status if alert else None, existing_sighting is not None)
+    late = alert_rules.is_late(frame.captured_at, now, FLAG_MAX_AGE_S)
+    effect = alert_rules.late_effect(effect, late, thresholds_of(site).late_alerts)
+    if effect is Effect.LATE:
+        if alert is not None and alert.status is AlertStatus.PENDING:  # held past its frame's freshness
+            set_status(session, alert, AlertStatus.EXPIRED)
+            alert.decision_id = decision.id
+        return effect, alert if alert is not None else existing_sighting
+    if effect is Effect.RELEASE and alert is not None:
+        set_status(session, alert, AlertStatus.QUEUED)
+        alert.decision_id = decision.id
+        session.execute(sa.delete(AlertDelivery).where(AlertDelivery.alert_id == alert.id))
+        enqueue_deliveries(session, alert, site.name, now)
+    elif effect is Effect.SUPPRESS and alert is not None:
+        set_status(session, alert, AlertStatus.SUPPRESSED)
+        alert.decision_id = decision.id
+    elif effect is Effect.SIGHTING:
+        alert = create_sighting(session, site, frame, decision, now)
+    else:
+        alert = alert if alert is not None else existing_sighting
+    return effect, alert
 
 
 def _unprocessed_flags(session: Session, limit: int) -> list[tuple[Prediction, Frame, Site]]:

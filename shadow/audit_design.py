@@ -20,7 +20,7 @@ import enum
 
 import sqlalchemy as sa
 
-from bearwatch.config import Thresholds
+from bearwatch.park_file import Thresholds
 from shadow.alert_rules import HASH_MODULUS, HASH_MULTIPLIER, audit_hash, audit_threshold
 
 
@@ -66,8 +66,8 @@ def min_inclusion(t: Thresholds) -> float:
     return min(rates)
 
 
-def audit_rate_sql(score: sa.ColumnElement[float], night: sa.ColumnElement[bool], model_threshold: float,
-                   t: Thresholds) -> sa.ColumnElement[int]:
+def audit_rate_sql(score: sa.SQLColumnExpression[float], night: sa.SQLColumnExpression[bool | None],
+                   model_threshold: float, t: Thresholds) -> sa.ColumnElement[int]:
     """SQL: the hash threshold of an unflagged frame's stratum (compare the id hash below it)."""
     return sa.case(
         (sa.and_(sa.literal(t.audit_near_rate > 0), score >= t.audit_near_from * model_threshold),
@@ -77,5 +77,5 @@ def audit_rate_sql(score: sa.ColumnElement[float], night: sa.ColumnElement[bool]
     )
 
 
-def id_hash_sql(frame_id: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
+def id_hash_sql(frame_id: sa.SQLColumnExpression[int]) -> sa.ColumnElement[int]:
     return (frame_id * HASH_MULTIPLIER) % HASH_MODULUS

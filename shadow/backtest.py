@@ -23,7 +23,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.errors import ModelError
 from bearwatch.schema import Camera, Decision, Frame, Site, Verdict
 from shadow import audit_design
 from shadow.agreement import AgreementReport, ReviewedFrame, Truth, agreement_of, truth_of
@@ -97,21 +96,18 @@ def score_frames(
     positive: list[str] | None, threshold: float, batch_size: int = 32, device: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[ScoredFrame], dict[int, str], tuple[str, ...]]:
-    """Score ``rows`` (id, camera, time, is_night, path) with the model at ``model_path``."""
-    from inference.decode import FrameDecoder
-    from inference.queue import ClaimedFrame
+    """Score ``rows`` (id, camera, time, is_night, path) with the model at ``model_path``
+    (no ``positive`` classes: ``bear``)."""
+    # torch and fastai are loaded here, where frames are scored, not when the module is
+    # imported (the report and the CLI's other commands start without them).
+    from inference.decode import FrameDecoder, FrameFile
+    from inference.registry import load_export
     from inference.runner import ModelRunner, pick_device
 
-    from inference.registry import read_model_file, unpickle_learner
-
-    learner = unpickle_learner(read_model_file(model_path))  # the registry's loader: one read, hashed bytes
-    classes = [str(c) for c in learner.dls.vocab]
-    wanted = positive or (["bear"] if "bear" in classes else [])
-    unknown = [c for c in wanted if c not in classes]
-    if not wanted or unknown:
-        raise ModelError(f"positive class(es) {', '.join(unknown) or '(none given)'} not in the model's classes: {', '.join(classes)}")
-    idx = [classes.index(c) for c in wanted]
-    runner = ModelRunner(learner, pick_device(device))
+    export = load_export(model_path, positive)  # the registry's loader: one read, hashed bytes
+    wanted = export.positive
+    idx = [export.classes.index(c) for c in wanted]
+    runner = ModelRunner(export.learner, pick_device(device))
     decoder = FrameDecoder(frames_root, threads=2)
     by_id = {r[0]: r for r in rows}
     scored: list[ScoredFrame] = []
@@ -119,7 +115,7 @@ def score_frames(
     try:
         for i in range(0, len(rows), batch_size):
             chunk = rows[i : i + batch_size]
-            prepared = decoder.prepare(tuple(ClaimedFrame(r[0], r[4], 0) for r in chunk), {runner.preprocessor.key: runner.preprocessor})
+            prepared = decoder.prepare([FrameFile(r[0], r[4]) for r in chunk], {runner.preprocessor.key: runner.preprocessor})
             failed.update(prepared.errors)
             if prepared.frame_ids:
                 probs = runner(prepared.inputs[runner.preprocessor.key]).probabilities.tolist()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from shadow.agreement import Rate
 from shadow.backtest import BacktestReport
 
 THUMB = (240, 180)
@@ -18,8 +19,8 @@ THUMB = (240, 180)
 
 def thumbnail_data_uri(path: Path) -> str | None:
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as src:
+            im = src.convert("RGB")
             im.thumbnail(THUMB)
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=80)
@@ -36,7 +37,7 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
-def _ci(rate) -> str:  # type: ignore[no-untyped-def]
+def _ci(rate: Rate) -> str:
     return f"{_fmt(rate.value)} (95% CI {_fmt(rate.ci.low)}–{_fmt(rate.ci.high)})" if rate.ci else "–"
 
 

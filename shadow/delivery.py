@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,10 +42,15 @@ from bearwatch.schema import (
     ChannelKind,
     DeliveryStatus,
     Frame,
+    Prediction,
     Site,
+    WebhookFormat,
 )
+from bearwatch.smtp_url import parse_smtp_url
 from shadow.alert_rules import is_late
+from shadow.email_channel import send_email
 from shadow.metrics import ALERTS, DELIVERIES, OUTBOX_DEPTH, count_on_commit
+from shadow.webhook_formats import webhook_body
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +85,14 @@ def channel_serves(channel_sites: list[str], site_name: str) -> bool:
 
 def shown_url(url: str | None) -> str:
     """A webhook URL for people: credentials masked and the path hidden (webhook paths
-    often are the secret)."""
+    often are the secret). An e-mail target shows its server and addresses, password masked."""
     if not url:
         return "-"
+    if url.startswith(("smtp://", "smtps://")):
+        try:
+            return parse_smtp_url(url).shown()
+        except ValueError:
+            pass  # not a valid target: shown like any URL
     parts = urlsplit(redact_url(url))
     return urlunsplit((parts.scheme, parts.netloc, "/..." if parts.path not in ("", "/") else parts.path, "", ""))
 
@@ -100,12 +111,14 @@ def enqueue_deliveries(session: Session, alert: Alert, site_name: str, now: date
     return made
 
 
-def alert_payload(alert: Alert, site: str, camera: str, frame: Frame, now: datetime) -> dict[str, Any]:
+def alert_payload(alert: Alert, site: str, camera: str, frame: Frame, now: datetime,
+                  score: float | None = None) -> dict[str, Any]:
     """The JSON a receiver gets. ``unconfirmed``: a held alert no ranger decided in time
     (shadow.escalation); while it is still held, its key differs from the confirmed
     alert's, so a receiver that drops repeats still gets the confirmation. ``late``: its
     frame was captured longer ago than the flag staleness window (a verdict on an old
-    frame at a site with ``late_alerts: marked``, or a delivery after a long outage)."""
+    frame at a site with ``late_alerts: marked``, or a delivery after a long outage).
+    ``score``: the alerting model's score of the frame (None for a ranger's sighting)."""
     unconfirmed = alert.escalated_at is not None and alert.decision_id is None
     held = alert.status is AlertStatus.PENDING
     return {
@@ -118,6 +131,7 @@ def alert_payload(alert: Alert, site: str, camera: str, frame: Frame, now: datet
         "frame_id": alert.frame_id,
         "captured_at": frame.captured_at.isoformat(),
         "frame_path": frame.path,
+        "score": score,
         "stage": alert.stage.value,
         "source": alert.source.value,
         "model_version_id": alert.model_version_id,
@@ -135,6 +149,7 @@ class Claimed:
     url: str | None
     attempts: int
     payload: dict[str, Any]
+    format: WebhookFormat = WebhookFormat.BEARWATCH
 
 
 Sender = Callable[[Claimed], None]  # raises on failure
@@ -179,10 +194,12 @@ def _claim(session: Session, now: datetime, policy: DeliveryPolicy, free: Callab
             site = session.get(Site, alert.site_id)
             camera = session.get(Camera, alert.camera_id)
             assert frame is not None and site is not None and camera is not None
+            score = session.scalar(sa.select(Prediction.positive_score).where(
+                Prediction.frame_id == alert.frame_id, Prediction.model_version_id == alert.model_version_id))
             delivery.attempts += 1
             delivery.claimed_until = now + timedelta(seconds=policy.lease_s)
             claimed.append(Claimed(delivery.id, channel.id, channel.name, channel.kind, channel.url, delivery.attempts,
-                                   alert_payload(alert, site.name, camera.name, frame, now)))
+                                   alert_payload(alert, site.name, camera.name, frame, now, score), channel.format))
     return claimed
 
 
@@ -222,9 +239,10 @@ class _Cutter:
                 pass  # already closed: the request is over
 
 
-def http_sender(client: httpx.Client, deadline_s: float | None = None) -> Sender:
-    """POST to webhooks through ``client``; a whole request is cut after ``deadline_s``
-    (default: the client's read timeout)."""
+def http_sender(client: httpx.Client, deadline_s: float | None = None, *, frames_dir: Path | None = None) -> Sender:
+    """Send to every channel kind: POST to webhooks through ``client``, e-mail over SMTP
+    (shadow.email_channel; the frame attached from ``frames_dir``); a whole request is cut
+    after ``deadline_s`` (default: the client's read timeout)."""
     # httpx logs every request with its full URL at INFO; webhook URLs carry secrets.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -236,6 +254,9 @@ def http_sender(client: httpx.Client, deadline_s: float | None = None) -> Sender
                      item.payload["camera"], item.payload["frame_id"], item.payload["stage"], item.payload["source"])
             return
         assert item.url is not None
+        if item.kind is ChannelKind.EMAIL:
+            send_email(item.url, item.payload, frames_dir=frames_dir, deadline_s=limit)
+            return
         if limit is None:
             response = _post(client, item, None)
         else:
@@ -263,7 +284,7 @@ def _post(client: httpx.Client, item: Claimed, cutter: _Cutter | None) -> httpx.
     assert item.url is not None
     # Connection: close: every request opens its own connection, so the cutter always sees
     # the socket (a reused keep-alive connection has no connect step to trace).
-    return client.post(item.url, json=item.payload,
+    return client.post(item.url, json=webhook_body(item.format, item.payload),
                        headers={"Idempotency-Key": item.payload["idempotency_key"], "Connection": "close"},
                        extensions={"trace": cutter.trace} if cutter is not None else {})
 

@@ -27,7 +27,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.config import Thresholds
+from bearwatch.errors import ConfigError
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import Camera, CameraHealth, DriftEvent, Frame, Prediction, Site, Stage
 from shadow import metrics
 from shadow.periods import latest_manual_period, thresholds_of, usable_frame
@@ -123,6 +124,14 @@ def window_data(session: Session, site: Site, start: datetime, end: datetime) ->
         ood=np.array([r.ood_score for r in scored if r.ood_score is not None], float),
         embeddings=np.vstack(embs) if embs and len(dims) == 1 else np.zeros((0, 0), np.float32),
     )
+
+
+def set_reference_window(site: Site, window: tuple[datetime, datetime] | None) -> None:
+    """The window drift is measured against from now on; None: back to the default, the
+    latest manual period (reference_window)."""
+    if window is not None and window[1] <= window[0]:
+        raise ConfigError("a drift reference window ends after it starts")
+    site.drift_reference_start, site.drift_reference_end = window if window is not None else (None, None)
 
 
 def reference_window(session: Session, site: Site, now: datetime, t: Thresholds) -> tuple[datetime, datetime] | None:

@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 from scipy.special import lambertw
 
-from bearwatch.config import Thresholds
+from bearwatch.park_file import Thresholds
+from shadow.sequential import ratio_decision
 
 # The most lam * G may be (10% of independent events merge). In the bench, 0.25 cost the
 # busy sites most of their power to catch a tripling and 0.05 let bursts through.
@@ -85,8 +86,6 @@ def days_to_demote(baseline_episodes: int, baseline_camera_hours: float, camera_
     times its baseline, if its episodes came in exactly at their expected count: what the
     baseline lets the guard see (a short baseline caps the evidence however long the stage
     runs). None: not within ``max_days``."""
-    from shadow.sequential import ratio_decision
-
     if baseline_episodes <= 0 or baseline_camera_hours <= 0 or camera_hours_per_day <= 0:
         return None
     rate0 = baseline_episodes / baseline_camera_hours

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,18 +54,34 @@ def frame_label(verdicts: list[Verdict], flagged: bool) -> tuple[bool | None, st
     return False, "false_alarm" if flagged else "no_bear"
 
 
-def export_dataset(session: Session, frames_dir: Path, out_dir: Path, *, site: str | None = None, force: bool = False) -> ExportReport:
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise BearwatchError(f"{out_dir} is not empty; choose an empty directory or pass --force to write into it")
+def _reviewed(query: sa.Select, site: str | None) -> sa.Select:
     query = (
-        sa.select(Decision.frame_id, Decision.verdict, Frame, Camera.name, Site)
-        .join(Frame, Frame.id == Decision.frame_id)
+        query.join(Frame, Frame.id == Decision.frame_id)
         .join(Camera, Camera.id == Frame.camera_id)
         .join(Site, Site.id == Camera.site_id)
-        .order_by(Decision.frame_id, Decision.id)
     )
-    if site is not None:
-        query = query.where(Site.name == site)
+    return query if site is None else query.where(Site.name == site)
+
+
+def count_reviewed(session: Session, site: str | None = None) -> int:
+    """How many frames export_dataset will go through (those with a verdict)."""
+    return session.scalar(_reviewed(sa.select(sa.func.count(sa.distinct(Decision.frame_id))), site)) or 0
+
+
+def _no_progress(_n: int) -> None:
+    pass
+
+
+def export_dataset(
+    session: Session, frames_dir: Path, out_dir: Path, *, site: str | None = None, force: bool = False,
+    progress: Callable[[int], None] = _no_progress,
+) -> ExportReport:
+    """Write each reviewed frame under its label; ``progress(1)`` after each frame."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise BearwatchError(f"{out_dir} is not empty; choose an empty directory or pass --force to write into it")
+    query = _reviewed(sa.select(Decision.frame_id, Decision.verdict, Frame, Camera.name, Site), site).order_by(
+        Decision.frame_id, Decision.id
+    )
     verdicts: dict[int, list[Verdict]] = defaultdict(list)
     info: dict[int, tuple[Frame, str, Site]] = {}
     for frame_id, verdict, frame, camera, s in session.execute(query):
@@ -78,6 +95,7 @@ def export_dataset(session: Session, frames_dir: Path, out_dir: Path, *, site: s
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         for frame_id, frame_verdicts in verdicts.items():
+            progress(1)
             frame, camera, s = info[frame_id]
             key = s.rollout_model_id or 0
             if key not in models:

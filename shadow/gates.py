@@ -16,11 +16,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.config import Thresholds
 from bearwatch.errors import InvalidTransition
-from bearwatch.schema import Alert, Camera, CameraHealth, Decision, DriftEvent, Site, Stage, Verdict
+from bearwatch.park_file import Thresholds
+from bearwatch.schema import Alert, Camera, CameraHealth, Decision, DriftEvent, Site, Stage, StageChange, Verdict
+from shadow.agreement import Truth, truth_of
+from shadow.alert_rates import alert_rate_comparison, baseline_exposure, group_sightings, trial_scope_of
+from shadow.episodes import baseline_days_needed, days_to_demote, episode_band, episode_gap_s
+from shadow.periods import Period, thresholds_of
 from shadow.sequential import events_to_reach, proportion_lower, ratio_bounds
-from shadow.sightings import Estimate, SightingReport, precision_estimate
+from shadow.sighting_evidence import site_sightings
+from shadow.sightings import Estimate, SightingReport, precision_estimate, sighting_report
 from shadow.stats import RateRatio
 
 
@@ -246,7 +251,7 @@ def check_sighting_recall(ev: ShadowEvidence, t: Thresholds) -> Check:
     more = events_to_reach(est.successes, est.n, q_target, share=1.0)
     horizon = max(t.shadow_days - ev.window_days, 7.0)
     audit = audit_plan(caught_per_day, horizon, est.value, t.min_recall_lower, ev.unflagged_frames / days)
-    plan = {"more": more, "unit": "caught sightings with no further miss found", "audit": audit}
+    plan: dict[str, Any] = {"more": more, "unit": "caught sightings with no further miss found", "audit": audit}
     line = estimate_line(est, t.min_recall_lower, " of sightings") if est.value is not None else check.detail
     if more is not None:
         plan["days"] = more / caught_per_day if caught_per_day else None
@@ -292,9 +297,6 @@ def check_predicted_ratio(ev: ShadowEvidence, t: Thresholds) -> Check:
     """The alert-rate ratio the model would have in expanded: its would-be alert episodes
     (false ones included) against the rangers' confirmed bear episodes, on the same
     camera-hours, counted as the guard counts them (shadow.alert_rates.episode_gap_s)."""
-    from shadow.alert_rates import group_sightings
-    from shadow.episodes import episode_band, episode_gap_s
-
     rep = ev.sightings
     assert rep is not None
     gap = ev.baseline_gap_s or episode_gap_s(t)
@@ -316,8 +318,6 @@ def guard_reach(ev: ShadowEvidence, t: Thresholds, gap_s: float) -> tuple[dict[s
     """What this baseline lets the guard see: days until it would demote a tripled or a
     thirded alert rate (at expected counts), and, when a tripling would go unseen for
     GUARD_HORIZON_DAYS, how many more manual days would let it see one."""
-    from shadow.episodes import baseline_days_needed, days_to_demote
-
     per_day = ev.baseline_camera_hours / ev.window_days if ev.window_days > 0 else 0.0
     if ev.baseline_sightings <= 0 or per_day <= 0:
         return {}, ""
@@ -343,8 +343,6 @@ def manual_gate_checks(ev: ShadowEvidence, t: Thresholds) -> list[Check]:
     window = check_at_least("shadow_window_days", ev.window_days, t.shadow_days, {}, " days")
     checks = [window]
     if ev.sightings is None:
-        from shadow.sightings import sighting_report
-
         ev = ShadowEvidence(**{**ev.__dict__, "sightings": sighting_report([], t.alert_cooldown_s, 0.0)})
     rep = ev.sightings
     assert rep is not None
@@ -443,8 +441,6 @@ def camera_counts(session: Session, site: Site) -> tuple[int, int, int]:
 def shadow_window_start(session: Session, site: Site) -> datetime:
     """The shadow window starts when the site entered manual or when its rollout model
     was set, whichever is later (a new model starts in shadow: design.md section 5)."""
-    from bearwatch.schema import StageChange
-
     model_set = session.scalar(
         sa.select(sa.func.min(StageChange.changed_at))
         .where(StageChange.site_id == site.id, StageChange.model_version_id == site.rollout_model_id)
@@ -453,10 +449,6 @@ def shadow_window_start(session: Session, site: Site) -> datetime:
 
 
 def shadow_evidence(session: Session, site: Site, now: datetime) -> ShadowEvidence:
-    from shadow.alert_rates import baseline_exposure
-    from shadow.periods import Period, thresholds_of
-    from shadow.sighting_evidence import site_sightings
-
     start = shadow_window_start(session, site)
     checks, alarms = drift_counts(session, site, start, now)
     enabled, online, unknown = camera_counts(session, site)
@@ -473,9 +465,6 @@ def shadow_evidence(session: Session, site: Site, now: datetime) -> ShadowEviden
 
 
 def trial_evidence(session: Session, site: Site, now: datetime, t: Thresholds) -> TrialEvidence:
-    from shadow.alert_rates import alert_rate_comparison
-    from shadow.agreement import Truth, truth_of
-
     start = site.trial_start or site.stage_since
     end = site.trial_end or now
     verdict_rows = session.execute(
@@ -500,9 +489,6 @@ def trial_evidence(session: Session, site: Site, now: datetime, t: Thresholds) -
 def missed_bears(session: Session, site: Site, start: datetime, end: datetime) -> int:
     """Missed sightings in [start, end]: sightings (shadow.sightings) with no flag of the
     site's model, found by the audit or reported, on the trial scope's cameras and hours."""
-    from shadow.alert_rates import trial_scope_of
-    from shadow.sighting_evidence import site_sightings
-
     evidence = site_sightings(session, site, start, end, count_scored=False)
     if evidence is None:
         return 0
@@ -513,8 +499,6 @@ def missed_bears(session: Session, site: Site, start: datetime, end: datetime) -
 
 def evaluate_gate(session: Session, site: Site, now: datetime) -> GateResult:
     """The gate out of the site's current stage, evaluated on the data up to ``now``."""
-    from shadow.periods import thresholds_of
-
     t = thresholds_of(site)
     if site.stage is Stage.MANUAL:
         checks = manual_gate_checks(shadow_evidence(session, site, now), t)

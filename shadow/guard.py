@@ -25,11 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import GUARD
-from bearwatch.config import Thresholds
 from bearwatch.db import write_transaction
 from bearwatch.files import sha256_file
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import Camera, CameraHealth, DriftEvent, Frame, ModelVersion, Site, Stage
 from shadow import metrics
+from shadow.alert_rates import alert_rate_comparison
 from shadow.gates import rate_data
 from shadow.periods import thresholds_of, usable_frame
 from shadow.rollout import record_stage_change
@@ -114,8 +115,6 @@ def model_problem(version: ModelVersion | None) -> str | None:
 
 
 def gather_findings(session: Session, site: Site, now: datetime, t: Thresholds) -> GuardFindings:
-    from shadow.alert_rates import alert_rate_comparison
-
     comparison = alert_rate_comparison(session, site, now, t)
     alarms = tuple(session.scalars(
         sa.select(DriftEvent.id).where(DriftEvent.site_id == site.id, DriftEvent.alarm,

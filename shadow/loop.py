@@ -20,16 +20,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from bearwatch.db import write_transaction
 from bearwatch.heartbeat import HeartbeatWriter
-from bearwatch.schema import utcnow
+from bearwatch.schema import Site, utcnow
 from shadow.alerts import process_new_flags
 from shadow.delivery import DeliveryPolicy, Outbox, http_sender, outbox_depth
+from shadow.drift import run_drift_check
 from shadow.escalation import escalate_held_alerts
+from shadow.guard import run_guard_all
 from shadow.locks import SHADOW_LEADER_KEY
 
 log = logging.getLogger(__name__)
@@ -59,10 +63,6 @@ def default_jobs(outbox: Outbox) -> list[Job]:
 
 def run_drift_checks(factory: sessionmaker[Session], now: datetime) -> int:
     """A stored drift check for every site (one transaction each); returns the alarms."""
-    from bearwatch.db import write_transaction
-    from bearwatch.schema import Site
-    from shadow.drift import run_drift_check
-
     with factory() as session:
         ids = list(session.scalars(sa.select(Site.id).order_by(Site.id)))
     alarms = 0
@@ -76,8 +76,6 @@ def run_drift_checks(factory: sessionmaker[Session], now: datetime) -> int:
 
 def measurement_jobs(*, guard_every_s: float = 60.0, drift_every_s: float = 3600.0) -> list[Job]:
     """The guard (demotes a promoted site by itself) and the drift checks it reads."""
-    from shadow.guard import run_guard_all
-
     return [
         Job("drift", run_drift_checks, every_s=drift_every_s),
         Job("guard", lambda factory, now: run_guard_all(factory, now), every_s=guard_every_s),
@@ -125,24 +123,45 @@ def _close_outbox(outbox: Outbox, factory: sessionmaker[Session], policy: Delive
     alert that went out is not sent again after a restart."""
     try:
         outbox.drain(factory, utcnow(), timeout_s=policy.timeout_s + 1.0)
-    except Exception:  # noqa: BLE001 - stopping anyway; an unrecorded claim expires and is retried
+    except Exception:  # stopping anyway; an unrecorded claim expires and is retried
         log.exception("shadow loop: could not record the last alert deliveries; they are retried after their lease")
     outbox.close()
+
+
+def _run_due_jobs(
+    jobs: Sequence[Job], factory: sessionmaker[Session], stop: threading.Event, last_run: dict[str, float],
+) -> None:
+    """One round of the leader: the jobs in order (a job with ``every_s`` only when that
+    much time has passed since ``last_run``) until ``stop`` is set; a failing job is logged."""
+    for job in jobs:
+        if stop.is_set():
+            break
+        if time.monotonic() - last_run.get(job.name, float("-inf")) < job.every_s:
+            continue
+        last_run[job.name] = time.monotonic()
+        try:
+            job.run(factory, utcnow())
+        except sa.exc.OperationalError as exc:  # the database restarting: no traceback
+            log.warning("shadow loop: job %s: database unavailable (%s); it runs again next round",
+                        job.name, str(exc.orig or exc).strip().splitlines()[0])
+        except Exception:  # one failing job must not stop the others (logged with its traceback)
+            log.exception("shadow loop: job %s failed; it runs again next round", job.name)
 
 
 def run_shadow_loop(
     factory: sessionmaker[Session], stop: threading.Event, *, interval_s: float = 1.0, extra_jobs: Sequence[Job] = (),
     echo: Callable[[str], None] = print, policy: DeliveryPolicy = DeliveryPolicy(),
-    heartbeat: HeartbeatWriter | None = None,
+    heartbeat: HeartbeatWriter | None = None, frames_dir: Path | None = None,
 ) -> None:
     """Run the jobs in order each round (a job with ``every_s`` only when that much time
-    has passed) until ``stop`` is set; a failing job is logged and tried next round."""
+    has passed) until ``stop`` is set; a failing job is logged and tried next round.
+    ``frames_dir``: the frame store, for e-mail alerts to attach their frame."""
     engine = factory.kw["bind"]
     leadership = Leadership(engine)
     last_run: dict[str, float] = {}
     leading: bool | None = None
     with httpx.Client(timeout=policy.timeout_s) as client:
-        outbox = Outbox(http_sender(client, policy.timeout_s), policy)
+        outbox = Outbox(http_sender(client, policy.timeout_s, frames_dir=frames_dir), policy)
         job_list = [*default_jobs(outbox), *extra_jobs]
         echo(f"shadow loop: jobs {', '.join(j.name for j in job_list)}, every {interval_s:g}s")
         try:
@@ -152,19 +171,7 @@ def run_shadow_loop(
                     echo("shadow loop: leader" if now_leading else "shadow loop: waiting, another shadow loop is the leader")
                     leading = now_leading
                 if now_leading:
-                    for job in job_list:
-                        if stop.is_set():
-                            break
-                        if time.monotonic() - last_run.get(job.name, float("-inf")) < job.every_s:
-                            continue
-                        last_run[job.name] = time.monotonic()
-                        try:
-                            job.run(factory, utcnow())
-                        except sa.exc.OperationalError as exc:  # the database restarting: no traceback
-                            log.warning("shadow loop: job %s: database unavailable (%s); it runs again next round",
-                                        job.name, str(exc.orig or exc).strip().splitlines()[0])
-                        except Exception:  # noqa: BLE001 - one failing job must not stop the others
-                            log.exception("shadow loop: job %s failed; it runs again next round", job.name)
+                    _run_due_jobs(job_list, factory, stop, last_run)
                 if heartbeat is not None:  # a finished round is progress, leader or not
                     heartbeat.beat(progressed=True)
                 stop.wait(interval_s)

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.config import Thresholds
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import Frame, Site, Stage, StageChange
 
 # A frame this dark or this uniform is a dark, covered or broken camera, not the world:

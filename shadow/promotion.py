@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from bearwatch.auth import Actor, require_role
 from bearwatch.errors import ConfigError, GateNotPassed, InvalidTransition, NotFound
 from bearwatch.schema import Camera, Role, Site, Stage, StageChange
-from shadow.alerts import site_thresholds
+from shadow import gates
 from shadow.gates import GateOutcome, GateResult
+from shadow.periods import thresholds_of
 from shadow.rollout import NEXT_STAGE, is_demotion, is_promotion, record_stage_change
 
 GateEvaluator = Callable[[Session, Site, datetime], GateResult]
@@ -96,7 +97,8 @@ def promote(
 
     ``expected_stage`` is the stage the caller saw when it decided: if someone else has
     changed the site since (another promotion, the guard), nothing happens, so that one
-    click never promotes through a gate its user did not look at."""
+    click never promotes through a gate its user did not look at. ``evaluate``: the gate
+    (default: shadow.gates.evaluate_gate, looked up at each call so tests can stand in for it)."""
     require_role(actor, Role.OPS, "promote a site")
     if override:
         require_role(actor, Role.ADMIN, "override a promotion gate")
@@ -112,11 +114,7 @@ def promote(
         raise InvalidTransition(f"site {locked.name} is already {locked.stage.value}, the last stage")
     if scope is not None and to_stage is not Stage.LIMITED:
         raise InvalidTransition("cameras and hours limit the limited trial only; this promotion goes to expanded")
-    if evaluate is None:
-        from shadow import gates  # looked up at call time: the analytics work provides it
-
-        evaluate = gates.evaluate_gate
-    result = evaluate(session, locked, now)
+    result = (evaluate or gates.evaluate_gate)(session, locked, now)
     if result.outcome is not GateOutcome.PASS and not override:
         raise GateNotPassed(
             f"site {locked.name} stays {locked.stage.value}: the {locked.stage.value}->{to_stage.value} gate is "
@@ -126,7 +124,7 @@ def promote(
     evidence: dict[str, Any] = {"gate": result.as_evidence(), "override": override}
     trial = None
     if to_stage is Stage.LIMITED:
-        trial = (now, now + timedelta(days=site_thresholds(locked).trial_days))
+        trial = (now, now + timedelta(days=thresholds_of(locked).trial_days))
         locked.trial_scope = _scope_ids(session, locked, scope or TrialScope())
         evidence["trial"] = {"start": trial[0].isoformat(), "end": trial[1].isoformat(), "scope": locked.trial_scope}
     else:
@@ -147,7 +145,7 @@ def demote(session: Session, site: Site | str, to_stage: Stage, actor: Actor, re
             + ("; moving up is a promotion, through the gate" if is_promotion(from_stage, to_stage) else "")
         )
     # Back to limited from expanded: a fresh supervised trial over all cameras and hours.
-    trial = (now, now + timedelta(days=site_thresholds(locked).trial_days)) if to_stage is Stage.LIMITED else None
+    trial = (now, now + timedelta(days=thresholds_of(locked).trial_days)) if to_stage is Stage.LIMITED else None
     change = record_stage_change(session, locked, to_stage, actor=actor.name, reason=reason, now=now,
                                  evidence={"demotion": True, "from": from_stage.value}, trial=trial)
     locked.trial_scope = {}

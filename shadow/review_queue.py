@@ -24,19 +24,29 @@ import enum
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.auth import Actor
-from bearwatch.config import Thresholds
-from bearwatch.schema import Alert, AlertFlag, AlertStatus, Camera, Decision, Frame, ModelVersion, Prediction, Site, Stage, User
+from bearwatch.park_file import Thresholds
+from bearwatch.schema import (
+    Alert,
+    AlertFlag,
+    AlertStatus,
+    Camera,
+    Decision,
+    Frame,
+    ModelVersion,
+    Prediction,
+    Site,
+    Stage,
+    User,
+)
 from shadow import alert_rules, audit_design, follow_up
 from shadow.escalation import escalates_at
 from shadow.periods import thresholds_of
 from shadow.truth import bear_vote_sql
-
 
 FRESH_FLAG = timedelta(hours=1)  # a flag this recent may still have its bear in view
 
@@ -156,8 +166,39 @@ def _undecided(user_id: int | None) -> sa.ColumnElement[bool]:
     return ~sa.select(Decision.id).where(Decision.frame_id == Frame.id, Decision.reviewer_id == user_id).exists()
 
 
+def _queue_item(
+    site: Site, model_threshold: float, t: Thresholds, now: datetime, frame: Frame, camera: str,
+    pred: Prediction | None, reason: QueueReason, alert: Alert | None, processed: bool,
+) -> QueueItem:
+    """One frame of the queue with what confirming it does, its audit stratum and its
+    inclusion probability; ``processed``: whether the alert processor has seen its flag."""
+    flagged = pred is not None and pred.flagged
+    status = alert.status if alert is not None else None
+    if pred is not None and not pred.flagged:
+        stratum = audit_design.stratum_of(pred.positive_score, frame.is_night, False, model_threshold, t)
+        stratum_name, prob = stratum.value, audit_design.stratum_rate(stratum, t)
+    else:
+        stratum_name, prob = audit_design.Stratum.FLAGGED.value, 1.0
+    if flagged and not processed:
+        # Not yet processed: say what the processor will do with it.
+        in_scope = alert_rules.in_trial_scope(site.trial_scope, site.trial_start, site.trial_end, frame.camera_id, frame.captured_at)
+        status = alert_rules.flag_alert_status(site.stage, in_scope)
+    late = alert_rules.age_text(frame.captured_at, now) if alert_rules.is_late(frame.captured_at, now) else None
+    held_alert = alert if reason is QueueReason.PENDING_ALERT else None
+    return QueueItem(
+        frame_id=frame.id, path=frame.path, camera_id=frame.camera_id, camera=camera, site=site.name,
+        captured_at=frame.captured_at, model_label=_top_label(pred.probabilities) if pred else None,
+        model_score=pred.positive_score if pred else None, stage=site.stage, reason=reason,
+        on_confirm=alert_rules.confirm_text(flagged, status, late, t.late_alerts),
+        pending_since=alert.created_at if reason is QueueReason.PENDING_ALERT and alert else frame.captured_at,
+        alert_id=alert.id if alert else None, stratum=stratum_name, inclusion_prob=prob, flagged=flagged,
+        escalates_at=escalates_at(held_alert, site) if held_alert is not None else None,
+        escalated_at=held_alert.escalated_at if held_alert is not None else None,
+    )
+
+
 def _site_queue(
-    session: Session, site: Site, model_threshold: float, t: Thresholds, stmts: dict[QueueReason, sa.Select[Any]],
+    session: Session, site: Site, model_threshold: float, t: Thresholds, stmts: dict[QueueReason, sa.Select],
     now: datetime, limit: int,
 ) -> list[QueueItem]:
     out: list[QueueItem] = []
@@ -165,31 +206,9 @@ def _site_queue(
 
     def item(frame: Frame, camera: str, pred: Prediction | None, reason: QueueReason, alert: Alert | None,
              processed: bool = True) -> None:
-        if frame.id in seen:
-            return
-        seen.add(frame.id)
-        flagged = pred is not None and pred.flagged
-        status = alert.status if alert is not None else None
-        if pred is not None and not pred.flagged:
-            stratum = audit_design.stratum_of(pred.positive_score, frame.is_night, False, model_threshold, t)
-            stratum_name, prob = stratum.value, audit_design.stratum_rate(stratum, t)
-        else:
-            stratum_name, prob = audit_design.Stratum.FLAGGED.value, 1.0
-        if flagged and not processed:
-            # Not yet processed: say what the processor will do with it.
-            in_scope = alert_rules.in_trial_scope(site.trial_scope, site.trial_start, site.trial_end, frame.camera_id, frame.captured_at)
-            status = alert_rules.flag_alert_status(site.stage, in_scope)
-        late = alert_rules.age_text(frame.captured_at, now) if alert_rules.is_late(frame.captured_at, now) else None
-        held = reason is QueueReason.PENDING_ALERT and alert is not None
-        out.append(QueueItem(
-            frame_id=frame.id, path=frame.path, camera_id=frame.camera_id, camera=camera, site=site.name,
-            captured_at=frame.captured_at, model_label=_top_label(pred.probabilities) if pred else None,
-            model_score=pred.positive_score if pred else None, stage=site.stage, reason=reason,
-            on_confirm=alert_rules.confirm_text(flagged, status, late, t.late_alerts),
-            pending_since=alert.created_at if reason is QueueReason.PENDING_ALERT and alert else frame.captured_at,
-            alert_id=alert.id if alert else None, stratum=stratum_name, inclusion_prob=prob, flagged=flagged,
-            escalates_at=escalates_at(alert, site) if held else None, escalated_at=alert.escalated_at if held else None,
-        ))
+        if frame.id not in seen:  # a frame is listed once, in its first section
+            seen.add(frame.id)
+            out.append(_queue_item(site, model_threshold, t, now, frame, camera, pred, reason, alert, processed))
 
     for frame, camera, pred, alert in session.execute(stmts[QueueReason.PENDING_ALERT].limit(limit)):
         item(frame, camera, pred, QueueReason.PENDING_ALERT, alert)
@@ -209,14 +228,14 @@ def _site_queue(
 def _section_statements(
     session: Session, site: Site, model_threshold: float, t: Thresholds, camera_ids: list[int],
     user_id: int | None, since: datetime,
-) -> dict[QueueReason, sa.Select[Any]]:
+) -> dict[QueueReason, sa.Select]:
     """Each section's query, its frame first, without a limit: the caller pages them and
     may count them all."""
     # The site's cameras by id, not through a join on cameras: then PostgreSQL reads the
     # window through the (camera_id, captured_at) index, only this site's frames, instead
     # of every site's frames in the window by captured_at (4x faster at 20 sites).
     of_site = Frame.camera_id.in_(camera_ids)
-    stmts: dict[QueueReason, sa.Select[Any]] = {}
+    stmts: dict[QueueReason, sa.Select] = {}
     pred_join = sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == site.rollout_model_id)
     # 1. Held alerts and every flagged frame that joined them, oldest frame first.
     stmts[QueueReason.PENDING_ALERT] = (

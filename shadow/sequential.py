@@ -27,6 +27,7 @@ the formulas are closed-form (SciPy's log-beta and log-gamma tails), so they liv
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,7 @@ def log_evalue_below(x: int, n: int, p0: float) -> float:
     return log_evalue_above(n - x, n, 1.0 - p0)
 
 
-def _solve(f: "callable[[float], bool]", lo: float, hi: float, *, true_at_lo: bool) -> float:  # type: ignore[valid-type]
+def _solve(f: Callable[[float], bool], lo: float, hi: float, *, true_at_lo: bool) -> float:
     """Bisection for the boundary of a monotone predicate on [lo, hi]."""
     for _ in range(34):  # 2^-34: far below what any decision reads
         mid = (lo + hi) / 2

@@ -18,7 +18,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.config import Thresholds
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import Camera, Decision, Frame, ModelVersion, Prediction, ReviewReason, Site, StageChange, Verdict
 from shadow import audit_design
 from shadow.episodes import episode_gap_s

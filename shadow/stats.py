@@ -17,6 +17,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as sps
 
 Z95 = 1.959963984540054
@@ -192,17 +193,18 @@ class TwoSample:
     current: float
 
 
-def ks_compare(reference: Sequence[float], current: Sequence[float]) -> TwoSample:
+def ks_compare(reference: npt.ArrayLike, current: npt.ArrayLike) -> TwoSample:
     """Two-sample Kolmogorov-Smirnov test; the statistic is D (0..1)."""
-    res = sps.ks_2samp(np.asarray(reference, float), np.asarray(current, float))
-    return TwoSample(float(res.statistic), float(res.pvalue), float(np.mean(reference)), float(np.mean(current)))
+    ref, cur = np.asarray(reference, float), np.asarray(current, float)
+    res = sps.ks_2samp(ref, cur)
+    return TwoSample(float(res.statistic), float(res.pvalue), float(np.mean(ref)), float(np.mean(cur)))
 
 
 def share_compare(ref_hits: int, ref_n: int, cur_hits: int, cur_n: int) -> TwoSample:
     """Two shares compared with Fisher's exact test; the statistic is the difference."""
     if ref_n <= 0 or cur_n <= 0:
         raise ValueError("both samples need at least one item")
-    table = [[cur_hits, cur_n - cur_hits], [ref_hits, ref_n - ref_hits]]
+    table = np.array([[cur_hits, cur_n - cur_hits], [ref_hits, ref_n - ref_hits]])
     p = float(sps.fisher_exact(table).pvalue)
     ref_share, cur_share = ref_hits / ref_n, cur_hits / cur_n
     return TwoSample(cur_share - ref_share, p, ref_share, cur_share)

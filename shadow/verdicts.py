@@ -40,8 +40,15 @@ from bearwatch.schema import (
 )
 from shadow import alert_rules, audit_design, follow_up
 from shadow.alert_rules import FLAG_MAX_AGE_S, Effect
-from shadow.alerts import create_sighting, flag_alert, process_flag, rollout_prediction, set_status, sighting_alert
-from shadow.delivery import enqueue_deliveries
+from shadow.alerts import (
+    apply_decision,
+    apply_decision_to_alert,
+    flag_alert,
+    process_flag,
+    rollout_prediction,
+    set_status,
+    sighting_alert,
+)
 from shadow.locks import lock_alerts
 from shadow.metrics import VERDICTS
 from shadow.periods import thresholds_of
@@ -116,40 +123,6 @@ def review_design(
     return ReviewDesign(reason, stratum.value, audit_design.inclusion_probability(score, night, False, model_threshold, t))
 
 
-def apply_decision(session: Session, decision: Decision, site: Site, frame: Frame, *, flagged: bool, now: datetime) -> tuple[Effect, Alert | None]:
-    """Do what one verdict does to alerts (the caller holds the alerts lock)."""
-    prediction = rollout_prediction(session, site, frame.id)
-    alert = flag_alert(session, prediction.id)[1] if prediction is not None and flagged else None
-    return _apply(session, decision, site, frame, flagged=flagged, alert=alert, now=now)
-
-
-def _apply(session: Session, decision: Decision, site: Site, frame: Frame, *, flagged: bool, alert: Alert | None,
-           now: datetime) -> tuple[Effect, Alert | None]:
-    """apply_decision with the model alert the frame's flag made or joined already known."""
-    existing_sighting = sighting_alert(session, frame.id)
-    effect = alert_rules.verdict_effect(decision.verdict, flagged, alert.status if alert else None, existing_sighting is not None)
-    late = alert_rules.is_late(frame.captured_at, now, FLAG_MAX_AGE_S)
-    effect = alert_rules.late_effect(effect, late, thresholds_of(site).late_alerts)
-    if effect is Effect.LATE:
-        if alert is not None and alert.status is AlertStatus.PENDING:  # held past its frame's freshness
-            set_status(session, alert, AlertStatus.EXPIRED)
-            alert.decision_id = decision.id
-        return effect, alert if alert is not None else existing_sighting
-    if effect is Effect.RELEASE and alert is not None:
-        set_status(session, alert, AlertStatus.QUEUED)
-        alert.decision_id = decision.id
-        session.execute(sa.delete(AlertDelivery).where(AlertDelivery.alert_id == alert.id))
-        enqueue_deliveries(session, alert, site.name, now)
-    elif effect is Effect.SUPPRESS and alert is not None:
-        set_status(session, alert, AlertStatus.SUPPRESSED)
-        alert.decision_id = decision.id
-    elif effect is Effect.SIGHTING:
-        alert = create_sighting(session, site, frame, decision, now)
-    else:
-        alert = alert if alert is not None else existing_sighting
-    return effect, alert
-
-
 def submit_verdict(
     factory: sessionmaker[Session], frame_id: int, actor: Actor, verdict: Verdict, now: datetime, *, note: str | None = None
 ) -> VerdictResult:
@@ -186,7 +159,7 @@ def submit_verdict(
                             review_reason=design.reason, audit_stratum=design.stratum, inclusion_prob=design.inclusion_prob)
         session.add(decision)
         session.flush()
-        effect, alert = _apply(session, decision, site, frame, flagged=flagged, alert=model_alert, now=now)
+        effect, alert = apply_decision_to_alert(session, decision, site, frame, flagged=flagged, alert=model_alert, now=now)
         result = VerdictResult(decision.id, frame.id, verdict, True, effect, alert.id if alert else None)
         site_id = site.id
     VERDICTS.labels(site=str(site_id), verdict=verdict.value).inc()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +41,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     except psycopg.Error as exc:
         _pg_problem = f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} unreachable: {exc}"
         if os.environ.get("CI") == "true":
-            raise pytest.UsageError(f"{_pg_problem} (CI=true: PostgreSQL tests must run, not skip)")
+            raise pytest.UsageError(f"{_pg_problem} (CI=true: PostgreSQL tests must run, not skip)") from exc
 
 
 @pytest.fixture
@@ -111,12 +111,33 @@ def _asset_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     return Path(keep) / name if keep else tmp_path_factory.mktemp(name)
 
 
+# Tests that train the demo model wait on it: about 70 s on a quiet 2-core machine, over
+# 10 minutes on a loaded one, so they get a timeout that a loaded machine cannot hit.
+DEMO_MODEL_TIMEOUT_S = 3600
+
+
 @pytest.fixture(scope="session")
 def demo_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo model, trained once per test session (pretrained=False, on generated footage)."""
+    """The demo model, trained once per test session (pretrained=False, on generated footage).
+    Only tests about the demo itself use it; mark them ``timeout(DEMO_MODEL_TIMEOUT_S)``."""
     from bearwatch.demo.model import ensure_demo_model
 
     return ensure_demo_model(_asset_dir(tmp_path_factory, "demo-model"))
+
+
+TINY_MODEL_NAME = "tiny-bear-model.pkl"
+
+
+@pytest.fixture(scope="session")
+def model_export_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real fastai export (``learn.export()``: resnet18 learner, classes bear/deer/empty) that
+    trains in seconds: one epoch on 60 images per class at 32 px. For tests that need "an
+    export", not a good model; its training images sit beside it (``demo-train/``), like the
+    demo model's. It tells bears from the rest only roughly."""
+    from bearwatch.demo.model import train_demo_model
+
+    path = _asset_dir(tmp_path_factory, "tiny-model") / TINY_MODEL_NAME
+    return path if path.exists() else train_demo_model(path, per_class=60, epochs=1, image_size=32)
 
 
 @pytest.fixture(scope="session")

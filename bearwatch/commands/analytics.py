@@ -1,5 +1,8 @@
 """`bearwatch agreement | gate | drift | drift-reference | guard | backtest`: the shadow
-measurements (shadow.agreement, gates, drift, guard, backtest) from the command line."""
+measurements (shadow.agreement, gates, drift, guard, backtest) from the command line.
+
+Commands import what they need inside them: the CLI's start-up rule (bearwatch.cli_common).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from bearwatch.cli_common import cli_actor, open_database
+from bearwatch.cli_common import cli_actor, open_database, progress
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import Stage
 from inference import TRUST_WARNING
@@ -143,14 +146,17 @@ def drift_reference(
 ) -> None:
     """Choose the window drift is measured against (default: the latest manual period)."""
     from bearwatch.db import write_transaction
+    from shadow.drift import set_reference_window
     from shadow.sites import get_site
 
     a, b = _when(start, "--from"), _when(end, "--to")
-    if not clear and (a is None or b is None or b <= a):
-        raise BearwatchError("give --from and --to (to after from), or --clear")
+    window = None
+    if not clear:
+        if a is None or b is None or b <= a:
+            raise BearwatchError("give --from and --to (to after from), or --clear")
+        window = (a, b)
     with open_database() as factory, write_transaction(factory) as session:
-        s = get_site(session, site)
-        s.drift_reference_start, s.drift_reference_end = (None, None) if clear else (a, b)
+        set_reference_window(get_site(session, site), window)
     typer.echo(f"site {site}: drift reference " + ("cleared (latest manual period)" if clear else f"{a:%Y-%m-%d %H:%M}Z to {b:%Y-%m-%d %H:%M}Z")
                + f" (by {cli_actor()})")
 
@@ -202,10 +208,10 @@ def backtest(
     with open_database() as factory, factory() as session:
         s = get_site(session, site)
         count = len(site_frames(session, s, a, b))
-        with typer.progressbar(length=count, label=f"replaying {count} frames") as bar:
+        with progress("replaying frames", count, "frames") as advance:
             result = run_backtest(session, s, model.resolve(), settings.frames_dir, start=a, end=b, threshold=threshold,
                                   positive=positive, batch_size=batch_size, device=None if device == "auto" else device,
-                                  progress=bar.update)
+                                  progress=advance)
         page = render_html(result, settings.frames_dir)
     if report is None:
         report = settings.reports_dir / f"backtest-{site}-{utcnow():%Y%m%dT%H%M%SZ}.html"

@@ -1,4 +1,7 @@
-"""`bearwatch ingest` (the sampling worker) and `bearwatch frames sweep|retain`."""
+"""`bearwatch ingest` (the sampling worker) and `bearwatch frames sweep|retain`.
+
+Commands import what they need inside them: the CLI's start-up rule (bearwatch.cli_common).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from bearwatch.cli_common import open_database
-from bearwatch.cli_common import serve_metrics, stop_on_signals
+from bearwatch.cli_common import open_database, serve_metrics, stop_on_signals
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +44,7 @@ def ingest(
                                tls=camera_tls_context(settings.camera_ca_file)),
     )
     with single_ingest_lock(settings.database_url), open_database() as factory:
-        serve_metrics(metrics_port)
+        serve_metrics(metrics_port, "ingest")
         stop = stop_on_signals()
         service = IngestService(factory, FrameStore(settings.frames_dir), options).start()
         heartbeat = HeartbeatWriter(factory, "ingest")

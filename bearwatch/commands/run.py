@@ -1,8 +1,14 @@
-"""`bearwatch run`: the whole system on one machine, as supervised child processes."""
+"""`bearwatch run`: the whole system on one machine, as supervised child processes.
+
+Commands import what they need inside them: the CLI's start-up rule (bearwatch.cli_common).
+"""
 
 from __future__ import annotations
 
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -46,10 +52,6 @@ def run_supervised(
 ) -> None:
     """Supervise ``specs`` until SIGTERM/SIGINT (or ``duration_s``), then stop in order.
     ``before_shutdown(supervisor, by_signal)`` runs first (the demo drains its queue)."""
-    import signal
-    import socket
-    import threading
-
     import sqlalchemy as sa
 
     from bearwatch.db import make_engine, session_factory, write_transaction
@@ -108,8 +110,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Apply the park file, then run ingest, inference, the shadow loop and the dashboard as
         supervised child processes until SIGTERM or Ctrl-C."""
-        from bearwatch.config import load_config
-        from bearwatch.park import apply_park
+        from bearwatch.park_apply import apply_park
+        from bearwatch.park_file import load_config
 
         config = load_config(park_file)
         with open_database() as factory:

@@ -1,5 +1,8 @@
 """`bearwatch` subcommands of the shadow part: verdicts, the review queue, alerts and
-their channels, promotion/demotion and the ledger, the shadow loop, the training export."""
+their channels, promotion/demotion and the ledger, the shadow loop, the training export.
+
+Commands import what they need inside them: the CLI's start-up rule (bearwatch.cli_common).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bearwatch.cli_common import open_database as _database
-from bearwatch.cli_common import serve_metrics, stop_on_signals
+from bearwatch.cli_common import progress, serve_metrics, stop_on_signals
 from bearwatch.errors import GateNotPassed
 from bearwatch.schema import AlertStatus, Stage, Verdict
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from sqlalchemy.orm import Session
 
 UserOption = Annotated[
@@ -21,7 +26,7 @@ UserOption = Annotated[
 ]
 
 
-def _now():  # type: ignore[no-untyped-def]
+def _now() -> datetime:
     from bearwatch.schema import utcnow
 
     return utcnow()
@@ -35,14 +40,14 @@ def verdict(
 ) -> None:
     """Record a ranger's verdict on a frame (and send, hold or suppress its alert)."""
     from bearwatch.auth import actor_for_user
+    from shadow.alert_rules import EFFECT_TEXT
     from shadow.verdicts import submit_verdict
 
     with _database() as factory:
         with factory() as session:
             actor = actor_for_user(session, user)
         result = submit_verdict(factory, frame_id, actor, decision, _now(), note=note)
-    what = {"release": "its alert goes out", "suppress": "its alert is suppressed", "sighting": "a sighting alert goes out",
-            "none": "no alert changes", "late": "the frame is older than an hour, so no live alert goes out"}[result.effect.value]
+    what = EFFECT_TEXT[result.effect]
     state = "recorded" if result.recorded else "already recorded (no change)"
     alert = f" (alert {result.alert_id})" if result.alert_id else ""
     typer.echo(f"frame {frame_id}: {decision.value} by {user} {state}; {what}{alert}")
@@ -115,13 +120,14 @@ def channels() -> None:
     """List alert channels (webhook URLs shown without their secrets)."""
     import sqlalchemy as sa
 
-    from bearwatch.schema import AlertChannel
+    from bearwatch.schema import AlertChannel, ChannelKind
     from shadow.delivery import shown_url
 
     with _database() as factory, factory() as session:
         rows = list(session.scalars(sa.select(AlertChannel).order_by(AlertChannel.name)))
     for c in rows:
-        typer.echo(f"channel {c.name}: {c.kind.value} {shown_url(c.url)}, sites {', '.join(c.sites or []) or 'all'}, "
+        kind = f"{c.kind.value} ({c.format.value})" if c.kind is ChannelKind.WEBHOOK else c.kind.value
+        typer.echo(f"channel {c.name}: {kind} {shown_url(c.url)}, sites {', '.join(c.sites or []) or 'all'}, "
                    f"{'enabled' if c.enabled else 'disabled'}")
     if not rows:
         typer.echo("no alert channels; add them under alerts.channels in the park file")
@@ -225,10 +231,11 @@ def shadow(
         )
 
     with _database() as factory:
-        serve_metrics(metrics_port)
+        serve_metrics(metrics_port, "shadow")
         stop = stop_on_signals()
         run_shadow_loop(
             factory, stop, interval_s=interval, echo=typer.echo, heartbeat=HeartbeatWriter(factory, "shadow"), policy=policy,
+            frames_dir=settings.frames_dir,
             extra_jobs=[*measurement_jobs(guard_every_s=guard_every, drift_every_s=drift_every), *housekeeping],
         )
 
@@ -240,12 +247,14 @@ def export_dataset(
 ) -> None:
     """Write reviewed frames as a training set, one folder per label (fastai parent_label)."""
     from bearwatch.settings import load_settings
+    from shadow.export import count_reviewed
     from shadow.export import export_dataset as run_export
 
     settings = load_settings()
     with _database() as factory, factory() as session:
         _known_site(session, site)
-        report = run_export(session, settings.frames_dir, directory, site=site, force=force)
+        with progress("exporting reviewed frames", count_reviewed(session, site), "frames") as advance:
+            report = run_export(session, settings.frames_dir, directory, site=site, force=force, progress=advance)
     counts = ", ".join(f"{label} {n}" for label, n in sorted(report.per_label.items())) or "nothing reviewed yet"
     typer.echo(f"exported {report.written} frames to {directory} ({counts}); manifest {report.manifest}")
     for problem in report.skipped:

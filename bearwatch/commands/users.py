@@ -3,6 +3,8 @@
 Passwords are never command-line arguments (they would sit in the shell history and
 in `ps`): they are prompted for, or read from standard input with --password-stdin.
 They are hashed before the write transaction opens (Argon2 is slow; the lock is shared).
+
+Commands import what they need inside them: the CLI's start-up rule (bearwatch.cli_common).
 """
 
 from __future__ import annotations

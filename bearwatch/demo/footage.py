@@ -202,7 +202,7 @@ def _background(seed: int, width: int, height: int) -> np.ndarray:
     img[hz:] += cv2.resize(texture, (width, height), interpolation=cv2.INTER_CUBIC)[hz:, :, None]
     img = np.clip(img, 0, 255).astype(np.uint8)
     ridge = hz - rng.uniform(0.03, 0.12, 12) * height
-    _poly(img, [(0, hz), *zip(np.linspace(0, width, 12), ridge), (width, hz)], (120, 125, 100))
+    _poly(img, [(0, hz), *zip(np.linspace(0, width, 12), ridge, strict=True), (width, hz)], (120, 125, 100))
     items = [
         (rng.uniform(0.05, 1.0), rng.uniform(0.0, 1.0), draw, scale)
         for draw, scale, count in ((_pine, 0.45, rng.integers(3, 7)), (_tent, 0.18, rng.integers(1, 3)),
@@ -273,7 +273,7 @@ def _draw_animal(img: np.ndarray, animal: AnimalPlacement) -> None:
     ground = img[min(h - 1, int(pen.feet)), min(w - 1, max(0, int(pen.x)))]
     pen.oval(0.0, 0.0, 0.5, 0.05, tuple(int(c * 0.6) for c in ground))  # shadow
     dark, light = _COATS[animal.kind]
-    coat = tuple(int(d + animal.shade * (l - d)) for d, l in zip(dark, light))
+    coat = tuple(int(d + animal.shade * (lt - d)) for d, lt in zip(dark, light, strict=True))
     swing = 0.08 * math.sin(animal.gait)
     (_bear if animal.kind == "bear" else _deer)(pen, coat, swing)
 
@@ -356,7 +356,7 @@ def ground_truth(spec: FootageSpec) -> dict[str, object]:
     }
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Write via a temp file in the same directory (same suffix, for OpenCV), then rename."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
@@ -369,7 +369,7 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def _write_frames(spec: FootageSpec, fourcc: str, tmp: Path) -> None:
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), spec.fps, (spec.width, spec.height))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*fourcc), spec.fps, (spec.width, spec.height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot open a {fourcc} video writer for {tmp}")
     try:

@@ -10,11 +10,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import cv2
 import numpy as np
 from fastai.vision.all import (
+    Callback,
     FlipItem,
     ImageDataLoaders,
     Learner,
@@ -26,9 +27,12 @@ from fastai.vision.all import (
     vision_learner,
 )
 
-from bearwatch.demo.footage import FootageSpec, random_placement, render_scene
+from bearwatch.demo.footage import AnimalKind, FootageSpec, random_placement, render_scene
+from bearwatch.progress import ProgressLog
 
-DEMO_CLASSES = ("bear", "deer", "empty")
+Echo = Callable[[str], None]
+
+DEMO_CLASSES: tuple[AnimalKind | Literal["empty"], ...] = ("bear", "deer", "empty")
 DEMO_MODEL_NAME = "demo-bear-model.pkl"
 TRAIN_DIR_NAME = "demo-train"
 # Training scenes use seeds from here up; keep evaluation and demo seeds below it.
@@ -36,7 +40,13 @@ TRAIN_SEED_BASE = 1_000_000
 _TIME_SPAN_S = 240.0  # random times cover several day/night and weather cycles
 
 
-def make_training_images(out_dir: Path, *, per_class: int, seed: int, size: tuple[int, int] = (320, 240)) -> Path:
+def _quiet(_line: str) -> None:
+    pass
+
+
+def make_training_images(
+    out_dir: Path, *, per_class: int, seed: int, size: tuple[int, int] = (320, 240), echo: Echo = _quiet
+) -> Path:
     """Write ``per_class`` JPEGs per class to ``out_dir/<class>/``, fastai's parent-label layout.
 
     Each index ``i`` is one random scene at one random time (day or night, any weather),
@@ -47,6 +57,7 @@ def make_training_images(out_dir: Path, *, per_class: int, seed: int, size: tupl
     out_dir = Path(out_dir)
     for cls in DEMO_CLASSES:
         (out_dir / cls).mkdir(parents=True, exist_ok=True)
+    progress = ProgressLog("rendering training images", per_class * len(DEMO_CLASSES), unit="images", echo=echo)
     for i in range(per_class):
         rng = np.random.default_rng([seed, i])  # image i does not depend on per_class
         scene_seed = TRAIN_SEED_BASE + int(rng.integers(1_000_000_000))
@@ -57,7 +68,37 @@ def make_training_images(out_dir: Path, *, per_class: int, seed: int, size: tupl
             path = out_dir / cls / f"{i:05d}.jpg"
             if not cv2.imwrite(str(path), render_scene(spec, t, animals), [cv2.IMWRITE_JPEG_QUALITY, 90]):
                 raise OSError(f"cannot write training image {path}")
+        progress.advance(len(DEMO_CLASSES))
+    progress.finish()
     return out_dir
+
+
+class TrainingProgress(Callback):
+    """Training as lines: every few seconds how many batches of the run are done with an
+    estimate of the time left, and after each epoch its losses and accuracy."""
+
+    order = 60  # after fastai's Recorder (50), which has just stored the epoch's values
+
+    def __init__(self, echo: Echo) -> None:
+        self.echo = echo
+        self.progress: ProgressLog | None = None
+
+    def before_fit(self) -> None:
+        batches = self.n_epoch * len(self.dls.train)
+        self.progress = ProgressLog("training the demo model", batches, unit="batches", echo=self.echo)
+
+    def after_batch(self) -> None:
+        if self.training and self.progress is not None:
+            self.progress.advance(detail=f"epoch {self.epoch + 1}/{self.n_epoch}")
+
+    def after_epoch(self) -> None:
+        names = [str(n) for n in self.recorder.metric_names[1:-1]]  # drop "epoch" and "time"
+        figures = ", ".join(f"{n} {v:.3f}" for n, v in zip(names, self.recorder.values[-1], strict=False))
+        self.echo(f"training the demo model: epoch {self.epoch + 1}/{self.n_epoch} done, {figures}")
+
+    def after_fit(self) -> None:
+        if self.progress is not None:
+            self.progress.finish()
 
 
 def train_demo_model(
@@ -68,6 +109,7 @@ def train_demo_model(
     image_size: int = 48,
     seed: int = 0,
     arch: Callable = resnet18,
+    echo: Echo = _quiet,
 ) -> Path:
     """Render training images into ``demo-train/`` next to ``out_path``, train, export there.
 
@@ -80,7 +122,7 @@ def train_demo_model(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     train_dir = out_path.parent / TRAIN_DIR_NAME
     shutil.rmtree(train_dir, ignore_errors=True)  # stale images from other settings would mix in
-    make_training_images(train_dir, per_class=per_class, seed=seed)
+    make_training_images(train_dir, per_class=per_class, seed=seed, echo=echo)
     set_seed(seed, reproducible=True)
     dls = ImageDataLoaders.from_folder(
         train_dir,
@@ -92,7 +134,7 @@ def train_demo_model(
     )
     learn = vision_learner(dls, arch, pretrained=False, metrics=accuracy, ps=0.0)
     with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(epochs, 5e-3)
+        learn.fit_one_cycle(epochs, 5e-3, cbs=[TrainingProgress(echo)])
     _export_atomically(learn, out_path)
     return out_path
 
@@ -108,10 +150,11 @@ def _export_atomically(learn: Learner, out_path: Path) -> None:
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def ensure_demo_model(directory: Path) -> Path:
+def ensure_demo_model(directory: Path, echo: Echo = _quiet) -> Path:
     """The demo model at ``directory/demo-bear-model.pkl``, trained only if missing."""
     directory = Path(directory)
     path = directory / DEMO_MODEL_NAME
     if not path.exists():
-        train_demo_model(path)
+        echo("training the demo model: about a minute on a quiet 2-core machine, far longer on a busy one")
+        train_demo_model(path, echo=echo)
     return path

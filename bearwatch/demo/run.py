@@ -21,16 +21,16 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.config import load_config
+from bearwatch.commands.run import child_specs, run_supervised
+from bearwatch.dashboard_server import dashboard_url
 from bearwatch.db import make_engine, session_factory, write_transaction
 from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage
 from bearwatch.demo.model import TRAIN_DIR_NAME, ensure_demo_model
-from bearwatch.migrations import upgrade_to_head
-from bearwatch.park import apply_park
-from bearwatch.commands.run import child_specs, run_supervised
-from bearwatch.config import Thresholds
 from bearwatch.demo.simulate import SimSpec, create_site, simulate_rollout
 from bearwatch.errors import BearwatchError
+from bearwatch.migrations import upgrade_to_head
+from bearwatch.park_apply import apply_park
+from bearwatch.park_file import Thresholds, load_config
 from bearwatch.schema import Alert, AlertStatus, Frame, FrameStatus, ModelVersion, Prediction, Role, Site, User, utcnow
 from bearwatch.settings import Settings
 from bearwatch.supervisor import Supervisor
@@ -45,7 +45,8 @@ HISTORY_DAYS = 21
 # sightings can show a recall of 0.9; the gate says so on the other sites) and whose
 # cooldown spans one frame interval. Its gates pass after about a week of shadow and a
 # week of trial, so the site ends in expanded.
-HISTORY_SPEC = SimSpec(seed=7, cameras=3, model_recall=0.999, night_recall_factor=1.0, model_precision=0.9)
+HISTORY_SPEC = SimSpec(seed=7, cameras=3, model_recall=0.999, night_recall_factor=1.0, model_precision=0.9,
+                       image_size=(320, 240), scenes=True)  # what a newcomer reviews first: camera-size scenes
 HISTORY_THRESHOLDS = Thresholds(alert_cooldown_s=900, audit_rate=1.0, audit_near_rate=1.0)
 # Cameras are grouped into sites by the first word of their name ("north-creek" -> "north").
 
@@ -160,7 +161,7 @@ def run_demo(
     upgrade_to_head(engine)
     echo("preparing demo footage and model (made once, cached under the data dir)...")
     footage = ensure_demo_footage(settings.demo_dir / "footage", DEMO_CAMERAS)
-    model_path = ensure_demo_model(settings.demo_dir / "model")
+    model_path = ensure_demo_model(settings.demo_dir / "model", echo)
     park_file = write_demo_park(settings.demo_dir, footage, model_path, model_path.parent / TRAIN_DIR_NAME)
     apply_park(factory, load_config(park_file), actor="demo")
     with write_transaction(factory) as session:
@@ -170,8 +171,6 @@ def run_demo(
     base_port = _free_port_run(9101, count=4)
     specs = child_specs(base_port, with_dashboard=with_dashboard, infer_args=["--batch-size", "16"])
     if with_dashboard:
-        from bearwatch.dashboard_server import dashboard_url
-
         echo(f"dashboard: {dashboard_url(settings)}")
         echo(login)
     echo(f"metrics: http://127.0.0.1:{base_port}/metrics (ingest), :{base_port + 1} (inference), :{base_port + 2} (shadow)"

@@ -39,17 +39,43 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.config import Thresholds
-from bearwatch.demo.world import NIGHT_HOURS, WorldSpec, camera_frames, ranger_says_bear
+from bearwatch.demo.footage import (
+    DEMO_CAMERAS,
+    FootageSpec,
+    animals_at,
+    events_for,
+    random_placement,
+    render_frame,
+    render_scene,
+)
+from bearwatch.demo.world import NIGHT_HOURS, CameraFrames, WorldSpec, camera_frames, ranger_says_bear
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import (
-    Alert, AlertStatus, Camera, CameraHealth, Decision, Frame, FrameStatus, ModelVersion, Prediction, ReviewReason,
-    Role, Site, Stage, StageChange, User, Verdict,
+    Alert,
+    AlertStatus,
+    Camera,
+    CameraHealth,
+    Decision,
+    Frame,
+    FrameStatus,
+    ModelVersion,
+    Prediction,
+    ReviewReason,
+    Role,
+    Site,
+    Stage,
+    User,
+    Verdict,
 )
 from ingest.quality import frame_stats
 from ingest.store import FrameStore
 from shadow import audit_design
 from shadow.alert_rules import within_cooldown
+from shadow.drift import run_drift_check
+from shadow.gates import GateOutcome, evaluate_gate
+from shadow.guard import run_guard
 from shadow.periods import thresholds_of
+from shadow.rollout import record_creation, record_stage_change
 from shadow.truth import needs_another_look
 
 EMBEDDING_DIM = 16
@@ -79,6 +105,9 @@ class SimSpec:
     dark_from: datetime | None = None
     dark_mode: str = "black"  # "black" frames, "frozen" (the same frame again and again), or "offline": no frames
     image_size: tuple[int, int] = (32, 24)
+    # Render the footage generator's scenes (day/night, a bear where the world put one, a deer
+    # on some false alarms) instead of noise textures: ~3 ms a frame at 320x240, for the demo.
+    scenes: bool = False
 
     def world(self) -> WorldSpec:
         return WorldSpec(
@@ -136,8 +165,7 @@ def create_site(
     for i in range(spec.cameras):
         session.add(Camera(site_id=site.id, name=f"cam-{i + 1}", source=f"sim://{name}/{i + 1}", interval_s=spec.frame_interval_s,
                            health=CameraHealth.ONLINE, created_at=start))
-    session.add(StageChange(site_id=site.id, from_stage=None, to_stage=Stage.MANUAL, actor="simulator",
-                            reason="simulated site created", model_version_id=model.id, thresholds=t, changed_at=start))
+    record_creation(session, site, actor="simulator")
     session.flush()
     return site
 
@@ -151,6 +179,34 @@ def _image(rng: np.random.Generator, size: tuple[int, int], brightness: float, n
         return np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)  # IR: no colour
     tint = np.array([-25.0, 15.0, 10.0])  # greenish daylight (BGR)
     return np.clip(grey[..., None] + tint, 0, 255).astype(np.uint8)
+
+
+def _scene_phase_s(slot: datetime, cycle_s: float) -> float:
+    """The footage clip time whose light matches ``slot``'s hour: the clip's day (sun above
+    the horizon) spans the world's day hours, its night the night hours (NIGHT_HOURS)."""
+    hour = slot.hour + slot.minute / 60 + slot.second / 3600
+    night_from, night_to = NIGHT_HOURS
+    day_hours = (night_from - night_to) % 24
+    edge = 0.05  # radians kept off the horizon, so dawn and dusk hours fall on their own side
+    if night_to <= hour < night_from:
+        angle = -np.pi / 2 + edge + (np.pi - 2 * edge) * (hour - night_to) / day_hours
+    else:
+        angle = np.pi / 2 + edge + (np.pi - 2 * edge) * ((hour - night_from) % 24) / (24 - day_hours)
+    return float(angle % (2 * np.pi) / (2 * np.pi) * cycle_s)
+
+
+def _scene(spec: SimSpec, cam_index: int, slot: datetime, index: int, bear: bool, false_alarm: bool) -> np.ndarray:
+    """A camera frame of the demo's world: this camera's scene at ``slot``'s light, with a
+    bear if there is one, and a deer on a third of the model's false alarms."""
+    w, h = spec.image_size
+    scene = FootageSpec(f"sim-{spec.seed}-{cam_index}", seed=(spec.seed * 97 + cam_index) % 100_000, width=w, height=h)
+    rng = np.random.default_rng([spec.seed, 7, cam_index, index])  # its own draws: the world's stay as they are
+    animals = []
+    if bear:
+        animals.append(random_placement(scene, "bear", rng))
+    elif false_alarm and rng.random() < 1 / 3:
+        animals.append(random_placement(scene, "deer", rng))
+    return render_scene(scene, _scene_phase_s(slot, scene.day_cycle_s), animals)
 
 
 def _review(flagged: bool, alert: Alert | None, audited: bool, follow_up: bool, reported: bool) -> ReviewReason | None:
@@ -182,6 +238,100 @@ def follow_ups(audited_bears: list[int], bear: np.ndarray, interval_s: float, co
     return seen
 
 
+def _make_frames(
+    spec: SimSpec, rng: np.random.Generator, store: FrameStore, site: Site, camera: Camera, cam_index: int,
+    last_camera: bool, start: datetime, step: timedelta, world: CameraFrames,
+) -> list[tuple[Frame, int, bool, bool, bool]]:
+    """One camera's frames of [start, start + slots * step), written to the store, rows not
+    yet added: (frame, world index, night, shifted, dark) each; ``last_camera``: the one
+    that goes dark from ``spec.dark_from``."""
+    slots = len(world.bear)
+    made: list[tuple[Frame, int, bool, bool, bool]] = []
+    for i in range(slots):
+        slot = start + i * step
+        dark = spec.dark_from is not None and slot >= spec.dark_from and last_camera
+        if dark and spec.dark_mode == "offline":
+            continue
+        night = is_night_hour(slot)
+        shifted = night and spec.night_shift_from is not None and slot >= spec.night_shift_from
+        brightness = (18.0 if shifted else 50.0) if night else 125.0
+        if dark and spec.dark_mode == "frozen":
+            img = _image(np.random.default_rng([spec.seed, camera.id]), spec.image_size, 50.0, True, False)
+        else:
+            img = _image(rng, spec.image_size, brightness + rng.normal(0, 5), night, dark)
+            if spec.scenes and not dark:
+                img = _scene(spec, cam_index, slot, i, bool(world.bear[i]), bool(world.flagged[i]))
+                if shifted:  # the night-shift drift scenario: much darker nights
+                    img = (img.astype(np.float32) * (18.0 / 50.0)).astype(np.uint8)
+        ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        assert ok
+        data = jpeg.tobytes()
+        rel = store.relative_path(site.id, camera.id, slot)
+        path = store.absolute(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        st = frame_stats(img)
+        frame = Frame(camera_id=camera.id, captured_at=slot, path=rel, sha256=hashlib.sha256(data).hexdigest(),
+                      size_bytes=len(data), width=st.width, height=st.height, brightness=st.brightness,
+                      contrast=st.contrast, sharpness=st.sharpness, is_night=st.is_night, change_score=None,
+                      status=FrameStatus.SCORED)
+        made.append((frame, i, night, shifted, dark))
+    return made
+
+
+def _flag_alert(
+    session: Session, site: Site, frame: Frame, model_id: int, last_flag: dict[int, datetime], cooldown_s: float,
+) -> Alert | None:
+    """The alert a flag in scope makes, as the stage rules would (None: it joins the
+    camera's open alert: a flag within the cooldown of the camera's previous flag, the
+    window sliding as shadow.alert_rules.within_cooldown)."""
+    slot = frame.captured_at
+    prev = last_flag.get(frame.camera_id)
+    last_flag[frame.camera_id] = slot
+    if prev is not None and within_cooldown(prev, slot, cooldown_s):
+        return None
+    expanded = site.stage is Stage.EXPANDED
+    alert = Alert(site_id=site.id, camera_id=frame.camera_id, frame_id=frame.id, model_version_id=model_id,
+                  stage=site.stage, status=AlertStatus.SENT if expanded else AlertStatus.PENDING,
+                  idempotency_key=f"sim-{frame.id}-{model_id}", created_at=slot,
+                  delivered_at=slot if expanded else None)
+    session.add(alert)
+    return alert
+
+
+def _ranger_verdicts(
+    session: Session, rng: np.random.Generator, spec: SimSpec, world: WorldSpec, rangers: list[User], frame: Frame,
+    reason: ReviewReason, stratum: audit_design.Stratum, t: Thresholds, *, flagged: bool, bear: bool,
+    alert: Alert | None, stage: Stage,
+) -> int:
+    """The verdicts on a frame shown for ``reason``: the first ranger's, a second one's at
+    ``second_review_rate`` or when the second-look queue asks, a third one's on a
+    disagreement. In limited, the first verdict sends or suppresses the held alert.
+    Returns how many verdicts it stored."""
+    slot = frame.captured_at
+    double = rng.random() < spec.second_review_rate
+    verdicts: list[tuple[int, Verdict]] = []
+    for n, ranger in enumerate(rangers):
+        more = (n == 1 and double) or (spec.second_looks and needs_another_look(flagged, verdicts))
+        if n > 0 and not more:
+            break
+        # A ranger reporting a miss on their own saw the bear; the others judge what they are shown.
+        sees_bear = True if reason is ReviewReason.MISSED_REPORT and n == 0 else bool(
+            ranger_says_bear(world, rng, np.array([bear]))[0])
+        if flagged:
+            verdict = Verdict.CONFIRM if sees_bear else Verdict.DISMISS
+        else:
+            verdict = Verdict.MISSED if sees_bear else Verdict.DISMISS
+        verdicts.append((ranger.id, verdict))
+        session.add(Decision(frame_id=frame.id, reviewer_id=ranger.id, verdict=verdict,
+                             decided_at=slot + timedelta(seconds=30 + 30 * n), review_reason=reason,
+                             audit_stratum=stratum.value, inclusion_prob=audit_design.stratum_rate(stratum, t)))
+        if alert is not None and n == 0 and stage is Stage.LIMITED:
+            alert.status = AlertStatus.SENT if verdict is Verdict.CONFIRM else AlertStatus.SUPPRESSED
+            alert.delivered_at = slot + timedelta(seconds=60) if verdict is Verdict.CONFIRM else None
+    return len(verdicts)
+
+
 def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: datetime, frames_root: Path) -> SimSummary:
     """Simulate [start, end) at ``site`` in its current stage; returns what was made."""
     # Seeded on the offset from the site's creation, not on the clock: the same spec gives
@@ -207,32 +357,7 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
         multiplier_from = max(0, int(np.ceil((spec.alert_multiplier_from - start) / step)))
     for cam_index, camera in enumerate(cameras):
         w = camera_frames(world, rng, slots, spec.frame_interval_s, start_hour, multiplier_from)
-        made: list[tuple[Frame, int, bool, bool, bool]] = []  # frame, world index, night, shifted, dark
-        for i in range(slots):
-            slot = start + i * step
-            dark = spec.dark_from is not None and slot >= spec.dark_from and cam_index == len(cameras) - 1
-            if dark and spec.dark_mode == "offline":
-                continue
-            night = is_night_hour(slot)
-            shifted = night and spec.night_shift_from is not None and slot >= spec.night_shift_from
-            brightness = (18.0 if shifted else 50.0) if night else 125.0
-            if dark and spec.dark_mode == "frozen":
-                img = _image(np.random.default_rng([spec.seed, camera.id]), spec.image_size, 50.0, True, False)
-            else:
-                img = _image(rng, spec.image_size, brightness + rng.normal(0, 5), night, dark)
-            ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            assert ok
-            data = jpeg.tobytes()
-            rel = store.relative_path(site.id, camera.id, slot)
-            path = store.absolute(rel)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            st = frame_stats(img)
-            frame = Frame(camera_id=camera.id, captured_at=slot, path=rel, sha256=hashlib.sha256(data).hexdigest(),
-                          size_bytes=len(data), width=st.width, height=st.height, brightness=st.brightness,
-                          contrast=st.contrast, sharpness=st.sharpness, is_night=st.is_night, change_score=None,
-                          status=FrameStatus.SCORED)
-            made.append((frame, i, night, shifted, dark))
+        made = _make_frames(spec, rng, store, site, camera, cam_index, cam_index == len(cameras) - 1, start, step, w)
         session.add_all([m[0] for m in made])
         session.flush()  # one multi-row insert: the frames get their ids
         audited_at = {i: not w.flagged[i] and audit_design.in_audit(frame.id, float(w.score[i]), frame.is_night,
@@ -260,17 +385,8 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
             alert: Alert | None = None
             in_scope = (not scope or camera.id in scope) and (not scope_hours or slot.hour in scope_hours)
             if flagged and site.stage is not Stage.MANUAL and in_scope:
-                # A flag within the cooldown of the camera's previous flag joins its alert
-                # (the window slides, as shadow.alert_rules.within_cooldown).
-                prev = last_flag.get(camera.id)
-                last_flag[camera.id] = slot
-                if prev is None or not within_cooldown(prev, slot, t.alert_cooldown_s):
-                    alert = Alert(site_id=site.id, camera_id=camera.id, frame_id=frame.id, model_version_id=model.id,
-                                  stage=site.stage, status=AlertStatus.SENT if site.stage is Stage.EXPANDED else AlertStatus.PENDING,
-                                  idempotency_key=f"sim-{frame.id}-{model.id}", created_at=slot,
-                                  delivered_at=slot if site.stage is Stage.EXPANDED else None)
-                    session.add(alert)
-                    counts["alerts"] += 1
+                alert = _flag_alert(session, site, frame, model.id, last_flag, t.alert_cooldown_s)
+                counts["alerts"] += alert is not None
             # Rangers: what the review design shows them, and the misses they report.
             audited = audited_at[i] and not dark
             shows_flag = flagged and (site.stage is not Stage.EXPANDED or (alert is not None and rng.random() < spec.alert_audit_rate))
@@ -279,27 +395,8 @@ def simulate(session: Session, site: Site, spec: SimSpec, start: datetime, end: 
             if reason is None:
                 continue
             stratum = audit_design.stratum_of(score, frame.is_night, flagged, model.threshold, t)
-            double = rng.random() < spec.second_review_rate
-            verdicts: list[tuple[int, Verdict]] = []
-            for n, ranger in enumerate(rangers):
-                more = (n == 1 and double) or (spec.second_looks and needs_another_look(flagged, verdicts))
-                if n > 0 and not more:
-                    break
-                # A ranger reporting a miss on their own saw the bear; the others judge what they are shown.
-                sees_bear = True if reason is ReviewReason.MISSED_REPORT and n == 0 else bool(
-                    ranger_says_bear(world, rng, np.array([bear]))[0])
-                if flagged:
-                    verdict = Verdict.CONFIRM if sees_bear else Verdict.DISMISS
-                else:
-                    verdict = Verdict.MISSED if sees_bear else Verdict.DISMISS
-                verdicts.append((ranger.id, verdict))
-                session.add(Decision(frame_id=frame.id, reviewer_id=ranger.id, verdict=verdict,
-                                     decided_at=slot + timedelta(seconds=30 + 30 * n), review_reason=reason,
-                                     audit_stratum=stratum.value, inclusion_prob=audit_design.stratum_rate(stratum, t)))
-                counts["decisions"] += 1
-                if alert is not None and n == 0 and site.stage is Stage.LIMITED:
-                    alert.status = AlertStatus.SENT if verdict is Verdict.CONFIRM else AlertStatus.SUPPRESSED
-                    alert.delivered_at = slot + timedelta(seconds=60) if verdict is Verdict.CONFIRM else None
+            counts["decisions"] += _ranger_verdicts(session, rng, spec, world, rangers, frame, reason, stratum, t,
+                                                    flagged=flagged, bear=bear, alert=alert, stage=site.stage)
         last = session.scalar(sa.select(sa.func.max(Frame.captured_at)).where(Frame.camera_id == camera.id))
         camera.last_frame_at = last
         is_dark = spec.dark_from is not None and cam_index == len(cameras) - 1 and end > spec.dark_from
@@ -316,8 +413,6 @@ def add_footage_frames(
     footage (bearwatch.demo.footage, known truth), on the site's first camera, one every
     ``interval_s`` from ``start``, each reviewed by a ranger who is right (CONFIRM a
     bear, DISMISS anything else). Returns how many bear frames it made."""
-    from bearwatch.demo.footage import DEMO_CAMERAS, animals_at, events_for, render_frame
-
     rng = np.random.default_rng(seed)
     store = FrameStore(frames_root)
     camera = session.scalars(sa.select(Camera).where(Camera.site_id == site.id).order_by(Camera.id)).first()
@@ -373,12 +468,6 @@ def simulate_rollout(
     simulated day a drift check is stored, the guard runs (limited, expanded), and the
     site is promoted when its gate passes (the limited trial lasts ``trial_days``).
     Returns what happened, for a demo of a site further along."""
-    from shadow.drift import run_drift_check
-    from shadow.gates import GateOutcome, evaluate_gate
-    from shadow.guard import run_guard
-    from shadow.periods import thresholds_of
-    from shadow.rollout import record_stage_change
-
     events: list[RolloutEvent] = []
     for day in range(days):
         now = start + timedelta(days=day + 1)

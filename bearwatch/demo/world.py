@@ -117,7 +117,7 @@ def camera_frames(spec: WorldSpec, rng: np.random.Generator, n: int, interval_s:
         extra = (spec.alert_multiplier - 1.0) * (true_alert_rate + false_per_frame)
         rate[multiplier_from:] = max(0.0, false_per_frame + extra)
     for s in np.flatnonzero(rng.random(n) < np.minimum(rate, 1.0)):
-        idx = np.arange(s, min(n, s + int(_geometric(rng, spec.false_burst_mean, 1)[0])))
+        idx = np.arange(s, min(n, int(s) + int(_geometric(rng, spec.false_burst_mean, 1)[0])))
         idx = idx[~bear[idx]]
         flagged[idx] = True
         score[idx] = rng.uniform(thr, 1.0, idx.size)

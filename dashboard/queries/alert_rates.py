@@ -33,7 +33,12 @@ from sqlalchemy.orm import Session
 from bearwatch.schema import Camera, Site, Stage, StageChange
 from dashboard.queries.rollout import scope_text
 from shadow.alert_rates import (
-    DayRate, Exposure, alert_rate_comparison, baseline_exposure, daily_alert_rates, trial_scope_of,
+    DayRate,
+    Exposure,
+    alert_rate_comparison,
+    baseline_exposure,
+    daily_alert_rates,
+    trial_scope_of,
 )
 from shadow.episodes import episode_gap_s
 from shadow.guard import rate_decision

@@ -59,7 +59,9 @@ class DriftCheckRow:
 
 
 @dataclass(frozen=True)
-class CameraState:
+class DriftCamera:
+    """A camera of the site beside its drift charts (a dark camera changes what is compared)."""
+
     name: str
     enabled: bool
     health: CameraHealth
@@ -76,7 +78,7 @@ class SiteDrift:
     score_bins: tuple[ScoreBin, ...]
     points: tuple[DriftPoint, ...]
     checks: tuple[DriftCheckRow, ...]  # newest first
-    cameras: tuple[CameraState, ...]
+    cameras: tuple[DriftCamera, ...]
 
 
 def _f(value: Any) -> float | None:
@@ -143,5 +145,5 @@ def site_drift(session: Session, site_name: str, start: datetime, end: datetime,
         score_bins=tuple(ScoreBin(date.fromisoformat(d), b / SCORE_BINS, int(n)) for d, b, n in bins),
         points=tuple(sorted(points, key=lambda p: (p.at, p.metric))),
         checks=tuple(DriftCheckRow(at, alarm, detail, rs, re_) for at, alarm, detail, rs, re_, _ in events),
-        cameras=tuple(CameraState(*c) for c in cams),
+        cameras=tuple(DriftCamera(*c) for c in cams),
     )

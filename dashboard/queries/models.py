@@ -26,7 +26,7 @@ class ModelRow:
 
 
 def models_overview(session: Session) -> tuple[ModelRow, ...]:
-    sites: dict[int, list[str]] = {}
+    sites: dict[int | None, list[str]] = {}  # keyed as the nullable column is typed; the query leaves out NULL
     for model_id, site in session.execute(
         sa.select(Site.rollout_model_id, Site.name).where(Site.rollout_model_id.is_not(None)).order_by(Site.name)
     ):

@@ -2,8 +2,8 @@
 gate (shadow.gates.evaluate_gate: each check's value against its threshold, with the
 unit, method and bounds its data names and, for an inconclusive check, the gate's plan:
 how much more evidence would decide it and the audit workload that implies; it reads
-the whole manual period, so it is evaluated for the chosen site only); the ledger is
-shadow.promotion.ledger."""
+the whole manual period, so it is evaluated for the chosen site only); the ledger
+(shadow.promotion.ledger)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from bearwatch.humanize import duration_text
 from bearwatch.schema import Camera, ModelVersion, Site, Stage
 from shadow.gates import Check, GateOutcome, GateResult, evaluate_gate
+from shadow.promotion import LedgerRow, ledger
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def plan_text(check: Check) -> str:
         if check.comparison == ">=" and check.value is not None and check.value < check.threshold:
             short = check.threshold - check.value
             if unit_of(check) == "days":
-                return f"{duration_text(short)} more"
+                return f"{duration_text(short * 86_400)} more"
             return f"{_number(short)} more {unit_of(check)}"
         return ""
     unit = plan.get("unit") or unit_of(check)
@@ -136,17 +138,6 @@ def _bounds(data: dict) -> str:
     return f"{low:.3g} – {high:.3g}" if isinstance(high, (int, float)) else f"{low:.3g} – ∞"
 
 
-def duration_text(days: float) -> str:
-    """A span in days as people say it: ``2 h 30 min``, ``3 d 4 h``, ``45 s``."""
-    seconds = round(days * 86_400)
-    d, h, m = seconds // 86_400, seconds % 86_400 // 3600, seconds % 3600 // 60
-    if d:
-        return f"{d} d {h} h" if h else f"{d} d"
-    if h:
-        return f"{h} h {m} min" if m else f"{h} h"
-    return f"{m} min" if m else f"{seconds} s"
-
-
 def _number(x: float) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}" if abs(x) < 10 else f"{x:.3g}"
 
@@ -157,7 +148,7 @@ def value_text(check: Check) -> str:
     if check.value is None:
         return "no data"
     if unit_of(check) == "days":
-        return duration_text(check.value)
+        return duration_text(check.value * 86_400)
     low, high = check.data.get("ci_low"), check.data.get("ci_high")
     if isinstance(low, (int, float)):
         def est(x: float) -> str:  # one format for an estimate and its bounds
@@ -169,7 +160,7 @@ def value_text(check: Check) -> str:
 
 
 def needs_text(check: Check) -> str:
-    limit = duration_text(check.threshold) if unit_of(check) == "days" else _number(check.threshold)
+    limit = duration_text(check.threshold * 86_400) if unit_of(check) == "days" else _number(check.threshold)
     return f"{check.comparison} {limit}"
 
 
@@ -180,3 +171,8 @@ def check_rows(gate: GateResult) -> tuple[CheckRow, ...]:
                  detail=c.detail)
         for c in gate.checks
     )
+
+
+def ledger_rows(session: Session, *, site: str | None = None, limit: int = 200) -> list[LedgerRow]:
+    """The rollout ledger, newest first (of one site, or all)."""
+    return ledger(session, site, limit)

@@ -26,7 +26,7 @@ def _rates(database_url: str, site: str, days: int) -> SiteRates | None:
         return site_alert_rates(session, site, now - timedelta(days=days), now + timedelta(seconds=1))
 
 
-def period_chart(rates: SiteRates, period: str) -> alt.LayerChart | None:
+def period_chart(rates: SiteRates, period: str) -> alt.LayerChart | alt.FacetChart | None:
     points = pd.DataFrame([
         {"day": pd.Timestamp(p.day), "alerts per camera-hour": p.rate, "alerts": p.events, "camera-hours": p.camera_hours}
         for p in rates.points if p.period == period
@@ -34,9 +34,9 @@ def period_chart(rates: SiteRates, period: str) -> alt.LayerChart | None:
     if points.empty:
         return None
     layers: list[alt.Chart] = []
-    base = next((b for b in rates.baselines if b.period == period and b.rate is not None), None)
-    if base is not None:
-        band = pd.DataFrame([{"low": rates.low * base.rate, "high": rates.high * base.rate, "baseline": base.rate}])
+    base_rate = next((b.rate for b in rates.baselines if b.period == period and b.rate is not None), None)
+    if base_rate is not None:
+        band = pd.DataFrame([{"low": rates.low * base_rate, "high": rates.high * base_rate, "baseline": base_rate}])
         layers.append(alt.Chart(band).mark_rect(opacity=0.15, color="#2e7d32").encode(
             y=alt.Y("low:Q", title="alerts per camera-hour"), y2="high:Q", tooltip=["low:Q", "high:Q"]))
         layers.append(alt.Chart(band).mark_rule(color="#2e7d32", strokeDash=[4, 4]).encode(y=alt.Y("baseline:Q", title="alerts per camera-hour"), tooltip=["baseline:Q"]))

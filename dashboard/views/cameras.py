@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bearwatch.admin import set_camera_enabled
 from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import Role, utcnow
 from dashboard.context import factory, page_actor, settings
 from dashboard.queries.cameras import CameraRow, camera_health
+from ingest.cameras import set_camera_enabled
 
 actor = page_actor(Role.RANGER)
 

@@ -31,7 +31,7 @@ def _reference_layer(d: SiteDrift) -> list[alt.Chart]:
     return [alt.Chart(ref).mark_rect(opacity=0.12, color="#6a1b9a").encode(x="start:T", x2="end:T")]
 
 
-def line_chart(d: SiteDrift, frame: pd.DataFrame, columns: list[str], title: str) -> alt.LayerChart:
+def line_chart(d: SiteDrift, frame: pd.DataFrame, columns: list[str], title: str) -> alt.LayerChart | alt.FacetChart:
     long = frame.melt(id_vars=["day"], value_vars=columns, var_name="statistic", value_name="value").dropna()
     line = alt.Chart(long).mark_line(point=True).encode(x=alt.X("day:T", title=None), y="value:Q", color="statistic:N",
                                                        tooltip=["day:T", "statistic:N", alt.Tooltip("value:Q", format=".3f")])

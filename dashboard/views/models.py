@@ -8,14 +8,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from bearwatch.admin import set_model_role, set_model_threshold
 from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import ModelRole, Role, utcnow
 from dashboard.context import factory, page_actor, settings
 from dashboard.queries.agreement import AgreementRow, ReportFile, backtest_reports, model_agreement
 from dashboard.queries.models import ModelRow, models_overview
+from inference.model_versions import set_model_role
 from shadow.sightings import Estimate
+from shadow.sites import set_model_threshold
 
 AGREEMENT_DAYS = 30
 

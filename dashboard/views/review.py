@@ -1,7 +1,8 @@
 """Review: the ranger's queue (shadow.review_queue), one frame at a time, large, with the
 model's label and score, the camera, the time, the site's stage and what the verdict
 will do. Confirm / dismiss / bear missed / undo by button or by key (c, d, m, u).
-The verdict functions (shadow.verdicts) check the role and apply the stage rules."""
+Reads come from dashboard.queries.review; the verdict functions (shadow.verdicts) check
+the role and apply the stage rules."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ import streamlit as st
 from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import Role, Verdict, utcnow
-from bearwatch.users import preferences, set_preference
+from bearwatch.users import set_preference
 from dashboard.context import factory, page_actor, settings, site_names_cached
 from dashboard.keys import bind_keys
-from shadow.review_queue import QueueItem, QueueReason, review_queue_and_size
+from dashboard.queries.review import SITE_PREFERENCE, remembered_site, review_queue_page
+from shadow.alert_rules import EFFECT_TEXT
+from shadow.review_queue import QueueReason
 from shadow.verdicts import UNDO_WINDOW_S, submit_verdict, undo_last_verdict
 
 FLASH = "review_flash"
 ALL_SITES = "all sites"
-SITE_PREFERENCE = "review_site"
 
 actor = page_actor(Role.RANGER)
 
@@ -40,10 +42,7 @@ def _decide(frame_id: int, verdict: Verdict) -> None:
     except BearwatchError as exc:
         st.session_state[FLASH] = ("error", str(exc))
     else:
-        what = {"release": "the alert is sent", "suppress": "the alert is suppressed",
-                "sighting": "a sighting alert is sent",
-                "late": "recorded; the frame is too old for a live alert"}.get(result.effect.value, "recorded")
-        st.session_state[FLASH] = ("success", f"frame {frame_id}: {verdict.value} — {what} (u to undo)")
+        st.session_state[FLASH] = ("success", f"frame {frame_id}: {verdict.value} — {EFFECT_TEXT[result.effect]} (u to undo)")
 
 
 def _undo() -> None:
@@ -65,15 +64,14 @@ st.title("Review")
 site_options = [ALL_SITES, *site_names_cached(settings().database_url)]
 if "review_site" not in st.session_state:  # first open in this session: the user's last choice
     with factory()() as session:
-        remembered = preferences(session, actor.name).get(SITE_PREFERENCE)
+        remembered = remembered_site(session, actor.name)
     st.session_state["review_site"] = remembered if remembered in site_options else ALL_SITES
 site = st.selectbox("Site", site_options, key="review_site", on_change=_remember_site)
 now = utcnow()
 # Not cached: the queue must drop a frame the moment it is decided.
 with factory()() as session:
-    chosen = None if site == ALL_SITES else site
-    queue: list[QueueItem]
-    queue, waiting = review_queue_and_size(session, actor, now, site=chosen)
+    page = review_queue_page(session, actor, now, site=None if site == ALL_SITES else site)
+queue, waiting = page.items, page.waiting
 
 flash = st.session_state.pop(FLASH, None)
 if flash:

@@ -12,9 +12,9 @@ from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError, GateNotPassed, InvalidTransition
 from bearwatch.schema import Role, Stage, utcnow
 from dashboard.context import factory, page_actor, settings
-from dashboard.queries.rollout import SiteRollout, check_rows, site_gate, site_rollouts
+from dashboard.queries.rollout import SiteRollout, check_rows, ledger_rows, site_gate, site_rollouts
 from shadow.gates import GateOutcome, GateResult
-from shadow.promotion import LedgerRow, TrialScope, demote, ledger, parse_hours, promote
+from shadow.promotion import LedgerRow, TrialScope, demote, parse_hours, promote
 
 FLASH = "rollout_flash"
 SHOWN = "rollout_shown_stage"  # per site, the stage the last run of this page showed
@@ -38,7 +38,7 @@ def _gate(database_url: str, site: str) -> GateResult | None:
 @st.cache_data(ttl=30, show_spinner=False)
 def _ledger(database_url: str) -> list[LedgerRow]:
     with factory()() as session:
-        return ledger(session, limit=200)
+        return ledger_rows(session, limit=200)
 
 
 def _age(since: datetime, now: datetime) -> str:
@@ -52,6 +52,8 @@ def _evidence_text(e: dict) -> str:
         return f"gate {gate.get('gate', '')}: {gate.get('outcome')}" + (" (OVERRIDE)" if e.get("override") else "")
     if e.get("demotion"):
         return f"demotion from {e.get('from')}"
+    if isinstance(e.get("restart"), dict):
+        return f"new rollout model (id {e['restart'].get('model_version_id')}): shadow starts again"
     return ", ".join(sorted(e)) or "—"
 
 

@@ -14,13 +14,13 @@ from bearwatch.users import (
     check_name,
     disable_user,
     enable_user,
-    list_users,
     new_password,
     remove_user,
     set_password,
     set_role,
 )
 from dashboard.context import factory, page_actor
+from dashboard.queries.users import user_rows
 
 actor = page_actor(Role.ADMIN)
 ROLES = [r.value for r in Role]
@@ -30,7 +30,7 @@ st.title("Users")
 if flash := st.session_state.pop("users_flash", None):
     st.success(flash)
 with factory()() as session:
-    users = list_users(session, actor=actor)  # not cached: it changes with every action here
+    users = user_rows(session, actor)  # not cached: it changes with every action here
 st.dataframe(
     [
         {"name": u.name, "role": u.role.value, "login": "password" if u.has_password else "single sign-on",

@@ -1,4 +1,5 @@
-"""Admin acts behind the dashboard check the role themselves."""
+"""Admin acts behind the dashboard check the role themselves: cameras (ingest.cameras),
+a model's role (inference.model_versions) and threshold (shadow.sites)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.admin import set_camera_enabled, set_model_role, set_model_threshold
 from bearwatch.auth import Actor
 from bearwatch.errors import ConfigError, NotFound, PermissionDenied
 from bearwatch.schema import Camera, ModelRole, ModelVersion, Role, Stage, StageChange, utcnow
-from ingest.cameras import add_camera
-from shadow.sites import add_site, set_rollout_model
+from inference.model_versions import set_model_role
+from ingest.cameras import add_camera, set_camera_enabled
+from shadow.sites import add_site, set_model_threshold, set_rollout_model
 
 ADMIN, OPS, RANGER = Actor("ada", Role.ADMIN), Actor("otto", Role.OPS), Actor("rick", Role.RANGER)
 
@@ -26,7 +27,7 @@ def _park(factory: sessionmaker[Session]) -> tuple[int, int]:
                              positive_classes=["bear"], threshold=0.5)
         session.add(model)
         session.flush()
-        set_rollout_model(session, site, model, actor="test")
+        set_rollout_model(session, site, model, actor="test", now=utcnow())
         site.stage = Stage.EXPANDED
         return camera.id, model.id
 

@@ -59,22 +59,22 @@ def test_init_site_camera_status_round_trip(data_env: dict[str, str]) -> None:
 
 
 def test_model_register_reads_classes_and_checks_the_positive_class(
-    data_env: dict[str, str], demo_model_path: Path
+    data_env: dict[str, str], model_export_path: Path
 ) -> None:
     assert run_cli("init", env=data_env).returncode == 0
     assert run_cli("site", "add", "north", env=data_env).returncode == 0
-    wrong = run_cli("model", "register", str(demo_model_path), "--name", "m", "--positive", "moose", env=data_env)
+    wrong = run_cli("model", "register", str(model_export_path), "--name", "m", "--positive", "moose", env=data_env)
     assert wrong.returncode == 2
     assert "moose not in the model's classes: bear, deer, empty" in wrong.stderr
     ok = run_cli(
-        "model", "register", str(demo_model_path), "--name", "m", "--positive", "bear",
+        "model", "register", str(model_export_path), "--name", "m", "--positive", "bear",
         "--threshold", "0.7", "--site", "north", env=data_env,
     )
     assert ok.returncode == 0, ok.stderr
     assert "classes bear, deer, empty, positive bear, threshold 0.7, role rollout" in ok.stdout
     status = run_cli("status", env=data_env)
     assert "site north: manual" in status.stdout and ", m" in status.stdout
-    dup = run_cli("model", "register", str(demo_model_path), "--name", "m", "--positive", "bear", env=data_env)
+    dup = run_cli("model", "register", str(model_export_path), "--name", "m", "--positive", "bear", env=data_env)
     assert dup.returncode == 2 and "already registered" in dup.stderr
 
 

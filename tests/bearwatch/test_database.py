@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.db import make_engine, write_transaction
 from bearwatch.errors import DatabaseNotReady
 from bearwatch.migrations import alembic_config, require_head
-from bearwatch.schema import Camera, Frame, ModelVersion, Prediction, Site, User, Role, Decision, Verdict, utcnow
+from bearwatch.schema import Camera, Decision, Frame, ModelVersion, Prediction, Role, Site, User, Verdict, utcnow
 
 
 def _frame(session: Session) -> Frame:

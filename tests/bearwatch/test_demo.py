@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from bearwatch.demo.model import DEMO_MODEL_NAME, TRAIN_DIR_NAME
+from tests.conftest import DEMO_MODEL_TIMEOUT_S
+
+pytestmark = pytest.mark.timeout(DEMO_MODEL_TIMEOUT_S)  # they wait on training the demo model
 
 
 def _seed_demo_cache(data_dir: Path, footage: dict[str, Path], model: Path) -> None:

@@ -5,6 +5,7 @@ at the frame's capture, else the site's own), marked design_derived."""
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,31 @@ BULK = 1100  # more decisions than one backfill chunk
 
 def _row(**values: Any) -> dict[str, Any]:
     return values
+
+
+def _add_bulk(
+    conn: sa.Connection, tables: Mapping[str, sa.Table], camera_id: int, model_id: int, reviewer_id: int,
+) -> dict[int, tuple[str | None, str | None, float | None, bool]]:
+    """BULK scored frames on a camera of a site at audit_rate 0.3, each dismissed by
+    ``reviewer_id``; returns the design the backfill must give each."""
+    rng = random.Random(8)
+    expected: dict[int, tuple[str | None, str | None, float | None, bool]] = {}
+    bulk_frames, bulk_predictions, bulk_decisions = [], [], []
+    for k in range(BULK):
+        fid, score, night = 100_000 + k, rng.random(), rng.random() < 0.3
+        bulk_frames.append(_row(id=fid, camera_id=camera_id, captured_at=T0 + timedelta(seconds=k), path=f"{fid}.jpg",
+                                sha256="0" * 64, size_bytes=1, width=1, height=1, status="scored", attempts=0, is_night=night))
+        bulk_predictions.append(_row(frame_id=fid, model_version_id=model_id, probabilities={"bear": score},
+                                     positive_score=score, flagged=score >= 0.5, scored_at=T0))
+        bulk_decisions.append(_row(frame_id=fid, reviewer_id=reviewer_id, verdict="dismiss", decided_at=T0 + timedelta(days=3)))
+        if score >= 0.5:
+            expected[fid] = ("flagged", "flagged", 1.0, True)
+        else:
+            expected[fid] = ("audit" if in_audit_sample(fid, 0.3) else "missed_report", "night" if night else "day", 0.3, True)
+    conn.execute(tables["frames"].insert(), bulk_frames)
+    conn.execute(tables["predictions"].insert(), bulk_predictions)
+    conn.execute(tables["decisions"].insert(), bulk_decisions)
+    return expected
 
 
 def test_upgrade_backfills_the_design_of_existing_decisions(database_url: str) -> None:
@@ -112,22 +138,7 @@ def test_upgrade_backfills_the_design_of_existing_decisions(database_url: str) -
         conn.execute(tables["decisions"].insert(), decisions)
 
         # Many decisions at south, over several chunks.
-        rng = random.Random(8)
-        bulk_frames, bulk_predictions, bulk_decisions = [], [], []
-        for k in range(BULK):
-            fid, score, night = 100_000 + k, rng.random(), rng.random() < 0.3
-            bulk_frames.append(_row(id=fid, camera_id=cams["s2"], captured_at=T0 + timedelta(seconds=k), path=f"{fid}.jpg",
-                                    sha256="0" * 64, size_bytes=1, width=1, height=1, status="scored", attempts=0, is_night=night))
-            bulk_predictions.append(_row(frame_id=fid, model_version_id=model_a, probabilities={"bear": score},
-                                         positive_score=score, flagged=score >= 0.5, scored_at=T0))
-            bulk_decisions.append(_row(frame_id=fid, reviewer_id=ana, verdict="dismiss", decided_at=T0 + timedelta(days=3)))
-            if score >= 0.5:
-                expected[fid] = ("flagged", "flagged", 1.0, True)
-            else:
-                expected[fid] = ("audit" if in_audit_sample(fid, 0.3) else "missed_report", "night" if night else "day", 0.3, True)
-        conn.execute(tables["frames"].insert(), bulk_frames)
-        conn.execute(tables["predictions"].insert(), bulk_predictions)
-        conn.execute(tables["decisions"].insert(), bulk_decisions)
+        expected.update(_add_bulk(conn, tables, cams["s2"], model_a, ana))
 
     command.upgrade(cfg, "head")
 

@@ -47,10 +47,10 @@ def _beats(factory: sessionmaker[Session]) -> dict[str, list[Heartbeat]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_run_supervises_every_part_restarts_a_killed_worker_and_stops_in_order(
-    data_env: dict[str, str], tmp_path: Path, demo_model_path: Path, demo_footage: dict[str, Path]
+    data_env: dict[str, str], tmp_path: Path, model_export_path: Path, demo_footage: dict[str, Path]
 ) -> None:
     two_cameras = dict(list(demo_footage.items())[:2])
-    park = write_demo_park(tmp_path, two_cameras, demo_model_path, demo_model_path.parent / TRAIN_DIR_NAME)
+    park = write_demo_park(tmp_path, two_cameras, model_export_path, model_export_path.parent / TRAIN_DIR_NAME)
     assert run_cli("init", env=data_env).returncode == 0
     engine = make_engine(data_env["BEARWATCH_DATABASE_URL"])
     factory = session_factory(engine)

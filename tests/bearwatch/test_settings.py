@@ -32,7 +32,7 @@ def test_importing_every_package_reads_no_environment_and_touches_nothing(tmp_pa
     """With deliberately broken settings, importing all modules must still succeed and
     create no data dir: nothing reads settings or opens a database at import time."""
     code = (
-        "import bearwatch.cli, bearwatch.db, bearwatch.schema, bearwatch.migrations, bearwatch.park, "
+        "import bearwatch.cli, bearwatch.db, bearwatch.schema, bearwatch.migrations, bearwatch.park_apply, "
         "bearwatch.status, ingest.scheduler, ingest.sampler, inference.worker, dashboard.queries, shadow.sites"
     )
     env = {"BEARWATCH_DATABASE_URL": "nonsense://", "BEARWATCH_DATA_DIR": str(tmp_path / "d"),

@@ -22,8 +22,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.config import Thresholds
 from bearwatch.demo.simulate import RolloutEvent, SimSpec, create_site, simulate, simulate_rollout
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import Camera, Role, Stage
 from bearwatch.users import add_user
 from shadow.drift import run_drift_check

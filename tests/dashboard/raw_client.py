@@ -22,14 +22,19 @@ class Screen:
 
 
 class RawClient:
-    def __init__(self, base_url: str) -> None:
-        self._ws: ClientConnection = connect(
-            base_url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],  # type: ignore[list-item]
-            open_timeout=30,
-        )
+    """A Streamlit client that skips the browser; use it as ``with RawClient(url) as client``."""
 
-    def close(self) -> None:
-        self._ws.close()
+    def __init__(self, base_url: str) -> None:
+        self._url = base_url.replace("http", "ws", 1) + "/_stcore/stream"
+
+    def __enter__(self) -> RawClient:
+        # websockets >= 17.1 wants connect() entered as a context manager.
+        self._connection = connect(self._url, subprotocols=["streamlit"], open_timeout=30)  # type: ignore[list-item]
+        self._ws: ClientConnection = self._connection.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._connection.__exit__(None, None, None)
 
     def clear_cache(self) -> None:
         """What Streamlit's "Clear cache" menu sends; honoured from any client."""
@@ -44,7 +49,7 @@ class RawClient:
         screen = Screen()
         while True:
             forward = ForwardMsg()
-            forward.ParseFromString(self._ws.recv(timeout=timeout_s))  # type: ignore[arg-type]
+            forward.ParseFromString(self._ws.recv(timeout=timeout_s))
             if forward.WhichOneof("type") == "script_finished":
                 return screen
             if forward.WhichOneof("type") == "delta" and forward.delta.WhichOneof("type") == "new_element":

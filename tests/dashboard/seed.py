@@ -50,7 +50,7 @@ def seed_park(factory: sessionmaker[Session], frames_dir: Path, now: datetime | 
         session.add(model)
         session.flush()
         north, south = add_site(session, "north", actor="test"), add_site(session, "south", actor="test")
-        set_rollout_model(session, north, model, actor="test")
+        set_rollout_model(session, north, model, actor="test", now=utcnow())
         cams = {
             "creek": add_camera(session, north, "creek", "/footage/creek.avi", interval_s=5),
             "gate": add_camera(session, north, "gate", GATE_SOURCE, interval_s=5),

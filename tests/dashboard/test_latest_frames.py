@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
 from bearwatch.dashboard_server import dashboard_script
-from bearwatch.schema import Frame, FrameStatus, ModelVersion, Prediction, utcnow
+from bearwatch.schema import Frame, FrameStatus, ModelVersion, Prediction, Role, utcnow
 from bearwatch.users import add_user
-from bearwatch.schema import Role
 from dashboard.queries import latest_scored_frames
 from ingest.cameras import add_camera
 from ingest.store import FrameStore

@@ -7,7 +7,6 @@ import time
 
 import pytest
 import streamlit as st
-
 from streamlit.testing.v1 import AppTest
 
 from bearwatch.auth import Actor

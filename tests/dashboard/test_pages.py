@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -133,7 +136,7 @@ def test_admin_adds_a_user_who_can_then_log_in(park: Seeded, factory: sessionmak
 
 
 def test_an_empty_park_says_what_to_do_on_every_page(
-    factory: sessionmaker[Session], database_url: str, tmp_path, monkeypatch  # type: ignore[no-untyped-def]
+    factory: sessionmaker[Session], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from bearwatch.users import add_user
 

@@ -37,8 +37,7 @@ def _wait_s(alert: str) -> float:
 
 
 def test_clearing_the_cache_from_a_raw_client_does_not_reset_the_login_throttle(dashboard: str) -> None:
-    client = RawClient(dashboard)
-    try:
+    with RawClient(dashboard) as client:
         waits = []
         for _ in range(60):  # guesses as fast as the server answers
             client.clear_cache()  # before every guess: it used to empty the throttle
@@ -50,5 +49,3 @@ def test_clearing_the_cache_from_a_raw_client_does_not_reset_the_login_throttle(
         assert waits[-1] >= 4, f"the throttle never slowed the guesses down: {waits}"
         client.clear_cache()
         assert _wait_s(_try_login(client, "ranger", PASSWORD)[0]) > 0, "the right password waits too"
-    finally:
-        client.close()

@@ -11,7 +11,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from bearwatch.schema import Alert, AlertSource, AlertStatus, Camera, Decision, Frame, ModelVersion, Stage, Verdict, utcnow
+from bearwatch.schema import (
+    Alert,
+    AlertSource,
+    AlertStatus,
+    Camera,
+    Decision,
+    Frame,
+    ModelVersion,
+    Stage,
+    Verdict,
+    utcnow,
+)
 from shadow.alerts import process_new_flags
 from shadow.rollout import record_stage_change
 from shadow.sites import get_site, set_rollout_model
@@ -29,7 +40,7 @@ def review_park(park: Seeded, factory: sessionmaker[Session]) -> Seeded:
         record_stage_change(session, north, Stage.LIMITED, actor="test", reason="trial", now=now - timedelta(hours=1),
                             trial=(now - timedelta(hours=1), now + timedelta(days=7)))
         south = get_site(session, "south")
-        set_rollout_model(session, south, session.get(ModelVersion, park.model_id), actor="test")
+        set_rollout_model(session, south, session.get(ModelVersion, park.model_id), actor="test", now=now)
         south.thresholds = {**(south.thresholds or {}), "audit_rate": 1.0}
     process_new_flags(factory, utcnow())
     return park

@@ -18,6 +18,9 @@ from bearwatch.demo.model import (
     ensure_demo_model,
     make_training_images,
 )
+from tests.conftest import DEMO_MODEL_TIMEOUT_S
+
+pytestmark = pytest.mark.timeout(DEMO_MODEL_TIMEOUT_S)  # they wait on training the demo model
 
 # Scenes the training never renders (their seeds are below TRAIN_SEED_BASE) and that
 # were not used while tuning the training settings either.

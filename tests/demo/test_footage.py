@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -139,7 +140,7 @@ def test_events_alternate_bears_and_deer_without_overlap() -> None:
     for spec in DEMO_CAMERAS:
         events = events_for(spec)
         assert events == events_for(replace(spec))
-        assert all(a.end_s <= b.start_s for a, b in zip(events, events[1:]))
+        assert all(a.end_s <= b.start_s for a, b in pairwise(events))
         assert all(0.0 <= e.start_s < e.end_s <= spec.duration_s for e in events)
         for minute in range(int(spec.duration_s // 60)):
             kinds = {e.kind for e in events if minute * 60 <= e.start_s < (minute + 1) * 60}

@@ -35,8 +35,11 @@ import bearwatch.db
 from bearwatch.db import WRITE_LOCK_WAIT_S, make_engine, session_factory, write_transaction
 from bearwatch.schema import Camera, Heartbeat, ModelRole, ModelVersion, Role, Site, User, utcnow
 from bearwatch.users import authenticate
-from tests.dashboard.conftest import login, open_app
-from tests.dashboard.conftest import _fresh_streamlit_caches  # noqa: F401 (autouse: the dashboard's caches per test)
+from tests.dashboard.conftest import (
+    _fresh_streamlit_caches,  # noqa: F401 (autouse: the dashboard's caches per test)
+    login,
+    open_app,
+)
 from tests.dashboard.seed import PASSWORD, Seeded, seed_park
 
 PARTS = ("ingest", "inference", "shadow")
@@ -214,22 +217,22 @@ def test_every_admin_write_gets_through_while_the_workers_write_at_full_speed(
 
 def test_registering_a_model_gets_through_while_the_workers_write_at_full_speed(
     park: Seeded, data_env: dict[str, str], factory: sessionmaker[Session], database_url: str,
-    demo_model_path: Path, tmp_path: Path,
+    model_export_path: Path, tmp_path: Path,
 ) -> None:
     env = data_env
     with busy_workers(database_url) as load:
         time.sleep(1.0)
         started = time.monotonic()
-        _ok(bearwatch_cli(env, "model", "register", str(demo_model_path), "--name", "bear", "--positive", "bear",
+        _ok(bearwatch_cli(env, "model", "register", str(model_export_path), "--name", "bear", "--positive", "bear",
                           "--site", "north"))
-        park_file = _park_file(tmp_path / "park.yaml", demo_model_path)
+        park_file = _park_file(tmp_path / "park.yaml", model_export_path)
         park_file.write_text(park_file.read_text().replace("name: bear\n", "name: bear-2\n"))  # a new one
         applied = _ok(bearwatch_cli(env, "config", "apply", str(park_file)))
         _load_was_real(load, database_url, time.monotonic() - started)
     assert "created model bear-2" in applied
     with factory() as session:
         models = {m.name: m.id for m in session.scalars(sa.select(ModelVersion))}
-        rollout = dict(session.execute(sa.select(Site.name, Site.rollout_model_id)).tuples().all())
+        rollout = {name: model_id for name, model_id in session.execute(sa.select(Site.name, Site.rollout_model_id))}
     assert rollout["north"] == models["bear"] and rollout["west"] == models["bear-2"]
 
 
@@ -300,10 +303,10 @@ def test_the_cli_gives_up_after_the_bound_with_one_line(
             for args, _ in commands
         ]
         results = [(args, *proc.communicate(stdin, timeout=180), proc.returncode)
-                   for proc, (args, stdin) in zip(procs, commands)]
+                   for proc, (args, stdin) in zip(procs, commands, strict=True)]
         elapsed = time.monotonic() - started
 
-    for args, stdout, stderr, code in results:
+    for args, _stdout, stderr, code in results:
         assert code != 0 and "Traceback" not in stderr, f"{args}: exit {code}\n{stderr[-2000:]}"
         assert stderr.strip().splitlines() == [
             (f"error: the database is busy: no write lock within {WRITE_LOCK_WAIT_S:g} s (other writers held it); "
@@ -360,7 +363,7 @@ def test_the_users_page_shows_the_error_and_keeps_the_form(
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL has no database-wide write lock
 def test_slow_steps_run_before_the_write_lock_is_taken(
     park: Seeded, data_env: dict[str, str], factory: sessionmaker[Session], database_url: str,
-    monkeypatch: pytest.MonkeyPatch, demo_model_path: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, model_export_path: Path, tmp_path: Path,
 ) -> None:
     """While a command hashes a password or loads a model a worker commits a write. That
     must neither wait for the command (it holds no lock yet) nor break it (a transaction
@@ -399,13 +402,13 @@ def test_slow_steps_run_before_the_write_lock_is_taken(
 
     monkeypatch.setattr(bearwatch.users, "_hasher", ProbingHasher)
     monkeypatch.setattr(inference.registry, "unpickle_learner", slow("load", inference.registry.unpickle_learner))
-    park_file = _park_file(tmp_path / "park.yaml", demo_model_path)
+    park_file = _park_file(tmp_path / "park.yaml", model_export_path)
     park_file.write_text(park_file.read_text().replace("name: bear\n", "name: bear-2\n"))  # one it registers itself
     runner = CliRunner()
     for args, stdin in (
         (["user", "add", "rosa", "--role", "ops", "--password-stdin"], PASSWORD + "\n"),
         (["user", "passwd", "rosa", "--password-stdin"], NEW_PASSWORD + "\n"),
-        (["model", "register", str(demo_model_path), "--name", "bear", "--positive", "bear", "--site", "north"], None),
+        (["model", "register", str(model_export_path), "--name", "bear", "--positive", "bear", "--site", "north"], None),
         (["config", "apply", str(park_file)], None),
     ):
         result = runner.invoke(app, args, input=stdin)

@@ -97,13 +97,13 @@ def alerts_sent_after(factory: sessionmaker[Session], since: datetime) -> int:
 
 @pytest.mark.timeout(300)
 def test_every_part_reconnects_after_a_postgresql_restart_and_nothing_is_lost(
-    private_pg: PrivatePostgres, tmp_path: Path, demo_model_path: Path, demo_footage: dict[str, Path]
+    private_pg: PrivatePostgres, tmp_path: Path, model_export_path: Path, demo_footage: dict[str, Path]
 ) -> None:
     env = {"BEARWATCH_DATABASE_URL": private_pg.url, "BEARWATCH_DATA_DIR": str(tmp_path / "data")}
     assert run_cli("init", env=env).returncode == 0
     receiver = Receiver(free_port())
     receiver.start()
-    park = write_park(tmp_path, list(demo_footage.values())[:2], demo_model_path, receiver.url)
+    park = write_park(tmp_path, list(demo_footage.values())[:2], model_export_path, receiver.url)
     assert run_cli("config", "apply", str(park), env=env).returncode == 0
     engine = make_engine(private_pg.url)
     factory = session_factory(engine)

@@ -3,7 +3,7 @@
 A JPEG whose header claims 30000x30000, a PNG decompression bomb (30000x20000, 73 KB), a
 2 GB sparse `.jpg` and a symbolic link to a picture outside the folder. What an operator
 notices: each costs one slot, refused from its size or header with a reason in the log and
-counted as `too_large` / `outside_folder` in `bearwatch_frames_captured_total`; the
+counted as `too_large` / `outside_folder` in `bearwatch_ingest_slots_total`; the
 process's peak memory hardly moves; the camera's next good frame is stored at the next
 slot (no reconnect backoff) and the camera is online again.
 """
@@ -46,7 +46,7 @@ def _samples(port: int, camera_id: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {
         s.labels["outcome"]: s.value
-        for family in text_string_to_metric_families(text) if family.name == "bearwatch_frames_captured"
+        for family in text_string_to_metric_families(text) if family.name == "bearwatch_ingest_slots"
         for s in family.samples if s.name.endswith("_total") and s.labels.get("camera") == str(camera_id)
     }
 

@@ -38,12 +38,12 @@ def _infer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_worker_frozen_past_its_lease_commits_nothing_when_thawed(
-    factory: sessionmaker[Session], database_url: str, tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], database_url: str, tmp_path: Path, model_export_path: Path
 ) -> None:
     env = {"BEARWATCH_DATABASE_URL": database_url, "BEARWATCH_DATA_DIR": str(tmp_path)}
     ids = store_frames_at(factory, FrameStore(tmp_path / "frames"), [t * 0.9 for t in range(48)])
-    register(factory, demo_model_path, "demo")
-    register(factory, demo_model_path, "challenger", ModelRole.CHALLENGER, threshold=0.8)
+    register(factory, model_export_path, "demo")
+    register(factory, model_export_path, "challenger", ModelRole.CHALLENGER, threshold=0.8)
     frozen_log, other_log = tmp_path / "frozen.log", tmp_path / "other.log"
     frozen = _infer(env, frozen_log)
     other: subprocess.Popen[bytes] | None = None

@@ -97,7 +97,7 @@ def test_a_hung_receiver_delays_neither_another_channel_nor_the_loop(
         assert hung.hung >= 1 and not hung.keys
         assert max(t for t, _ in healthy.arrivals) - started < 10, "the healthy channel waited for the hung one"
         assert set(healthy.keys.values()) == {1}
-        gaps = [b - a for a, b in zip([started, *ticks], [*ticks, watched])]
+        gaps = [b - a for a, b in zip([started, *ticks], [*ticks, watched], strict=True)]
         assert max(gaps) < 6, f"the loop's other jobs stalled for {max(gaps):.1f} s"
         assert max(held) == policy.senders, "not the channel's pool size in flight to the hung receiver"
         with factory() as session:  # what `bearwatch alerts` shows for the hung channel

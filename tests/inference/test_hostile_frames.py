@@ -23,7 +23,7 @@ def _failures(reason: str) -> float:
 
 
 def test_a_hostile_stored_frame_fails_alone_and_the_others_are_scored(
-    factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     ids = store_frames_at(factory, store, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
@@ -36,7 +36,7 @@ def test_a_hostile_stored_frame_fails_alone_and_the_others_are_scored(
     store.absolute(paths[just_over]).write_bytes(jpeg_claiming(9000, 9000))
     store.absolute(paths[sparse]).unlink()
     sparse_file(store.absolute(paths[sparse]))
-    register(factory, demo_model_path)
+    register(factory, model_export_path)
     before = {reason: _failures(reason) for reason in ("too_large", "decode")}
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker = InferenceWorker(factory, store.root, WorkerOptions(device="cpu", max_attempts=1, decode_threads=2))

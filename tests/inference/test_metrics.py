@@ -9,7 +9,6 @@ from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.schema import Frame
-
 from inference.worker import InferenceWorker, WorkerOptions
 from ingest.store import FrameStore
 from tests.inference.helpers import register, store_frames_at
@@ -21,7 +20,7 @@ def _value(name: str, **labels: str) -> float:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_scored_frames_batches_failures_and_queue_are_exported(
-    factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     ids = store_frames_at(factory, store, [1.0, 2.0, 3.0])
@@ -30,7 +29,7 @@ def test_scored_frames_batches_failures_and_queue_are_exported(
         frame = session.get(Frame, ids[0])
         assert frame is not None
         frame.path = "broken.jpg"
-    register(factory, demo_model_path, "metered")
+    register(factory, model_export_path, "metered")
     before = {
         "scored": _value("bearwatch_frames_scored_total", model="metered"),
         "batches": _value("bearwatch_inference_batch_size_count"),

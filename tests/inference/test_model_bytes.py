@@ -53,10 +53,10 @@ sys.addaudithook(_swap_on_reopen)
 
 
 @pytest.fixture
-def swap_armed(tmp_path: Path, demo_model_path: Path) -> Any:
+def swap_armed(tmp_path: Path, model_export_path: Path) -> Any:
     """A copy of the demo model that turns into a hostile pickle if it is opened twice."""
     model = tmp_path / "model.pkl"
-    shutil.copy(demo_model_path, model)
+    shutil.copy(model_export_path, model)
     hostile = tmp_path / "hostile.pkl"
 
     def arm() -> None:
@@ -68,9 +68,9 @@ def swap_armed(tmp_path: Path, demo_model_path: Path) -> Any:
     _ARMED.clear()
 
 
-def test_the_bytes_in_hand_are_loaded_whatever_the_file_holds_now(tmp_path: Path, demo_model_path: Path) -> None:
+def test_the_bytes_in_hand_are_loaded_whatever_the_file_holds_now(tmp_path: Path, model_export_path: Path) -> None:
     model = tmp_path / "model.pkl"
-    shutil.copy(demo_model_path, model)
+    shutil.copy(model_export_path, model)
     original = model.read_bytes()
     read = read_model_file(model)
     model.write_bytes(pickle.dumps(_Payload()))  # replaced after it was read

@@ -15,6 +15,7 @@ from bearwatch.demo.model import TRAIN_DIR_NAME
 from bearwatch.schema import Prediction
 from inference.worker import InferenceWorker, WorkerOptions
 from ingest.store import FrameStore
+from tests.conftest import DEMO_MODEL_TIMEOUT_S
 from tests.inference.helpers import register, store_images
 
 
@@ -30,6 +31,7 @@ def _odd_frames(rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.timeout(DEMO_MODEL_TIMEOUT_S)  # an embedding worth scoring needs the trained demo model
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_ood_score_rises_for_black_noise_blur_and_another_scene(
     factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path

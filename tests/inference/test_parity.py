@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from bearwatch.demo.footage import DEMO_CAMERAS, FootageSpec, render_frame
-from inference.decode import FrameDecoder
-from inference.queue import ClaimedFrame
+from inference.decode import FrameDecoder, FrameFile
 from inference.runner import ModelRunner
 
 METHODS = ("crop", "squish", "pad")
@@ -32,7 +31,14 @@ def _images(directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def learners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from fastai.vision.all import (
-        ImageDataLoaders, Normalize, Resize, ResizeMethod, imagenet_stats, resnet18, set_seed, vision_learner,
+        ImageDataLoaders,
+        Normalize,
+        Resize,
+        ResizeMethod,
+        imagenet_stats,
+        resnet18,
+        set_seed,
+        vision_learner,
     )
 
     root = tmp_path_factory.mktemp("parity")
@@ -70,7 +76,7 @@ def test_probabilities_equal_learn_predict_within_1e_4(method: str, learners: di
     runner = ModelRunner(learn, torch.device("cpu"))
     decoder = FrameDecoder(tmp_path, threads=2)
     prepared = decoder.prepare(
-        tuple(ClaimedFrame(i, p.name, 1) for i, p in enumerate(paths)), {runner.preprocessor.key: runner.preprocessor}
+        [FrameFile(i, p.name) for i, p in enumerate(paths)], {runner.preprocessor.key: runner.preprocessor}
     )
     decoder.close()
     ours = runner(prepared.inputs[runner.preprocessor.key]).probabilities.numpy()
@@ -89,7 +95,7 @@ def test_a_resize_method_mismatch_would_be_caught(learners: dict[str, Path], tmp
     runner = ModelRunner(crop, torch.device("cpu"))
     wrong = ModelRunner(squish, torch.device("cpu")).preprocessor  # squish's item pipeline, crop's model
     decoder = FrameDecoder(tmp_path, threads=1)
-    prepared = decoder.prepare((ClaimedFrame(0, "f.jpg", 1),), {wrong.key: wrong})
+    prepared = decoder.prepare([FrameFile(0, "f.jpg")], {wrong.key: wrong})
     decoder.close()
     mismatched = runner(prepared.inputs[wrong.key]).probabilities.numpy()[0]
     _, _, truth = crop.predict(tmp_path / "f.jpg")

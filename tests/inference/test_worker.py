@@ -35,12 +35,12 @@ def _worker(factory: sessionmaker[Session], store: FrameStore, **options: object
 
 
 def test_worker_scores_every_frame_once_with_learn_predicts_probabilities(
-    factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     bears, empties = _bear_and_empty_times()
     ids = store_frames_at(factory, store, bears + empties)
-    register(factory, demo_model_path)
+    register(factory, model_export_path)
     worker = _worker(factory, store)
     assert worker.run_once() == len(ids)
     assert worker.run_once() == 0  # nothing left
@@ -66,7 +66,7 @@ def test_worker_scores_every_frame_once_with_learn_predicts_probabilities(
 
 
 def test_corrupt_and_truncated_jpegs_fail_with_an_error_while_the_rest_are_scored(
-    factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     ids = store_frames_at(factory, store, [1.0, 2.0, 3.0])
@@ -75,7 +75,7 @@ def test_corrupt_and_truncated_jpegs_fail_with_an_error_while_the_rest_are_score
     store.absolute(paths[0]).write_bytes(b"this is not a jpeg")
     data = store.absolute(paths[1]).read_bytes()
     store.absolute(paths[1]).write_bytes(data[: len(data) // 3])
-    register(factory, demo_model_path)
+    register(factory, model_export_path)
     worker = _worker(factory, store, max_attempts=2)
     for _ in range(3):
         worker.run_once()
@@ -90,11 +90,11 @@ def test_corrupt_and_truncated_jpegs_fail_with_an_error_while_the_rest_are_score
 
 
 def test_a_worker_whose_lease_was_taken_cannot_commit(
-    factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     store_frames_at(factory, store, [1.0, 2.0])
-    register(factory, demo_model_path)
+    register(factory, model_export_path)
     worker = _worker(factory, store)
     late = claim_batch(factory, 8, lease_s=0.0)  # a paused worker: its lease expires at once
     preprocessors = {m.runner.preprocessor.key: m.runner.preprocessor for m in worker.models}
@@ -107,13 +107,13 @@ def test_a_worker_whose_lease_was_taken_cannot_commit(
 
 
 def test_a_changed_model_file_is_refused_and_the_other_models_keep_scoring(
-    factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     ids = store_frames_at(factory, store, [1.0])
     copy = tmp_path / "challenger.pkl"
-    shutil.copy(demo_model_path, copy)
-    register(factory, demo_model_path, "demo")
+    shutil.copy(model_export_path, copy)
+    register(factory, model_export_path, "demo")
     register(factory, copy, "challenger", ModelRole.CHALLENGER)
     with copy.open("ab") as fh:
         fh.write(b"tampered")
@@ -130,12 +130,12 @@ def test_a_changed_model_file_is_refused_and_the_other_models_keep_scoring(
 
 
 def test_several_models_share_one_decode_and_each_stores_its_prediction(
-    factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path, monkeypatch: pytest.MonkeyPatch
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     ids = store_frames_at(factory, store, [1.0, 2.0])
-    register(factory, demo_model_path, "demo")
-    register(factory, demo_model_path, "strict", ModelRole.CHALLENGER, threshold=0.99)
+    register(factory, model_export_path, "demo")
+    register(factory, model_export_path, "strict", ModelRole.CHALLENGER, threshold=0.99)
     worker = _worker(factory, store)
     opened: list[str] = []
     real_open = Image.open
@@ -154,11 +154,11 @@ def test_several_models_share_one_decode_and_each_stores_its_prediction(
 
 
 def test_run_stops_on_request_and_leaves_no_frame_claimed(
-    factory: sessionmaker[Session], tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     store_frames_at(factory, store, [float(t) for t in range(12)])
-    register(factory, demo_model_path)
+    register(factory, model_export_path)
     stop = threading.Event()
     worker = InferenceWorker(factory, store.root, WorkerOptions(device="cpu", batch_size=4))
     thread = threading.Thread(target=worker.run, args=(stop,))

@@ -28,12 +28,12 @@ def _infer(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_sigkill_mid_batch_loses_nothing_and_scores_nothing_twice(
-    factory: sessionmaker[Session], database_url: str, tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], database_url: str, tmp_path: Path, model_export_path: Path
 ) -> None:
     env = {"BEARWATCH_DATABASE_URL": database_url, "BEARWATCH_DATA_DIR": str(tmp_path)}
     ids = store_frames_at(factory, FrameStore(tmp_path / "frames"), [t * 0.9 for t in range(120)])
-    register(factory, demo_model_path, "demo")
-    register(factory, demo_model_path, "challenger", ModelRole.CHALLENGER, threshold=0.8)
+    register(factory, model_export_path, "demo")
+    register(factory, model_export_path, "challenger", ModelRole.CHALLENGER, threshold=0.8)
     victim, survivor = _infer(env), _infer(env)
     try:
         victim_id = f"{os.uname().nodename}:{victim.pid}"

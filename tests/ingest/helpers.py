@@ -82,6 +82,77 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _CameraHandler(BaseHTTPRequestHandler):
+    """CameraHTTP's answers; each camera serves a subclass with ``camera`` set."""
+
+    camera: CameraHTTP
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.camera.requests.append(self.path)
+        if self.path.startswith("/private/") and not self._authorized():
+            return
+        if self.path.endswith("snap.jpg"):
+            self._snapshot()
+        elif self.path.startswith("/trickle"):
+            self._trickle()
+        elif self.path.startswith("/mjpeg"):
+            self._mjpeg()
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+    def _authorized(self) -> bool:
+        """Basic auth with the camera's user and password; a 401 answer when it is not."""
+        import base64
+
+        expected = "Basic " + base64.b64encode(f"{self.camera.user}:{self.camera.password}".encode()).decode()
+        if self.headers.get("Authorization") == expected:
+            return True
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="cam"')
+        self.end_headers()
+        return False
+
+    def _snapshot(self) -> None:
+        body = self.camera.picture
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _trickle(self) -> None:
+        """A byte at a time: no socket timeout fires."""
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        try:
+            for _ in range(200):
+                self.wfile.write(b"\xff")
+                self.wfile.flush()
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _mjpeg(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        try:
+            for _ in range(50):
+                body = self.camera.picture
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
+                self.wfile.write(f"Content-Length: {len(body)}\r\n\r\n".encode() + body + b"\r\n")
+                self.wfile.flush()
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
 class CameraHTTP:
     """A loopback HTTP camera: /snap.jpg (one JPEG), /mjpeg (multipart stream),
     /private/snap.jpg behind basic auth, /trickle (a JPEG sent a byte every 0.1 s). ``picture`` is what the camera sees now."""
@@ -89,60 +160,9 @@ class CameraHTTP:
     def __init__(self, user: str = "ranger", password: str = "hunter2", tls: ssl.SSLContext | None = None) -> None:
         self.picture = jpeg(scene(1))
         self.requests: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                owner.requests.append(self.path)
-                if self.path.startswith("/private/"):
-                    import base64
-
-                    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-                    if self.headers.get("Authorization") != expected:
-                        self.send_response(401)
-                        self.send_header("WWW-Authenticate", 'Basic realm="cam"')
-                        self.end_headers()
-                        return
-                if self.path.endswith("snap.jpg"):
-                    body = owner.picture
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                elif self.path.startswith("/trickle"):  # a byte at a time: no socket timeout fires
-                    self.send_response(200)
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.send_header("Content-Length", "100000")
-                    self.end_headers()
-                    try:
-                        for _ in range(200):
-                            self.wfile.write(b"\xff")
-                            self.wfile.flush()
-                            time.sleep(0.1)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-                elif self.path.startswith("/mjpeg"):
-                    self.send_response(200)
-                    self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                    self.end_headers()
-                    try:
-                        for _ in range(50):
-                            body = owner.picture
-                            self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
-                            self.wfile.write(f"Content-Length: {len(body)}\r\n\r\n".encode() + body + b"\r\n")
-                            self.wfile.flush()
-                            time.sleep(0.1)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-                else:
-                    self.send_response(404)
-                    self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.user, self.password = user, password
+        handler = type("Handler", (_CameraHandler,), {"camera": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.scheme = "http"
         if tls is not None:  # HTTPS: the TLS handshake happens on accept
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)

@@ -12,7 +12,7 @@ import cv2
 from tests.ingest.helpers import scene
 
 MIB = 1024 * 1024
-# The documented limits (README, Ingest), written out so the tests pin them.
+# The documented limits (docs/configuration.md, Image limits), written out so the tests pin them.
 MAX_IMAGE_BYTES = 32 * MIB
 MAX_SIDE = 8192
 

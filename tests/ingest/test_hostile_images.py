@@ -37,7 +37,7 @@ def _name(i: int) -> str:
 
 def _counted(camera_id: int, site_id: int, outcome: str) -> float:
     labels = {"site": str(site_id), "camera": str(camera_id), "outcome": outcome}
-    return REGISTRY.get_sample_value("bearwatch_frames_captured_total", labels) or 0.0
+    return REGISTRY.get_sample_value("bearwatch_ingest_slots_total", labels) or 0.0
 
 
 def _peak_rss_mb() -> float:
@@ -90,6 +90,59 @@ def test_hostile_files_in_a_folder_are_refused_quickly_and_the_next_good_frame_i
     assert row.health is CameraHealth.ONLINE and row.last_error is None
 
 
+class _HostileHandler(BaseHTTPRequestHandler):
+    """_HostileCamera's answers; each camera serves a subclass with ``camera`` set."""
+
+    camera: _HostileCamera
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def stream(self, chunk: bytes) -> None:
+        sent = 0
+        try:
+            while sent < self.camera.limit:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.camera.sent[self.path] = sent
+
+    def do_GET(self) -> None:
+        huge = jpeg_claiming(30000, 30000)
+        self.send_response(200)
+        if self.path == "/huge.jpg":
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(huge)))
+            self.end_headers()
+            self.wfile.write(huge)
+        elif self.path == "/declared-3gb.jpg":  # refused from Content-Length, body unread
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(3 * 1024**3))
+            self.end_headers()
+            self.stream(bytes(MIB))
+        elif self.path == "/endless.jpg":  # no length: read up to the cap, then refused
+            self.send_header("Content-Type", "image/jpeg")
+            self.end_headers()
+            self.stream(b"\xff\xd8" + bytes(MIB - 2))
+        elif self.path.startswith("/mjpeg"):
+            self._mjpeg(huge)
+        self.wfile.flush()
+
+    def _mjpeg(self, huge: bytes) -> None:
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
+        if self.path == "/mjpeg-huge":
+            self.wfile.write(f"Content-Length: {len(huge)}\r\n\r\n".encode() + huge + b"\r\n--frame\r\n")
+        elif self.path == "/mjpeg-declared-3gb":
+            self.wfile.write(f"Content-Length: {3 * 1024**3}\r\n\r\n".encode())
+            self.stream(bytes(MIB))
+        else:  # a part without Content-Length that never ends
+            self.wfile.write(b"\r\n")
+            self.stream(b"\xff\xd8" + bytes(64 * 1024 - 3) + b"\n")
+
+
 class _HostileCamera:
     """A loopback HTTP camera that sends hostile pictures; ``sent`` counts body bytes the
     server got out per path before the client hung up (at most ``limit``)."""
@@ -98,54 +151,8 @@ class _HostileCamera:
 
     def __init__(self) -> None:
         self.sent: dict[str, int] = {}
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def stream(self, chunk: bytes) -> None:
-                sent = 0
-                try:
-                    while sent < owner.limit:
-                        self.wfile.write(chunk)
-                        sent += len(chunk)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                owner.sent[self.path] = sent
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                huge = jpeg_claiming(30000, 30000)
-                self.send_response(200)
-                if self.path == "/huge.jpg":
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.send_header("Content-Length", str(len(huge)))
-                    self.end_headers()
-                    self.wfile.write(huge)
-                elif self.path == "/declared-3gb.jpg":  # refused from Content-Length, body unread
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.send_header("Content-Length", str(3 * 1024**3))
-                    self.end_headers()
-                    self.stream(bytes(MIB))
-                elif self.path == "/endless.jpg":  # no length: read up to the cap, then refused
-                    self.send_header("Content-Type", "image/jpeg")
-                    self.end_headers()
-                    self.stream(b"\xff\xd8" + bytes(MIB - 2))
-                elif self.path.startswith("/mjpeg"):
-                    self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                    self.end_headers()
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
-                    if self.path == "/mjpeg-huge":
-                        self.wfile.write(f"Content-Length: {len(huge)}\r\n\r\n".encode() + huge + b"\r\n--frame\r\n")
-                    elif self.path == "/mjpeg-declared-3gb":
-                        self.wfile.write(f"Content-Length: {3 * 1024**3}\r\n\r\n".encode())
-                        self.stream(bytes(MIB))
-                    else:  # a part without Content-Length that never ends
-                        self.wfile.write(b"\r\n")
-                        self.stream(b"\xff\xd8" + bytes(64 * 1024 - 3) + b"\n")
-                self.wfile.flush()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        handler = type("Handler", (_HostileHandler,), {"camera": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

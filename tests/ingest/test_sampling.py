@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,7 @@ from ingest.sampler import Outcome, sample_camera
 from ingest.scheduler import start_ingest
 from ingest.store import FrameStore
 from shadow.sites import add_site
+from tests.conftest import wait_for
 
 
 def _camera(factory: sessionmaker[Session], source: str, name: str = "cam", interval_s: float = 5.0) -> int:
@@ -88,17 +88,26 @@ def test_scheduler_samples_every_camera_and_a_broken_one_does_not_stop_the_other
     clips = list(demo_footage.values())
     good = [_camera(factory, str(clips[i]), name=f"good{i}", interval_s=0.5) for i in range(2)]
     broken = _camera(factory, str(tmp_path / "missing.avi"), name="broken", interval_s=0.5)
+
+    def frames_per_camera() -> dict[int, int]:
+        with factory() as session:
+            rows = session.execute(sa.select(Frame.camera_id, sa.func.count()).group_by(Frame.camera_id)).all()
+        return {camera_id: count for camera_id, count in rows}
+
+    def broken_is_offline() -> bool:
+        with factory() as session:
+            camera = session.get(Camera, broken)
+            return camera is not None and camera.health is CameraHealth.OFFLINE
+
     scheduler = start_ingest(factory, FrameStore(tmp_path / "frames"))
-    try:
-        time.sleep(3.2)
+    try:  # events, not a fixed window: a busy machine only makes this slower
+        wait_for("4 frames from each good camera and the broken one offline",
+                 lambda: all(frames_per_camera().get(c, 0) >= 4 for c in good) and broken_is_offline(), timeout=60)
     finally:
         scheduler.stop()
+    per_camera = frames_per_camera()
     with factory() as session:
-        per_camera = dict(
-            session.execute(sa.select(Frame.camera_id, sa.func.count()).group_by(Frame.camera_id)).all()
-        )
         broken_camera = session.get(Camera, broken)
-    assert all(per_camera.get(c, 0) >= 4 for c in good), per_camera
     assert broken not in per_camera
     assert broken_camera is not None and broken_camera.health is CameraHealth.OFFLINE
     assert "does not exist" in (broken_camera.last_error or "")

@@ -4,6 +4,7 @@ leases decide who may commit; the file is durable before its row, and never orph
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -38,7 +39,7 @@ def test_stalled_cameras_do_not_delay_the_others(
             service.stop()
     for c in good:
         times = [f.captured_at for f in frames_of(factory, c)]
-        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+        gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
         assert max(gaps[:7]) < 5.0, gaps  # on schedule, not waiting for a 6 s deadline
     for c in stalled:
         assert frames_of(factory, c) == [] and camera(factory, c).health is not CameraHealth.ONLINE
@@ -101,11 +102,11 @@ def test_no_row_without_a_file_and_no_file_without_a_row(
     from ingest import sampler as sampler_module
 
     original = sampler_module.utcnow
-    sampler_module.utcnow = lambda: first.captured_at  # type: ignore[assignment] - the same capture time again
+    sampler_module.utcnow = lambda: first.captured_at  # the same capture time again
     try:
         assert sampler.sample() is Outcome.FAILED
     finally:
-        sampler_module.utcnow = original  # type: ignore[assignment]
+        sampler_module.utcnow = original
     files = [p for p in (tmp_path / "frames").rglob("*") if p.is_file()]
     assert [p.relative_to(tmp_path / "frames").as_posix() for p in files] == [first.path]
     with factory() as session:
@@ -126,7 +127,7 @@ def test_a_slot_skipped_because_the_previous_sample_still_runs_is_counted_as_mis
 
         def missed() -> float:
             labels = {"site": site, "camera": str(camera_id), "outcome": "missed"}
-            return REGISTRY.get_sample_value("bearwatch_frames_captured_total", labels) or 0.0
+            return REGISTRY.get_sample_value("bearwatch_ingest_slots_total", labels) or 0.0
 
         before = missed()
         options = IngestOptions(lease_s=10, sampler=SamplerOptions(capture_timeout_s=2.0, watchdog_grace_s=0.5))

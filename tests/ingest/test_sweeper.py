@@ -11,7 +11,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.schema import (
-    Alert, AlertStatus, Decision, Frame, Prediction, Role, Stage, StageChange, User, Verdict,
+    Alert,
+    AlertStatus,
+    Decision,
+    Frame,
+    Prediction,
+    Role,
+    Stage,
+    StageChange,
+    User,
+    Verdict,
 )
 from ingest.store import FrameStore
 from ingest.sweeper import retain, sweep

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_two_workers_on_postgresql_share_cameras_and_take_over_a_killed_one(
     assert second.wait(timeout=30) == 0
     assert set(_owners(factory).values()) == {None}  # SIGTERM gave the leases back
     for camera_id, times in _times(factory).items():  # never two workers in one slot
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in pairwise(times)]
         assert min(gaps) >= INTERVAL_S * 0.5, (camera_id, gaps)
     engine.dispose()
 
@@ -117,8 +118,8 @@ def test_sqlite_refuses_a_second_worker_and_serves_metrics_without_credentials(
 
     assert poll(lambda: 'bearwatch_camera_reconnects_total{camera="2"' in page(), timeout_s=30)
     text = page()
-    assert f'bearwatch_frames_captured_total{{camera="{good}",outcome="stored",site="1"}}' in text
-    assert 'bearwatch_frames_captured_total{camera="2",outcome="failed",site="1"}' in text
+    assert f'bearwatch_ingest_slots_total{{camera="{good}",outcome="stored",site="1"}}' in text
+    assert 'bearwatch_ingest_slots_total{camera="2",outcome="failed",site="1"}' in text
     assert 'bearwatch_camera_up{camera="2",site="1"} 0.0' in text
     assert f'bearwatch_camera_up{{camera="{good}",site="1"}} 1.0' in text
     assert "bearwatch_camera_last_frame_timestamp_seconds" in text and "bearwatch_capture_duration_seconds_bucket" in text

@@ -53,6 +53,25 @@ def test_alert_rules_fire_when_they_should_and_only_then() -> None:
     assert "SUCCESS" in result.stdout
 
 
+def test_every_alert_rule_has_a_unit_test_that_makes_it_fire() -> None:
+    rules = yaml.safe_load((DEPLOY / "bearwatch.rules.yml").read_text(encoding="utf-8"))
+    tests = yaml.safe_load((DEPLOY / "bearwatch.rules.test.yml").read_text(encoding="utf-8"))
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    fired = {
+        (case["alertname"], tuple(sorted(alert["exp_labels"].items())))
+        for test in tests["tests"] for case in test.get("alert_rule_test", []) for alert in case["exp_alerts"]
+    }
+    assert alerts == {name for name, _ in fired}
+    # one absent() rule per bearwatch process, each tested, and each process scraped
+    from bearwatch.metrics import PARTS
+
+    missing = {dict(labels).get("part") for name, labels in fired if name == "BearwatchProcessMissing"}
+    assert missing == set(PARTS)
+    scrape = yaml.safe_load((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"] for job in scrape["scrape_configs"]}
+    assert jobs == {f"bearwatch-{part}" for part in PARTS}
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -120,5 +139,8 @@ def test_a_real_prometheus_scrapes_bearwatch_and_sees_the_frames_waiting(
         assert float(result[0]["value"][1]) == 3  # type: ignore[index]
         up = _query(prom_port, 'up{job="bearwatch-inference"}')
         assert float(up[0]["value"][1]) == 1  # type: ignore[index]
+        # what the absent() rule watches: the worker says which part it is
+        info = _query(prom_port, 'bearwatch_process_info{job="bearwatch-inference",part="inference"}')
+        assert float(info[0]["value"][1]) == 1  # type: ignore[index]
     finally:
         _stop(prom)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from bearwatch.config import Thresholds
+from bearwatch.park_file import Thresholds
 
 START = datetime(2026, 5, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

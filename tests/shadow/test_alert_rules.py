@@ -114,3 +114,9 @@ def test_audit_sample_is_stable_and_near_its_rate() -> None:
 )
 def test_confirm_text(flagged: bool, status: AlertStatus | None, words: str) -> None:
     assert words in alert_rules.confirm_text(flagged, status)
+
+
+def test_every_effect_has_one_text_for_people() -> None:
+    """The CLI's `verdict` line and the Review page say the same thing (alert_rules.EFFECT_TEXT)."""
+    assert set(alert_rules.EFFECT_TEXT) == set(Effect)
+    assert alert_rules.EFFECT_TEXT[Effect.LATE] == "the frame is more than 1 h old, so no live alert goes out"

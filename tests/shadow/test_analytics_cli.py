@@ -64,7 +64,7 @@ def test_agreement_gate_drift_guard_commands(factory: sessionmaker[Session], dat
 
 
 def test_backtest_command_writes_the_report(
-    factory: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path, demo_model_path: Path
+    factory: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path, model_export_path: Path
 ) -> None:
     start = utcnow().replace(microsecond=0) - timedelta(days=1)
     frames = Path(data_env["BEARWATCH_DATA_DIR"]) / "frames"
@@ -72,15 +72,17 @@ def test_backtest_command_writes_the_report(
         site = create_site(session, "lake", SimSpec(cameras=1), start, tmp_path / "models", SMALL)
         add_footage_frames(session, site, frames, start, count=12, seed=3)
     report = tmp_path / "out" / "backtest.html"
-    out = run_cli("backtest", "--model", str(demo_model_path), "--site", "lake", "--from", start.date().isoformat(),
+    out = run_cli("backtest", "--model", str(model_export_path), "--site", "lake", "--from", start.date().isoformat(),
                   "--report", str(report), "--positive", "bear", env=data_env)
     assert out.returncode == 0, out.stderr
     assert "replayed 12 frames" in out.stdout and "gate manual -> limited" in out.stdout
+    # Output is a pipe here, where a progress bar is never drawn: progress comes as lines.
+    assert "replaying frames: 12/12 frames (100%), elapsed " in out.stderr and ", done" in out.stderr
     assert report.read_text(encoding="utf-8").count("data:image/jpeg;base64,") == 12
     # Without --report it goes to <data dir>/reports/, where the dashboard's Models page lists it.
     from dashboard.queries.agreement import backtest_reports
 
-    default = run_cli("backtest", "--model", str(demo_model_path), "--site", "lake", "--from", start.date().isoformat(),
+    default = run_cli("backtest", "--model", str(model_export_path), "--site", "lake", "--from", start.date().isoformat(),
                       "--positive", "bear", env=data_env)
     assert default.returncode == 0, default.stderr
     listed = backtest_reports(Path(data_env["BEARWATCH_DATA_DIR"]) / "reports")

@@ -27,7 +27,7 @@ def test_verdict_alerts_demote_ledger(cli_db: sessionmaker[Session], data_env: d
     assert queue.returncode == 0 and f"frame {flagged} north/cam0" in queue.stdout and "sighting alert" in queue.stdout
     done = run_cli("verdict", str(flagged), "confirm", "--note", "sow with cub", env=as_ana)
     assert done.returncode == 0, done.stderr
-    assert "recorded; a sighting alert goes out" in done.stdout
+    assert "recorded; a sighting alert is sent" in done.stdout
     assert "already recorded (no change)" in run_cli("verdict", str(flagged), "confirm", env=as_ana).stdout
     changed = run_cli("verdict", str(flagged), "dismiss", env=as_ana)
     assert changed.returncode == 2 and "already marked frame" in changed.stderr and "Traceback" not in changed.stderr

@@ -12,9 +12,19 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.config import check_config_text
-from bearwatch.park import apply_config
-from bearwatch.schema import Alert, AlertChannel, AlertDelivery, AlertStatus, ChannelKind, DeliveryStatus, Stage, Verdict
+from bearwatch.park_apply import apply_config
+from bearwatch.park_file import check_config_text
+from bearwatch.schema import (
+    Alert,
+    AlertChannel,
+    AlertDelivery,
+    AlertStatus,
+    ChannelKind,
+    DeliveryStatus,
+    Stage,
+    Verdict,
+    utcnow,
+)
 from shadow.alerts import process_new_flags
 from shadow.delivery import (
     Claimed,
@@ -116,14 +126,14 @@ alerts:
     config, problems = check_config_text(text)
     assert problems == [] and config is not None
     with factory.begin() as session:
-        report = apply_config(session, config, actor="test")
+        report = apply_config(session, config, actor="test", now=utcnow())
     assert "alert channel ops (webhook https://hooks.example.org/...)" in report.created
     with factory.begin() as session:  # again: nothing to change
-        assert apply_config(session, config, actor="test").created == []
+        assert apply_config(session, config, actor="test", now=utcnow()).created == []
     config2, _ = check_config_text("alerts: {channels: [{name: ops, kind: webhook, url: 'https://h.example.org/x'}]}")
     assert config2 is not None
     with factory.begin() as session:
-        report = apply_config(session, config2, actor="test")
+        report = apply_config(session, config2, actor="test", now=utcnow())
     assert report.updated == ["alert channel ops", "alert channel demo-log disabled (not in the park file)"]
     with factory() as session:
         assert {c.name: c.enabled for c in session.scalars(sa.select(AlertChannel))} == {"ops": True, "demo-log": False}
@@ -135,7 +145,7 @@ alerts:
         ("{name: a, kind: webhook}", "needs a url"),
         ("{name: a, kind: webhook, url: 'ftp://x'}", "needs a url"),
         ("{name: a, kind: log, url: 'http://x'}", "takes no url"),
-        ("{name: a, kind: pager}", "Input should be 'webhook' or 'log'"),
+        ("{name: a, kind: pager}", "Input should be 'webhook', 'log' or 'email'"),
         ("{name: a, kind: log, colour: red}", "unknown key"),
     ],
 )

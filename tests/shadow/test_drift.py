@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.config import Thresholds
 from bearwatch.demo.simulate import SimSpec, create_site, simulate
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import DriftEvent
 from shadow.drift import WindowData, compute_drift, drift_metrics, run_drift_check
 from shadow.gates import GateOutcome, evaluate_gate

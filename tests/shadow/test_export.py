@@ -56,6 +56,8 @@ def test_export_reads_back_with_fastai(cli_db: sessionmaker[Session], data_env: 
     assert result.returncode == 0, result.stderr
     assert "exported 8 frames" in result.stdout and "bear 4, not_bear 4" in result.stdout
     assert f"frame {disputed}: rangers disagree" in result.stderr
+    # 9 reviewed frames (one disputed, skipped); output is a pipe: progress as a line, no bar.
+    assert "exporting reviewed frames: 9/9 frames (100%), elapsed " in result.stderr
 
     files = get_image_files(out)
     assert {int(f.stem): parent_label(f) for f in files} == expected

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bearwatch.config import Thresholds
+from bearwatch.park_file import Thresholds
 from shadow.gates import (
     GateOutcome,
     ShadowEvidence,
@@ -23,7 +23,7 @@ from shadow.sequential import proportion_lower
 from shadow.sightings import AlertGroup, Sighting, SightingReport, precision_estimate, recall_estimate
 from shadow.stats import rate_ratio_test
 
-P, F, I = GateOutcome.PASS, GateOutcome.FAIL, GateOutcome.INCONCLUSIVE
+P, F, I = GateOutcome.PASS, GateOutcome.FAIL, GateOutcome.INCONCLUSIVE  # noqa: E741 - the outcome letters of the tables below
 T = Thresholds()
 
 

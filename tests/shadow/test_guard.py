@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.config import Thresholds
 from bearwatch.demo.simulate import SimSpec, create_site, simulate
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import Site, Stage, StageChange
 from shadow.guard import GuardFindings, decide, run_guard, run_guard_all
 from shadow.rollout import record_stage_change

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,7 +60,8 @@ def test_limited_site_end_to_end(cli_db: sessionmaker[Session], data_env: dict[s
         as_ana = {**data_env, "BEARWATCH_USER": "ana"}
         assert run_cli("verdict", str(bear), "confirm", env=as_ana).returncode == 0
         assert run_cli("verdict", str(rock), "dismiss", env=as_ana).returncode == 0
-        time.sleep(1.0)  # the loop is trying the receiver, which is down
+        wait_for("a failed delivery try (the receiver is down)", lambda: 'outcome="retry"' in
+                 httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text, timeout=30)
         assert _statuses(cli_db) == {bear: AlertStatus.QUEUED, rock: AlertStatus.SUPPRESSED}
         receiver.start()
         wait_for("the confirmed alert delivered", lambda: _statuses(cli_db)[bear] is AlertStatus.SENT, timeout=30)

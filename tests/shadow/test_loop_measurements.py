@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.demo.simulate import SimSpec, create_site, simulate
 from bearwatch.schema import DriftEvent, Heartbeat, ProcessState, Site, Stage, StageChange, utcnow
 from shadow.rollout import record_stage_change
-from tests.shadow.scenario import SAMPLED, SMALL
 from tests.conftest import wait_for
+from tests.shadow.scenario import SAMPLED, SMALL
 from tests.shadow.test_loop import Loop
 
 DAY = timedelta(days=1)

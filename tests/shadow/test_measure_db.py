@@ -9,13 +9,27 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.schema import (
-    Alert, AlertStatus, Camera, CameraHealth, Decision, Frame, FrameStatus, ModelVersion, Prediction, Role, Site, Stage,
-    StageChange, User, Verdict,
+    Alert,
+    AlertStatus,
+    Camera,
+    CameraHealth,
+    Decision,
+    Frame,
+    FrameStatus,
+    ModelVersion,
+    Prediction,
+    Role,
+    Site,
+    Stage,
+    StageChange,
+    User,
+    Verdict,
 )
 from shadow.agreement import reviewed_frames, reviewed_frames_by_pair, site_agreement
 from shadow.alert_rates import alert_rate_comparison, current_exposure, daily_alert_rates, trial_scope_of
 from shadow.episodes import episode_band, episode_gap_s
 from shadow.periods import latest_manual_period, thresholds_of
+from shadow.sites import set_rollout_model
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
@@ -163,11 +177,8 @@ def test_a_new_rollout_model_starts_its_shadow_window_again(factory: sessionmake
         now = T0 + timedelta(days=8)
         first = evaluate_gate(session, r.site, now)
         assert {c.name: c for c in first.checks}["shadow_window_days"].value == pytest.approx(8.0)
-        # Five days in, the site gets another rollout model (what shadow.sites.set_rollout_model records).
-        r.site.rollout_model_id = r.models[1].id
-        session.add(StageChange(site_id=r.site.id, from_stage=Stage.MANUAL, to_stage=Stage.MANUAL, actor="t",
-                                reason="rollout model set", model_version_id=r.models[1].id, changed_at=T0 + timedelta(days=5)))
-        session.flush()
+        # Five days in, the site gets another rollout model.
+        set_rollout_model(session, r.site, r.models[1], actor="t", now=T0 + timedelta(days=5))
         window = {c.name: c for c in evaluate_gate(session, r.site, now).checks}["shadow_window_days"]
         assert window.value == pytest.approx(3.0) and window.outcome is GateOutcome.INCONCLUSIVE
 

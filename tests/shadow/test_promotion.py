@@ -1,5 +1,6 @@
-"""Promotion and demotion on SQLite and PostgreSQL. The gate evaluator is passed in: the
-real `shadow.gates.evaluate_gate` belongs to the analytics work and is not on this branch."""
+"""Promotion and demotion on SQLite and PostgreSQL. The gate evaluator is passed in, so
+each test sets the gate's outcome (the real gates are tested in test_gate_checks and
+test_scenario_gates)."""
 
 from __future__ import annotations
 

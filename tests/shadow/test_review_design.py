@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from bearwatch.config import Thresholds
+from bearwatch.park_file import Thresholds
 from bearwatch.schema import Decision, Frame, FrameStatus, Prediction, ReviewReason, Role, Stage, Verdict, utcnow
 from shadow import audit_design
 from shadow.alerts import process_new_flags
@@ -37,7 +37,7 @@ def _add_frames(factory: sessionmaker[Session], camera_id: int, model_id: int, r
         session.add_all(frames)
         session.flush()
         session.add_all([Prediction(frame_id=f.id, model_version_id=model_id, probabilities={"bear": s, "not_bear": 1 - s},
-                                    positive_score=s, flagged=s >= MODEL_THRESHOLD) for f, (_, s, _) in zip(frames, rows)])
+                                    positive_score=s, flagged=s >= MODEL_THRESHOLD) for f, (_, s, _) in zip(frames, rows, strict=True)])
         return [f.id for f in frames]
 
 
@@ -91,7 +91,7 @@ def test_the_queue_draws_the_audit_per_stratum_as_the_design_says(factory: sessi
         rows.append((at(10 * i), score, kind == 2 if kind else (i % 2 == 0)))
     frames = _add_frames(factory, park.cameras[0], park.model_id, rows)
     flagged = _add_frames(factory, park.cameras[1], park.model_id, [(at(5 + 60 * i), 0.9, False) for i in range(5)])
-    scored = dict(zip(frames, rows))
+    scored = dict(zip(frames, rows, strict=True))
 
     with factory() as session:
         queue = review_queue(session, ana, at(10 * 900), limit=2000)

@@ -12,7 +12,11 @@ import pytest
 from scipy import integrate
 
 from shadow.sequential import (
-    events_to_reach, log_evalue_above, proportion_bounds, ratio_bounds, ratio_decision,
+    events_to_reach,
+    log_evalue_above,
+    proportion_bounds,
+    ratio_bounds,
+    ratio_decision,
 )
 from shadow.sightings import FrameObs, sighting_report
 from shadow.truth import Truth

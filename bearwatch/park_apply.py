@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.config import ParkConfig
 from bearwatch.db import write_transaction
-from bearwatch.files import sha256_file
 from bearwatch.errors import ConfigError
-from bearwatch.schema import AlertChannel, Camera, ModelRole, Site
-from ingest.cameras import add_camera
+from bearwatch.files import sha256_file
+from bearwatch.park_file import ParkConfig
+from bearwatch.schema import AlertChannel, Camera, ModelRole, Site, utcnow
 from inference.registry import PreparedModel, add_model, prepare_model, register_model, registered
+from ingest.cameras import add_camera
+from shadow.delivery import shown_url
 from shadow.sites import add_site, get_site, set_rollout_model
 
 
@@ -25,23 +27,32 @@ class ApplyReport:
 
 
 def apply_park(factory: sessionmaker[Session], config: ParkConfig, *, actor: str) -> ApplyReport:
-    """apply_config as one write transaction; the models it must register are loaded
-    before it opens (seconds to minutes that must not hold the write lock)."""
+    """apply_config as one write transaction, at the time it opens; the models it must
+    register are loaded before (seconds to minutes that must not hold the write lock)."""
     with factory() as session:
         new = [m for m in config.models if m.path.is_file()
                and registered(session, m.name, sha256_file(m.path.resolve())) is None]
     prepared = [prepare_model(m.path, name=m.name, positive=m.positive, threshold=m.threshold, role=m.role,
                               reference_dir=m.reference) for m in new]
     with write_transaction(factory) as session:
-        return apply_config(session, config, actor=actor, prepared=prepared)
+        return apply_config(session, config, actor=actor, now=utcnow(), prepared=prepared)
 
 
 def apply_config(
-    session: Session, config: ParkConfig, *, actor: str, prepared: Sequence[PreparedModel] = ()
+    session: Session, config: ParkConfig, *, actor: str, now: datetime, prepared: Sequence[PreparedModel] = ()
 ) -> ApplyReport:
-    """``prepared``: models loaded beforehand (apply_park); any other new model is loaded here."""
+    """``prepared``: models loaded beforehand (apply_park); any other new model is loaded
+    here. ``now``: when a site gets its rollout model (the ledger row's time)."""
     report = ApplyReport()
-    ready = {(p.name, p.sha256): p for p in prepared}
+    _apply_sites(session, config, report, actor=actor)
+    _apply_models(session, config, report, actor=actor, now=now, prepared=prepared)
+    _apply_channels(session, config, report)
+    return report
+
+
+def _apply_sites(session: Session, config: ParkConfig, report: ApplyReport, *, actor: str) -> None:
+    """Sites and their cameras by name: new ones are added, changed thresholds and camera
+    settings updated."""
     for site_cfg in config.sites:
         site = session.scalar(sa.select(Site).where(Site.name == site_cfg.name))
         if site is None:
@@ -58,6 +69,15 @@ def apply_config(
             elif (camera.source, camera.interval_s, camera.enabled) != (cam_cfg.source, cam_cfg.interval, cam_cfg.enabled):
                 camera.source, camera.interval_s, camera.enabled = cam_cfg.source, cam_cfg.interval, cam_cfg.enabled
                 report.updated.append(f"camera {site.name}/{cam_cfg.name}")
+
+
+def _apply_models(
+    session: Session, config: ParkConfig, report: ApplyReport, *, actor: str, now: datetime,
+    prepared: Sequence[PreparedModel],
+) -> None:
+    """Models by name and file digest: a new file is registered (from ``prepared`` when it
+    was loaded beforehand), and a rollout model becomes its sites' rollout model."""
+    ready = {(p.name, p.sha256): p for p in prepared}
     for model_cfg in config.models:
         digest = sha256_file(model_cfg.path.resolve()) if model_cfg.path.is_file() else None
         model = registered(session, model_cfg.name, digest) if digest else None
@@ -71,29 +91,27 @@ def apply_config(
         for site_name in model_cfg.sites if model_cfg.role is ModelRole.ROLLOUT else []:
             site = get_site(session, site_name)
             if site.rollout_model_id != model.id:
-                set_rollout_model(session, site, model, actor=actor)
+                set_rollout_model(session, site, model, actor=actor, now=now)
                 report.updated.append(f"site {site.name} rollout model {model.name}")
-    _apply_channels(session, config, report)
-    return report
 
 
 def _apply_channels(session: Session, config: ParkConfig, report: ApplyReport) -> None:
     """Alert channels by name; a channel no longer in the file is disabled, not deleted
     (its delivery history stays)."""
-    from shadow.delivery import shown_url
-
     known_sites = set(session.scalars(sa.select(Site.name)))
     for cfg in config.alerts.channels:
         unknown = sorted(set(cfg.sites) - known_sites)
         if unknown:
             raise ConfigError(f"alert channel {cfg.name!r} names unknown site(s): {', '.join(unknown)}")
         channel = session.scalar(sa.select(AlertChannel).where(AlertChannel.name == cfg.name))
-        wanted = (cfg.kind, cfg.url, list(cfg.sites), cfg.enabled)
+        wanted = (cfg.kind, cfg.url, cfg.format, list(cfg.sites), cfg.enabled)
         if channel is None:
-            session.add(AlertChannel(name=cfg.name, kind=cfg.kind, url=cfg.url, sites=list(cfg.sites), enabled=cfg.enabled))
+            session.add(AlertChannel(name=cfg.name, kind=cfg.kind, url=cfg.url, format=cfg.format, sites=list(cfg.sites),
+                                     enabled=cfg.enabled))
             report.created.append(f"alert channel {cfg.name} ({cfg.kind.value} {shown_url(cfg.url)})")
-        elif (channel.kind, channel.url, list(channel.sites or []), channel.enabled) != wanted:
-            channel.kind, channel.url, channel.sites, channel.enabled = cfg.kind, cfg.url, list(cfg.sites), cfg.enabled
+        elif (channel.kind, channel.url, channel.format, list(channel.sites or []), channel.enabled) != wanted:
+            channel.kind, channel.url, channel.format = cfg.kind, cfg.url, cfg.format
+            channel.sites, channel.enabled = list(cfg.sites), cfg.enabled
             report.updated.append(f"alert channel {cfg.name}")
     in_file = {c.name for c in config.alerts.channels}
     for channel in session.scalars(sa.select(AlertChannel).where(AlertChannel.enabled.is_(True))):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bearwatch.config import check_config_text, load_config
 from bearwatch.errors import ConfigError
+from bearwatch.park_file import check_config_text, load_config
 
 GOOD = """\
 sites:

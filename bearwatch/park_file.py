@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bearwatch.errors import ConfigError
 from bearwatch.redact import redact_text
-from bearwatch.schema import ChannelKind, ModelRole
+from bearwatch.schema import ChannelKind, ModelRole, WebhookFormat
+from bearwatch.smtp_url import parse_smtp_url
 
 
 class _Strict(BaseModel):
@@ -127,11 +128,13 @@ class ModelConfig(_Strict):
 
 
 class ChannelConfig(_Strict):
-    """Where alerts go: a webhook (JSON POST with an Idempotency-Key) or the log (demos)."""
+    """Where alerts go: a webhook (POST with an Idempotency-Key, body in ``format``), e-mail
+    (an smtp:// target, bearwatch.smtp_url) or the log (demos)."""
 
     name: str = Field(min_length=1, max_length=100)
     kind: ChannelKind
     url: str | None = Field(None, max_length=1000)
+    format: WebhookFormat = WebhookFormat.BEARWATCH
     sites: list[str] = []  # empty: every site
     enabled: bool = True
 
@@ -140,8 +143,12 @@ class ChannelConfig(_Strict):
         if self.kind is ChannelKind.WEBHOOK:
             if not self.url or not self.url.startswith(("http://", "https://")):
                 raise ValueError("a webhook channel needs a url starting with http:// or https://")
+        elif self.kind is ChannelKind.EMAIL:
+            parse_smtp_url(self.url or "")  # its ValueError names the problem, never the password
         elif self.url:
             raise ValueError("a log channel takes no url")
+        if self.kind is not ChannelKind.WEBHOOK and self.format is not WebhookFormat.BEARWATCH:
+            raise ValueError(f"format is for webhook channels; an {self.kind.value} channel has its own")
         return self
 
 
