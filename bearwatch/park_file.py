@@ -85,7 +85,7 @@ class Thresholds(_Strict):
         return self
 
 
-_Named = TypeVar("_Named", bound="CameraConfig | SiteConfig")
+_Named = TypeVar("_Named", bound="CameraConfig | SiteConfig | ChannelConfig")
 
 
 class CameraConfig(_Strict):
@@ -158,11 +158,7 @@ class AlertsConfig(_Strict):
     @field_validator("channels")
     @classmethod
     def _unique_channel_names(cls, channels: list[ChannelConfig]) -> list[ChannelConfig]:
-        names = [c.name for c in channels]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"alert channel names must be unique: {', '.join(dupes)}")
-        return channels
+        return _unique_names(channels, "alert channel names must be unique")
 
 
 class ParkConfig(_Strict):
