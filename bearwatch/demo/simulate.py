@@ -206,7 +206,10 @@ def _scene(spec: SimSpec, cam_index: int, slot: datetime, index: int, bear: bool
         animals.append(random_placement(scene, "bear", rng))
     elif false_alarm and rng.random() < 1 / 3:
         animals.append(random_placement(scene, "deer", rng))
-    return render_scene(scene, _scene_phase_s(slot, scene.day_cycle_s), animals)
+    # A jitter well inside the dawn/dusk margin: the clip's noise is seeded by its time, and
+    # a frame identical to yesterday's at the same hour would count as a frozen camera.
+    t = _scene_phase_s(slot, scene.day_cycle_s) + float(rng.uniform(0.0, 0.2))
+    return render_scene(scene, t, animals)
 
 
 def _review(flagged: bool, alert: Alert | None, audited: bool, follow_up: bool, reported: bool) -> ReviewReason | None:

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.demo.footage import FootageSpec, is_night
-from bearwatch.demo.run import HISTORY_SPEC
 from bearwatch.demo.simulate import SimSpec, _scene, _scene_phase_s, create_site, is_night_hour, simulate
 from bearwatch.schema import Camera, Decision, Frame, Verdict
 from tests.shadow.scenario import DAY, SMALL, START
@@ -58,6 +57,3 @@ def test_simulated_frames_are_camera_size_scenes_by_day_and_night(
         assert float(img.std()) > 10, "a scene, not a flat texture"
     assert confirmed, "rangers confirmed bears in the simulated history"
 
-
-def test_the_demo_history_uses_camera_size_scenes() -> None:
-    assert HISTORY_SPEC.scenes and HISTORY_SPEC.image_size == (320, 240)
