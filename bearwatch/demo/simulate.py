@@ -195,19 +195,22 @@ def _scene_phase_s(slot: datetime, cycle_s: float) -> float:
     return float(angle % (2 * np.pi) / (2 * np.pi) * cycle_s)
 
 
-def _scene(spec: SimSpec, cam_index: int, slot: datetime, index: int, bear: bool, false_alarm: bool) -> np.ndarray:
+def _scene(spec: SimSpec, cam_index: int, slot: datetime, bear: bool, false_alarm: bool) -> np.ndarray:
     """A camera frame of the demo's world: this camera's scene at ``slot``'s light, with a
     bear if there is one, and a deer on a third of the model's false alarms."""
     w, h = spec.image_size
     scene = FootageSpec(f"sim-{spec.seed}-{cam_index}", seed=(spec.seed * 97 + cam_index) % 100_000, width=w, height=h)
-    rng = np.random.default_rng([spec.seed, 7, cam_index, index])  # its own draws: the world's stay as they are
+    # Its own draws (the world's stay as they are), seeded by the slot's time: simulate() runs
+    # day by day, and a slot index would repeat yesterday's frame byte for byte, which drift
+    # and the guard rightly count once, as a frozen camera's.
+    rng = np.random.default_rng([spec.seed, 7, cam_index, int(slot.timestamp())])
     animals = []
     if bear:
         animals.append(random_placement(scene, "bear", rng))
     elif false_alarm and rng.random() < 1 / 3:
         animals.append(random_placement(scene, "deer", rng))
-    # A jitter well inside the dawn/dusk margin: the clip's noise is seeded by its time, and
-    # a frame identical to yesterday's at the same hour would count as a frozen camera.
+    # The clip's noise is seeded by its time: a jitter (well inside the dawn/dusk margin)
+    # keeps the same hour of two days from being the same image.
     t = _scene_phase_s(slot, scene.day_cycle_s) + float(rng.uniform(0.0, 0.2))
     return render_scene(scene, t, animals)
 
@@ -263,7 +266,7 @@ def _make_frames(
         else:
             img = _image(rng, spec.image_size, brightness + rng.normal(0, 5), night, dark)
             if spec.scenes and not dark:
-                img = _scene(spec, cam_index, slot, i, bool(world.bear[i]), bool(world.flagged[i]))
+                img = _scene(spec, cam_index, slot, bool(world.bear[i]), bool(world.flagged[i]))
                 if shifted:  # the night-shift drift scenario: much darker nights
                     img = (img.astype(np.float32) * (18.0 / 50.0)).astype(np.uint8)
         ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
