@@ -151,7 +151,7 @@ def model_register(
     with _database() as factory:
         # Loading the export (and fitting the reference) happens before the write lock is taken.
         prepared = prepare_model(path, name=name, positive=positive, threshold=threshold, role=role,
-                                 reference_dir=reference)
+                                 reference_dir=reference, echo=lambda line: typer.echo(line, err=True))
         with write_transaction(factory) as session:
             version = add_model(session, prepared)
             for site_name in site or []:

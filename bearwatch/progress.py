@@ -16,6 +16,10 @@ from bearwatch.humanize import duration_text
 REPORT_EVERY_S = 10.0
 
 
+def quiet(_line: str) -> None:
+    """An ``echo`` that says nothing, for callers that want no progress lines."""
+
+
 class ProgressLog:
     """``label: done/total unit (pct), elapsed E, about R left`` every ``every_s`` seconds
     of work, and once at the end. The estimate assumes the rest goes at the pace so far."""

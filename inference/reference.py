@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 
 from bearwatch.errors import ModelError
 from bearwatch.images import IMAGE_SUFFIXES
+from bearwatch.progress import ProgressLog, quiet
 from inference.decode import FrameDecoder, FrameFile
 from inference.ood import MIN_REFERENCE_IMAGES, OodReference, fit_reference
 from inference.runner import ModelRunner
@@ -25,8 +27,11 @@ def reference_images(directory: Path, limit: int = MAX_REFERENCE_IMAGES, seed: i
     return paths
 
 
-def fit_model_reference(learner: Any, directory: Path, batch_size: int = 64) -> OodReference:
-    """Embed the folder's images with the model (on the CPU) and fit the reference."""
+def fit_model_reference(
+    learner: Any, directory: Path, batch_size: int = 64, echo: Callable[[str], None] = quiet
+) -> OodReference:
+    """Embed the folder's images with the model (on the CPU) and fit the reference; up to
+    1,000 images, minutes on a busy CPU, so progress goes to ``echo`` as lines."""
     if not directory.is_dir():
         raise ModelError(f"reference folder {directory} does not exist")
     paths = reference_images(directory)
@@ -35,6 +40,7 @@ def fit_model_reference(learner: Any, directory: Path, batch_size: int = 64) -> 
     runner = ModelRunner(learner, torch.device("cpu"))
     decoder = FrameDecoder(directory, threads=2)
     chunks = []
+    progress = ProgressLog("fitting the out-of-domain reference", len(paths), unit="images", echo=echo)
     try:
         for start in range(0, len(paths), batch_size):
             frames = [FrameFile(i, str(p.relative_to(directory))) for i, p in enumerate(paths[start:start + batch_size])]
@@ -44,6 +50,8 @@ def fit_model_reference(learner: Any, directory: Path, batch_size: int = 64) -> 
                 if out.ood_features is None:
                     raise ModelError("the model has neither a fastai body nor a linear head to take features from")
                 chunks.append(out.ood_features.numpy())
+            progress.advance(len(frames))
     finally:
         decoder.close()
+    progress.finish()
     return fit_reference(np.concatenate(chunks))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.errors import AlreadyExists, ModelError
+from bearwatch.progress import quiet
 from bearwatch.schema import ModelRole, ModelVersion
 from inference.ood import OodReference
 from inference.reference import fit_model_reference
@@ -119,16 +120,19 @@ def prepare_model(
     threshold: float = 0.5,
     role: ModelRole = ModelRole.ROLLOUT,
     reference_dir: Path | None = None,
+    echo: Callable[[str], None] = quiet,
 ) -> PreparedModel:
     """Load the export once, check the positive classes, hash it; with ``reference_dir``
-    (images like the training data), fit the out-of-domain reference."""
+    (images like the training data), fit the out-of-domain reference. ``echo`` gets
+    progress lines (a large export or reference folder takes a while)."""
     path = path.resolve()
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     if not 0.0 <= threshold <= 1.0:
         raise ModelError(f"threshold must be between 0 and 1, got {threshold}")
+    echo(f"loading {path.name} ({path.stat().st_size / 1e6:.0f} MB)")
     export = load_export(path, positive)
-    reference = fit_model_reference(export.learner, reference_dir) if reference_dir is not None else None
+    reference = fit_model_reference(export.learner, reference_dir, echo=echo) if reference_dir is not None else None
     return PreparedModel(name, path, export.file.sha256, export.classes, export.positive, threshold, role,
                          reference.to_bytes() if reference else None)
 

@@ -28,7 +28,7 @@ from fastai.vision.all import (
 )
 
 from bearwatch.demo.footage import AnimalKind, FootageSpec, random_placement, render_scene
-from bearwatch.progress import ProgressLog
+from bearwatch.progress import ProgressLog, quiet
 
 Echo = Callable[[str], None]
 
@@ -40,12 +40,8 @@ TRAIN_SEED_BASE = 1_000_000
 _TIME_SPAN_S = 240.0  # random times cover several day/night and weather cycles
 
 
-def _quiet(_line: str) -> None:
-    pass
-
-
 def make_training_images(
-    out_dir: Path, *, per_class: int, seed: int, size: tuple[int, int] = (320, 240), echo: Echo = _quiet
+    out_dir: Path, *, per_class: int, seed: int, size: tuple[int, int] = (320, 240), echo: Echo = quiet
 ) -> Path:
     """Write ``per_class`` JPEGs per class to ``out_dir/<class>/``, fastai's parent-label layout.
 
@@ -109,7 +105,7 @@ def train_demo_model(
     image_size: int = 48,
     seed: int = 0,
     arch: Callable = resnet18,
-    echo: Echo = _quiet,
+    echo: Echo = quiet,
 ) -> Path:
     """Render training images into ``demo-train/`` next to ``out_path``, train, export there.
 
@@ -150,7 +146,7 @@ def _export_atomically(learn: Learner, out_path: Path) -> None:
         Path(tmp_name).unlink(missing_ok=True)
 
 
-def ensure_demo_model(directory: Path, echo: Echo = _quiet) -> Path:
+def ensure_demo_model(directory: Path, echo: Echo = quiet) -> Path:
     """The demo model at ``directory/demo-bear-model.pkl``, trained only if missing."""
     directory = Path(directory)
     path = directory / DEMO_MODEL_NAME

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bearwatch.demo.model import TRAIN_DIR_NAME
 from tests.conftest import run_cli
 
 
@@ -68,10 +69,15 @@ def test_model_register_reads_classes_and_checks_the_positive_class(
     assert "moose not in the model's classes: bear, deer, empty" in wrong.stderr
     ok = run_cli(
         "model", "register", str(model_export_path), "--name", "m", "--positive", "bear",
-        "--threshold", "0.7", "--site", "north", env=data_env,
+        "--threshold", "0.7", "--site", "north", "--reference", str(model_export_path.parent / TRAIN_DIR_NAME),
+        env=data_env,
     )
     assert ok.returncode == 0, ok.stderr
     assert "classes bear, deer, empty, positive bear, threshold 0.7, role rollout" in ok.stdout
+    assert "out-of-domain reference fitted" in ok.stdout
+    # Loading and fitting take a while on a busy machine: it says so as it goes (stderr, a pipe here).
+    assert f"loading {model_export_path.name} (" in ok.stderr
+    assert "fitting the out-of-domain reference: 180/180 images (100%), elapsed " in ok.stderr
     status = run_cli("status", env=data_env)
     assert "site north: manual" in status.stdout and ", m" in status.stdout
     dup = run_cli("model", "register", str(model_export_path), "--name", "m", "--positive", "bear", env=data_env)
