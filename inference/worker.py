@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,9 @@ class WorkerOptions:
     idle_wait_s: float = 0.25  # how long an empty queue is left before looking again
     decode_threads: int = 2
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None picks automatically
+
+
+STOP_POLL_S = 0.2  # how often a wait for decoding looks at the stop flag
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,10 @@ class InferenceWorker:
         return self._finish(claim, self._decoded(claim, future), started)
 
     def run(self, stop: threading.Event) -> None:
-        """Score until ``stop`` is set; the batch in hand is finished, a prefetched one released.
+        """Score until ``stop`` is set. A batch being scored is finished (a forward pass cannot
+        be interrupted); one still being decoded, and the one prefetched, go back to the queue
+        unscored, and decoding stops at once: SIGTERM ends the worker within about a batch's
+        forward pass, not after two batches' decoding.
         A lost database connection (a restart) is waited out: the claims in hand are left
         to expire and are scored again, by this worker or another, once it is back."""
         ahead: _Ahead | None = None
@@ -199,6 +205,10 @@ class InferenceWorker:
             ahead = (*job, started)
         claim, future, started = ahead
         next_ahead: _Ahead | None = None
+        if not self._decode_done_unless_stopped(future, stop):
+            future.cancel()
+            release(self.factory, claim)
+            return None
         prepared = self._decoded(claim, future)
         # Decode the next batch while this one is scored, unless it is time to look
         # for model changes: then the pipeline drains first, so no batch is
@@ -217,9 +227,19 @@ class InferenceWorker:
             raise
         return next_ahead
 
+    @staticmethod
+    def _decode_done_unless_stopped(future: Future[PreparedBatch], stop: threading.Event) -> bool:
+        """Wait for the batch's decoding; False as soon as ``stop`` is set while it runs."""
+        while not wait([future], timeout=STOP_POLL_S).done:
+            if stop.is_set():
+                return False
+        return True
+
     def close(self) -> None:
-        self._batcher.shutdown(wait=True, cancel_futures=True)
+        # The decoder first: its queued frames are cancelled, so a batch being assembled
+        # fails at once (CancelledError) instead of decoding to the end.
         self.decoder.close()
+        self._batcher.shutdown(wait=True, cancel_futures=True)
 
     def publish_queue_stats(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._stats_at < QUEUE_STATS_EVERY_S:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from inference.queue import claim_batch, commit_results
 from inference.registry import load_model
 from inference.worker import InferenceWorker, WorkerOptions, score_prepared
 from ingest.store import FrameStore
+from tests.conftest import wait_for
 from tests.inference.helpers import SPEC, register, store_frames_at
 
 
@@ -174,3 +176,40 @@ def test_run_stops_on_request_and_leaves_no_frame_claimed(
         statuses = set(session.scalars(sa.select(Frame.status)))
     assert FrameStatus.CLAIMED not in statuses  # finished or released, never left leased
     assert FrameStatus.SCORED in statuses
+
+
+def test_a_stopped_worker_gives_its_batches_back_without_decoding_them_to_the_end(
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM (the stop event) while a batch is being decoded: the worker stops decoding
+    and returns at once, the claimed frames go back to the queue unscored and their attempt
+    is not counted. It used to decode the batch in hand and the prefetched one to the end."""
+    import inference.decode
+
+    store = FrameStore(tmp_path / "frames")
+    ids = store_frames_at(factory, store, [float(t) for t in range(16)])
+    register(factory, model_export_path)
+    started: list[float] = []
+    real = inference.decode._prepare_one
+
+    def slow_decode(*args: object) -> object:  # a slow disk: 0.3 s a frame, one thread
+        started.append(time.monotonic())
+        time.sleep(0.3)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inference.decode, "_prepare_one", slow_decode)
+    worker = _worker(factory, store, batch_size=8, decode_threads=1)
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,))
+    runner.start()
+    wait_for("the first batch being decoded", lambda: len(started) >= 2)
+    stop.set()
+    stopped_at = time.monotonic()
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    after_stop = [t for t in started if t > stopped_at]
+    assert len(after_stop) <= 1, f"{len(after_stop)} frames were decoded after the stop (the batch had 8)"
+    with factory() as session:
+        rows = session.execute(sa.select(Frame.status, Frame.attempts).where(Frame.id.in_(ids))).all()
+        assert session.scalar(sa.select(sa.func.count()).select_from(Prediction)) == 0
+    assert rows and all(status is FrameStatus.PENDING and attempts == 0 for status, attempts in rows), rows
