@@ -60,8 +60,10 @@ class IngestService:
         self._lock = threading.Lock()
         self._rng = random.Random()
         self.samples_done = 0
+        # Kept to wait on them one by one at stop() (the scheduler's shutdown waits on both).
+        self._capture_threads, self._lease_thread = ThreadPoolExecutor(options.threads), ThreadPoolExecutor(1)
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(options.threads), "leases": ThreadPoolExecutor(1)},
+            executors={"default": self._capture_threads, "leases": self._lease_thread},
             job_defaults={"max_instances": 1, "coalesce": True},
             timezone="UTC",
         )
@@ -137,20 +139,24 @@ class IngestService:
             return sorted(self.samplers)
 
     def stop(self) -> None:
-        """Stop sampling (captures in flight end within their deadline) and give the
-        cameras back so another worker takes them at once."""
-        self.scheduler.shutdown(wait=True)
-        self.pool.close()
-        with self._lock:
-            for sampler in self.samplers.values():
-                sampler.forget()
-        self.presence.close()
+        """Stop sampling and give the cameras back at once, captures in flight or not, so
+        another worker takes them now and not after a stalled camera's deadline (and before
+        a supervisor's patience runs out). A capture still running can no longer store
+        anything: frames and failures are committed only under the camera's lease."""
+        self.scheduler.shutdown(wait=False)
+        self._lease_thread.shutdown(wait=True)  # no lease renewal or claim after the release
         try:
             with write_transaction(self.factory) as session:
                 released = release_cameras(session, self.owner)
             log.info("released %d camera leases", released)
         except Exception:
             log.exception("could not release camera leases; they expire by themselves")
+        self.pool.close()  # capture children killed: RTSP and device captures end now
+        self._capture_threads.shutdown(wait=True)  # the others end within their deadline
+        with self._lock:
+            for sampler in self.samplers.values():
+                sampler.forget()
+        self.presence.close()
 
 
 def start_ingest(

@@ -3,6 +3,8 @@ leases decide who may commit; the file is durable before its row, and never orph
 
 from __future__ import annotations
 
+import socket
+import threading
 from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -136,3 +138,41 @@ def test_a_slot_skipped_because_the_previous_sample_still_runs_is_counted_as_mis
             assert poll(lambda: missed() - before >= 2, timeout_s=15)
         finally:
             service.stop()
+
+
+def test_stop_gives_the_cameras_back_at_once_while_a_capture_is_in_flight(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """SIGTERM during a stalled HTTP capture (a 30 s deadline): the leases are released
+    while the capture still hangs, not after its deadline, so another worker takes the
+    camera now and a supervisor's kill after its grace period strands nothing."""
+    accepted = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:  # a camera that answers the connection and then nothing
+        conn, _ = listener.accept()
+        held.append(conn)
+        accepted.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    camera_id = make_camera(factory, f"http://127.0.0.1:{port}/snap.jpg", interval_s=1.0)
+    options = IngestOptions(lease_s=10, threads=2, sampler=SamplerOptions(capture_timeout_s=30.0, watchdog_grace_s=1.0))
+    service = IngestService(factory, FrameStore(tmp_path / "frames"), options).start()
+    stopping = threading.Thread(target=service.stop)
+    try:
+        assert accepted.wait(30), "the capture never connected"
+        assert camera(factory, camera_id).lease_owner == service.owner
+        stopping.start()
+        assert poll(lambda: camera(factory, camera_id).lease_owner is None, timeout_s=10), "lease still held"
+        assert stopping.is_alive(), "stop() is still waiting for the capture: it really was in flight"
+    finally:
+        for conn in held:
+            conn.close()  # the capture ends now
+        if stopping.ident is None:
+            service.stop()
+        else:
+            stopping.join(60)
+        listener.close()
+    assert frames_of(factory, camera_id) == []
