@@ -1,4 +1,4 @@
-"""Two real `bearwatch infer` processes sharing one PostgreSQL queue."""
+"""Real `bearwatch infer` processes killed mid-batch and one sharing the queue with them, on both databases."""
 
 from __future__ import annotations
 
@@ -26,28 +26,41 @@ def _infer(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_sigkill_mid_batch_loses_nothing_and_scores_nothing_twice(
+def _wait_for_a_claim(factory: sessionmaker[Session], worker_id: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with factory() as session:
+            if session.scalar(sa.select(sa.func.count()).where(Frame.claimed_by == worker_id)):
+                return
+        time.sleep(0.02)
+    pytest.fail(f"{worker_id} never claimed a batch")
+
+
+@pytest.mark.timeout(600)
+def test_repeated_sigkills_mid_batch_lose_nothing_and_score_nothing_twice(
     factory: sessionmaker[Session], database_url: str, tmp_path: Path, model_export_path: Path
 ) -> None:
+    """Three workers SIGKILLed one after another, each as soon as it holds a claimed batch
+    (so the kill lands between the claim and the commit), then one that runs to the end
+    beside a fourth victim: every frame is scored exactly once per active model."""
     env = {"BEARWATCH_DATABASE_URL": database_url, "BEARWATCH_DATA_DIR": str(tmp_path)}
     ids = store_frames_at(factory, FrameStore(tmp_path / "frames"), [t * 0.9 for t in range(120)])
     register(factory, model_export_path, "demo")
     register(factory, model_export_path, "challenger", ModelRole.CHALLENGER, threshold=0.8)
-    victim, survivor = _infer(env), _infer(env)
+    procs: list[subprocess.Popen[bytes]] = []
+    survivor: subprocess.Popen[bytes] | None = None
     try:
-        victim_id = f"{os.uname().nodename}:{victim.pid}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until the victim holds a claimed batch
-            with factory() as session:
-                if session.scalar(sa.select(sa.func.count()).where(Frame.claimed_by == victim_id)):
-                    break
-            time.sleep(0.02)
-        else:
-            pytest.fail("the victim never claimed a batch")
+        for _ in range(3):
+            victim = _infer(env)
+            procs.append(victim)
+            _wait_for_a_claim(factory, f"{os.uname().nodename}:{victim.pid}")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+        survivor, victim = _infer(env), _infer(env)
+        procs += [survivor, victim]
+        _wait_for_a_claim(factory, f"{os.uname().nodename}:{victim.pid}")
         victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=10)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 240  # the killed claims come back when their 5 s leases end
         while time.monotonic() < deadline:
             with factory() as session:
                 left = session.scalar(sa.select(sa.func.count()).where(Frame.status != FrameStatus.SCORED))
@@ -55,10 +68,13 @@ def test_sigkill_mid_batch_loses_nothing_and_scores_nothing_twice(
                 break
             time.sleep(0.5)
     finally:
-        for proc in (victim, survivor):
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        survivor.wait(timeout=60)
+        for proc in procs:
+            proc.wait(timeout=60)
+    assert survivor is not None
+    assert [p.returncode for p in procs[:3]] == [-signal.SIGKILL] * 3
     assert survivor.returncode == 0, survivor.stderr.read().decode()[-2000:] if survivor.stderr else ""
     with factory() as session:
         per_frame = dict(
