@@ -53,7 +53,8 @@ class CapturePool:
     def __init__(self, size: int = 4) -> None:
         self.size = size
         self._idle: queue.LifoQueue[_Child] = queue.LifoQueue()
-        self._started = 0
+        self._children: set[_Child] = set()  # idle and busy: close() kills them all
+        self._closed = False
         self._lock = threading.Lock()
         self.killed = 0  # captures abandoned and their process killed
 
@@ -63,13 +64,12 @@ class CapturePool:
         except queue.Empty:
             pass
         with self._lock:
-            if self._started < self.size:
-                self._started += 1
-                try:
-                    return _Child()
-                except OSError:
-                    self._started -= 1
-                    raise
+            if self._closed:
+                raise FrameError("ingest is stopping")
+            if len(self._children) < self.size:
+                child = _Child()
+                self._children.add(child)
+                return child
         try:
             return self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
@@ -78,7 +78,7 @@ class CapturePool:
     def _discard(self, child: _Child) -> None:
         child.kill()
         with self._lock:
-            self._started -= 1
+            self._children.discard(child)
 
     def capture(self, kind: str, url: str, timeout_s: float, deadline_s: float) -> np.ndarray | None:
         """One frame from an FFmpeg or device source; FrameError on failure. The child
@@ -94,17 +94,26 @@ class CapturePool:
         except (EOFError, OSError, ValueError):
             self._discard(child)
             raise FrameError("the capture process died") from None
-        self._idle.put(child)
+        self._give_back(child)
         if not ok:
             raise FrameError(str(payload))
         return payload
 
+    def _give_back(self, child: _Child) -> None:
+        with self._lock:
+            keep = not self._closed and child in self._children
+        if keep:
+            self._idle.put(child)
+        else:
+            child.kill()
+
     def close(self) -> None:
-        while True:
-            try:
-                child = self._idle.get_nowait()
-            except queue.Empty:
-                return
+        """Kill every child, busy ones too: a capture in flight ends now ("the capture
+        process died") instead of at its deadline, so stopping ingest does not wait for it."""
+        with self._lock:
+            self._closed = True
+            children, self._children = list(self._children), set()
+        for child in children:
             child.kill()
 
 
