@@ -8,6 +8,7 @@ starts children lazily, up to ``size``.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import select
@@ -49,6 +50,26 @@ class _Child:
         return read_message(self.proc.stdout)  # type: ignore[arg-type]
 
 
+# How long a capture waits for a free child before its slot is skipped as ``pool_busy``.
+# Short: the capture's own deadline starts once it has a child, and a properly sized pool
+# (auto_pool_size) rarely has none free.
+ACQUIRE_WAIT_S = 0.5
+
+
+class CapturePoolBusy(FrameError):
+    """Every capture process is busy: the worker's shortage, not the camera's failure."""
+
+
+def auto_pool_size(expected_busy: list[float], headroom: float = 1.5) -> int:
+    """Children for cameras that each keep one busy ``expected_busy[i]`` of the time (their
+    capture time over their interval, at most 1: a camera never has two captures in
+    flight), with headroom for bursts; never more than one per camera, at least one."""
+    if not expected_busy:
+        return 1
+    wanted = math.ceil(headroom * sum(min(1.0, max(0.0, b)) for b in expected_busy)) + 1
+    return max(1, min(len(expected_busy), wanted))
+
+
 class CapturePool:
     def __init__(self, size: int = 4) -> None:
         self.size = size
@@ -58,7 +79,12 @@ class CapturePool:
         self._lock = threading.Lock()
         self.killed = 0  # captures abandoned and their process killed
 
-    def _acquire(self, deadline: float) -> _Child:
+    def resize(self, size: int) -> None:
+        """Start children up to ``size`` as needed; children past it end when they come back idle."""
+        with self._lock:
+            self.size = max(1, size)
+
+    def _acquire(self) -> _Child:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
@@ -71,9 +97,9 @@ class CapturePool:
                 self._children.add(child)
                 return child
         try:
-            return self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            return self._idle.get(timeout=ACQUIRE_WAIT_S)
         except queue.Empty:
-            raise FrameError(f"all {self.size} capture processes are busy; sample skipped") from None
+            raise CapturePoolBusy(f"all {self.size} capture processes are busy; slot skipped") from None
 
     def _discard(self, child: _Child) -> None:
         child.kill()
@@ -83,8 +109,8 @@ class CapturePool:
     def capture(self, kind: str, url: str, timeout_s: float, deadline_s: float) -> np.ndarray | None:
         """One frame from an FFmpeg or device source; FrameError on failure. The child
         is killed if no reply comes within ``deadline_s``."""
-        deadline = time.monotonic() + deadline_s
-        child = self._acquire(deadline)
+        child = self._acquire()
+        deadline = time.monotonic() + deadline_s  # the capture's own time, from when it has a child
         try:
             ok, payload = child.ask((kind, url, timeout_s), deadline)
         except TimeoutError:
@@ -101,7 +127,9 @@ class CapturePool:
 
     def _give_back(self, child: _Child) -> None:
         with self._lock:
-            keep = not self._closed and child in self._children
+            keep = not self._closed and child in self._children and len(self._children) <= self.size
+            if not keep:
+                self._children.discard(child)
         if keep:
             self._idle.put(child)
         else:

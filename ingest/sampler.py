@@ -29,7 +29,7 @@ from bearwatch.errors import FrameError
 from bearwatch.images import ImageRefused
 from bearwatch.redact import redact_text
 from bearwatch.schema import Camera, CameraHealth, Frame, utcnow
-from ingest.capture_pool import CapturePool
+from ingest.capture_pool import CapturePool, CapturePoolBusy
 from ingest.health import backoff_s, health_after, set_health
 from ingest.metrics import CAMERA_UP, CAPTURE_SECONDS, FRAMES_CAPTURED, LAST_FRAME, RECONNECTS, SLOTS, forget_camera
 from ingest.quality import check_frame, frame_stats, is_repeat
@@ -53,6 +53,7 @@ class Outcome(str, enum.Enum):
     OUTSIDE_FOLDER = "outside_folder"  # an image folder's symbolic link out of the folder, refused
     NO_NEW = "no_new"  # an image folder has nothing newer yet (not a failure)
     BACKOFF = "backoff"  # skipped: waiting before reconnecting to a failing camera
+    POOL_BUSY = "pool_busy"  # skipped: every capture process busy (the worker's shortage, not the camera's)
     LEASE_LOST = "lease_lost"  # another worker owns the camera now; nothing written
     NO_DATABASE = "no_database"  # the database is unreachable (restarting); nothing written
     # (the service also counts "missed": a slot whose run was skipped, see ingest.scheduler)
@@ -62,6 +63,10 @@ class Outcome(str, enum.Enum):
 
 class LeaseLost(Exception):
     pass
+
+
+FIRST_CAPTURE_GUESS_S = 3.0  # an RTSP open-grab-release, until this camera's own are measured
+CAPTURE_TIME_WEIGHT = 0.3  # of the newest capture in the running average
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,9 @@ class CameraSampler:
         self._gauges = threading.Lock()  # setting the camera's gauges vs forget()
         self._forgotten = False
         self.last_frame_at: datetime | None = None
+        # RTSP and device captures take a capture process; their measured time sizes the pool.
+        self.uses_pool = source_kind(spec.source) in (SourceKind.RTSP, SourceKind.DEVICE)
+        self.capture_s = FIRST_CAPTURE_GUESS_S
         with factory() as session:
             camera = session.get(Camera, spec.id)
             if camera is not None:
@@ -162,6 +170,11 @@ class CameraSampler:
             outcome = Outcome.NO_DATABASE
         SLOTS.labels(*self.labels, outcome.value).inc()
         return outcome
+
+    @property
+    def pool_share(self) -> float:
+        """The share of the time this camera keeps a capture process busy (0 if it needs none)."""
+        return min(1.0, self.capture_s / self.spec.interval_s) if self.uses_pool else 0.0
 
     def _set_up(self, up: bool, frame_at: datetime | None = None) -> None:
         """The camera's gauges, unless this worker has let the camera go (a sample still in
@@ -186,6 +199,7 @@ class CameraSampler:
             RECONNECTS.labels(*self.labels).inc()
         timeout = self.options.capture_timeout_s
         started = time.perf_counter()
+        pool_busy = False
         try:
             got = self.watchdog.run(
                 self.spec.id,
@@ -193,6 +207,9 @@ class CameraSampler:
                                 tls=self.options.tls),
                 timeout + self.options.watchdog_grace_s,
             )
+        except CapturePoolBusy:
+            pool_busy = True  # no failure, no backoff, health as it was: the camera did nothing wrong
+            return Outcome.POOL_BUSY
         except NoNewFrame:
             return Outcome.NO_NEW
         except ImageRefused as exc:
@@ -202,7 +219,10 @@ class CameraSampler:
         except FrameError as exc:
             return self._fail(Outcome.FAILED, redact_text(str(exc)), backoff=True)
         finally:
-            CAPTURE_SECONDS.labels(self.labels[0]).observe(time.perf_counter() - started)
+            if not pool_busy:
+                took = time.perf_counter() - started
+                CAPTURE_SECONDS.labels(self.labels[0]).observe(took)
+                self.capture_s += CAPTURE_TIME_WEIGHT * (took - self.capture_s)
         check = check_frame(got.image, self._previous_fp, self._repeats)
         if check.fingerprint is not None:
             self._repeats = self._repeats + 1 if is_repeat(check.fingerprint, self._previous_fp) else 0

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import write_transaction
 from bearwatch.schema import utcnow
-from ingest.capture_pool import CapturePool
+from ingest.capture_pool import CapturePool, auto_pool_size
 from ingest.leases import WorkerPresence, claim_cameras, new_worker_id, release_cameras
 from ingest.metrics import SLOTS
 from ingest.sampler import CameraSampler, CameraSpec, SamplerOptions, Watchdog
@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 class IngestOptions:
     lease_s: float = 30.0  # a dead worker's cameras are taken over within this time
     threads: int = 32  # capture threads; a stalled camera holds one for its deadline at most
-    capture_processes: int = 4  # child processes for RTSP/device captures (killed past their deadline)
+    # Child processes for RTSP/device captures (killed past their deadline); None: sized from
+    # the cameras held and their measured capture times (capture_pool.auto_pool_size).
+    capture_processes: int | None = None
     sampler: SamplerOptions = field(default_factory=SamplerOptions)
 
 
@@ -55,7 +57,7 @@ class IngestService:
         self.factory, self.store, self.options = factory, store, options
         self.owner = owner or new_worker_id()
         self.watchdog = Watchdog()
-        self.pool = CapturePool(options.capture_processes)
+        self.pool = CapturePool(options.capture_processes or 1)
         self.samplers: dict[int, CameraSampler] = {}
         self._lock = threading.Lock()
         self._rng = random.Random()
@@ -118,6 +120,8 @@ class IngestService:
             for camera_id, spec in wanted.items():
                 if camera_id not in self.samplers:
                     self._add(spec)
+            if self.options.capture_processes is None:
+                self.pool.resize(auto_pool_size([s.pool_share for s in self.samplers.values() if s.uses_pool]))
 
     def _add(self, spec: CameraSpec) -> None:
         sampler = CameraSampler(

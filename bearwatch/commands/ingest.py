@@ -24,7 +24,7 @@ def ingest(
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="serve /metrics on this port")] = None,
     lease: Annotated[float, typer.Option("--lease", min=1, help="seconds a claimed camera stays ours without a heartbeat")] = 30.0,
     threads: Annotated[int, typer.Option("--threads", min=1, help="capture threads")] = 32,
-    capture_processes: Annotated[int, typer.Option("--capture-processes", min=1, help="child processes for RTSP/device captures")] = 4,
+    capture_processes: Annotated[int | None, typer.Option("--capture-processes", min=1, help="child processes for RTSP/device captures (default: sized from the cameras held and their capture times)")] = None,
     capture_timeout: Annotated[float, typer.Option("--capture-timeout", min=0.1, help="open/read deadline per sample, seconds")] = 10.0,
     backoff_cap: Annotated[float, typer.Option("--backoff-cap", min=0.1, help="longest wait before reconnecting, seconds")] = 60.0,
 ) -> None:
