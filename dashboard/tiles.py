@@ -1,5 +1,6 @@
-"""HTML for one live-wall tile: the frame, outlined in red when flagged, with a text
-marker too (a ranger must not need colour alone to see a flag, a stale or dark camera)."""
+"""HTML for frame tiles (the live wall, latest frames): the frame, outlined in red when
+flagged, with a text marker too (a ranger must not need colour alone to see a flag, a
+stale or dark camera)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import cv2
 
 from dashboard.queries.cameras import CameraState
+from dashboard.queries.frames import ScoredFrame
 from dashboard.queries.live_wall import WallTile
 
 THUMB_WIDTH = 480
@@ -46,11 +48,26 @@ def tile_kind(tile: WallTile) -> str:
     return tile.state.value
 
 
+_FLAG_MARKER = '<b style="color:#d32f2f">⚠ FLAGGED</b>'
+
+
+def _framed(kind: str, camera: str, image_b64: str | None, missing: str, caption: str) -> str:
+    """One tile: the frame (or why there is none) in a border of ``kind``'s colour, thicker
+    for a flag, and its caption."""
+    if image_b64:
+        body = f'<img src="data:image/jpeg;base64,{image_b64}" style="width:100%;display:block" alt="{html.escape(camera)}"/>'
+    else:
+        body = f'<div style="aspect-ratio:4/3;display:flex;align-items:center;justify-content:center;background:#222;color:#ddd">{missing}</div>'
+    width = 6 if kind == "flagged" else 3
+    return (
+        f'<div class="bw-tile bw-{kind}" data-camera="{html.escape(camera)}" '
+        f'style="border:{width}px solid {_BORDER[kind]};border-radius:6px;padding:2px;margin-bottom:8px">'
+        f"{body}<div style='font-size:0.85em;padding:2px 4px'>{caption}</div></div>"
+    )
+
+
 def tile_html(tile: WallTile, image_b64: str | None) -> str:
-    kind = tile_kind(tile)
-    markers = []
-    if tile.flagged:
-        markers.append('<b style="color:#d32f2f">⚠ FLAGGED</b>')
+    markers = [_FLAG_MARKER] if tile.flagged else []
     if tile.state is not CameraState.LIVE:
         markers.append(f'<b style="color:{_BORDER[tile.state.value]}">{tile.state.value.upper()}</b>')
     details = [html.escape(tile.camera)]
@@ -60,14 +77,14 @@ def tile_html(tile: WallTile, image_b64: str | None) -> str:
         details.append(f"bear score {tile.positive_score:.2f}")
     elif tile.frame_id is not None:
         details.append("not scored yet")
-    if image_b64:
-        body = f'<img src="data:image/jpeg;base64,{image_b64}" style="width:100%;display:block" alt="{html.escape(tile.camera)}"/>'
-    else:
-        text = "no frame yet" if tile.frame_id is None else "frame file missing"
-        body = f'<div style="aspect-ratio:4/3;display:flex;align-items:center;justify-content:center;background:#222;color:#ddd">{text}</div>'
-    width = 6 if kind == "flagged" else 3
-    return (
-        f'<div class="bw-tile bw-{kind}" data-camera="{html.escape(tile.camera)}" '
-        f'style="border:{width}px solid {_BORDER[kind]};border-radius:6px;padding:2px;margin-bottom:8px">'
-        f"{body}<div style='font-size:0.85em;padding:2px 4px'>{' '.join(markers)} {' · '.join(details)}</div></div>"
-    )
+    missing = "no frame yet" if tile.frame_id is None else "frame file missing"
+    return _framed(tile_kind(tile), tile.camera, image_b64, missing, f"{' '.join(markers)} {' · '.join(details)}")
+
+
+def frame_tile_html(frame: ScoredFrame, image_b64: str | None) -> str:
+    """A scored frame as the live wall shows one: a flag outlined in red."""
+    details = [html.escape(f"{frame.site}/{frame.camera}"), f"{frame.captured_at:%H:%M:%S}Z",
+               html.escape(frame.label), f"bear score {frame.positive_score:.2f}"]
+    marker = _FLAG_MARKER if frame.flagged else "not flagged ·"
+    return _framed("flagged" if frame.flagged else "live", frame.camera, image_b64, "frame file missing",
+                   f"{marker} {' · '.join(details)}")

@@ -40,9 +40,14 @@ def _scored_query(limit: int) -> sa.Select[Any]:
     )
 
 
-def latest_scored_frames(session: Session, limit: int = 24, site: str | None = None) -> list[ScoredFrame]:
-    """The newest scored frames with each model's prediction, newest first."""
-    if site is None:
+def latest_scored_frames(
+    session: Session, limit: int = 24, site: str | None = None, camera_id: int | None = None
+) -> list[ScoredFrame]:
+    """The newest scored frames with each model's prediction, newest first: of every camera,
+    of one site's, or of one camera."""
+    if camera_id is not None:
+        rows = list(session.execute(_scored_query(limit).where(Frame.camera_id == camera_id)))
+    elif site is None:
         rows = list(session.execute(_scored_query(limit)))  # walks the captured_at index from the end
     else:
         # One site: the newest rows of each of its cameras from the (camera_id, captured_at)

@@ -1,4 +1,5 @@
-"""Latest frames: the newest scored frames of all cameras, with each model's score."""
+"""Latest frames: the newest scored frames of all cameras, one site or one camera (the live
+wall links each tile here), flagged ones outlined in red as on the live wall."""
 
 from __future__ import annotations
 
@@ -8,49 +9,58 @@ import streamlit as st
 from bearwatch.schema import Role
 from dashboard.context import factory, page_actor, settings, site_names_cached
 from dashboard.queries.frames import ScoredFrame, latest_scored_frames
+from dashboard.tiles import frame_tile_html, thumbnail_b64
 
 REFRESH_S = 5
+COLUMNS = 4
 
 page_actor(Role.RANGER)
 
 
 @st.cache_data(ttl=REFRESH_S - 1, show_spinner=False)
-def _frames(database_url: str, site: str | None) -> list[ScoredFrame]:
+def _frames(database_url: str, site: str | None, camera_id: int | None) -> list[ScoredFrame]:
     with factory()() as session:
-        return latest_scored_frames(session, limit=24, site=site)
+        return latest_scored_frames(session, limit=24, site=site, camera_id=camera_id)
 
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _thumbnail(path: str) -> str | None:
+    # Stored frames never change, so a path is a safe cache key.
+    return thumbnail_b64(settings().frames_dir / path)
+
+
+def _camera_from_link() -> int | None:
+    value = st.query_params.get("camera")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 st.title("Latest frames")
 url = settings().database_url
-choice = st.selectbox("Site", ["all sites", *site_names_cached(url)], key="latest_site")
-site = None if choice == "all sites" else choice
+camera_id = _camera_from_link()
+site: str | None = None
+if camera_id is None:
+    choice = st.selectbox("Site", ["all sites", *site_names_cached(url)], key="latest_site")
+    site = None if choice == "all sites" else choice
+else:
+    st.page_link("views/latest_frames.py", label="All cameras", icon=":material/photo_library:")
 
 
 @st.fragment(run_every=REFRESH_S)
 def grid() -> None:
     try:
-        frames = _frames(url, site)
+        frames = _frames(url, site, camera_id)
     except sa.exc.OperationalError as exc:
         st.error(f"database unavailable: {exc.orig}")
         return
     if not frames:
         st.info("No scored frames yet: cameras are sampled and frames scored every few seconds.")
         return
-    st.caption(f"{len(frames)} newest scored frames, refreshed every {REFRESH_S}s")
-    columns = st.columns(4)
+    whose = f"of {frames[0].site}/{frames[0].camera}" if camera_id is not None else ""
+    st.caption(f"{len(frames)} newest scored frames {whose}, refreshed every {REFRESH_S}s")
+    columns = st.columns(COLUMNS)
     for i, frame in enumerate(frames):
-        with columns[i % 4]:
-            path = settings().frames_dir / frame.path
-            flag = "FLAGGED" if frame.flagged else "not flagged"
-            caption = (
-                f"{frame.site}/{frame.camera} · {frame.captured_at:%H:%M:%S}Z · "
-                f"{frame.label} · bear score {frame.positive_score:.2f} · {flag}"
-            )
-            if path.is_file():
-                st.image(str(path), caption=caption)
-            else:
-                st.warning(f"frame file missing: {caption}")
+        with columns[i % COLUMNS]:
+            st.markdown(frame_tile_html(frame, _thumbnail(frame.path)), unsafe_allow_html=True)
 
 
 grid()

@@ -63,6 +63,8 @@ def wall() -> None:
         with columns[i % COLUMNS]:
             image = _thumbnail(tile.path) if tile.path else None
             st.markdown(tile_html(tile, image), unsafe_allow_html=True)
+            st.page_link("views/latest_frames.py", label=f"Recent frames of {tile.camera}",
+                         query_params={"camera": str(tile.camera_id)})
 
 
 wall()

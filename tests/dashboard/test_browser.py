@@ -115,6 +115,14 @@ def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str,
         sidebar = page.get_by_test_id("stSidebar").inner_text()
         assert "Cameras" in sidebar and "Users" not in sidebar and "Models" not in sidebar
         page.screenshot(path=str(SCREENSHOTS / "live-wall.png"))
+        page.get_by_role("link", name="Recent frames of creek").click()  # the camera's recent frames
+        page.get_by_role("heading", name="Latest frames").wait_for()
+        page.locator(".bw-tile").first.wait_for()
+        assert {t.get_attribute("data-camera") for t in page.locator(".bw-tile").all()} == {"creek"}
+        assert page.locator(".bw-flagged").first.evaluate("e => getComputedStyle(e).borderTopColor") == \
+            "rgb(211, 47, 47)", "a flag outlined in red as on the live wall"
+        page.get_by_role("link", name="Live wall").click()
+        page.locator(".bw-tile").nth(2).wait_for()
 
         page.get_by_role("button", name="Log out").click()
         page.get_by_label("User name").wait_for()
@@ -127,7 +135,7 @@ def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str,
                 page.get_by_test_id("stDataFrame").first.wait_for()
                 page.wait_for_timeout(1000)  # the table is a canvas: let it paint before the screenshot
             else:
-                page.get_by_test_id("stImage").first.wait_for()
+                page.locator(".bw-tile").first.wait_for()
             assert SECRET not in page.content()
             page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"))
         browser.close()

@@ -8,11 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
 from bearwatch.dashboard_server import dashboard_script
-from bearwatch.schema import Frame, FrameStatus, ModelVersion, Prediction, Role, utcnow
+from bearwatch.schema import Camera, Frame, FrameStatus, ModelVersion, Prediction, Role, utcnow
 from bearwatch.users import add_user
 from dashboard.queries import latest_scored_frames
 from ingest.cameras import add_camera
@@ -50,8 +51,12 @@ def test_latest_scored_frames_newest_first(factory: sessionmaker[Session], tmp_p
     assert (rows[0].site, rows[0].camera) == ("north", "creek")
 
 
+def _tiles(app: AppTest) -> list[str]:
+    return [m.value for m in app.markdown if 'class="bw-tile' in m.value]
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_page_shows_each_scored_frame_with_its_score(
+def test_page_shows_each_scored_frame_with_its_score_and_flags_outlined_in_red(
     factory: sessionmaker[Session], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BEARWATCH_DATABASE_URL", database_url)
@@ -62,11 +67,37 @@ def test_page_shows_each_scored_frame_with_its_score(
     app = login(AppTest.from_file(str(dashboard_script()), default_timeout=30), "rita", "a long password")
     app.switch_page("views/latest_frames.py").run()
     assert not app.exception
-    images = app.get("image")
-    assert len(images) == 2, "one image per scored frame"
-    captions = [caption for image in images for caption in image.captions]
-    assert any("bear score 0.95" in c and "FLAGGED" in c for c in captions)
-    assert any("bear score 0.10" in c and "not flagged" in c for c in captions)
+    tiles = _tiles(app)
+    assert len(tiles) == 2 and all("data:image/jpeg;base64," in t for t in tiles), "one frame tile per scored frame"
+    (flagged,) = [t for t in tiles if "bear score 0.95" in t]
+    assert 'class="bw-tile bw-flagged"' in flagged and "6px solid #d32f2f" in flagged and "FLAGGED" in flagged
+    (quiet,) = [t for t in tiles if "bear score 0.10" in t]
+    assert "bw-live" in quiet and "not flagged" in quiet and "#d32f2f" not in quiet
+
+
+def test_a_live_wall_tile_links_to_its_cameras_recent_frames(
+    factory: sessionmaker[Session], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.dashboard.seed import seed_park
+
+    seed_park(factory, tmp_path / "frames")
+    monkeypatch.setenv("BEARWATCH_DATABASE_URL", database_url)
+    monkeypatch.setenv("BEARWATCH_DATA_DIR", str(tmp_path))
+    with factory.begin() as session:
+        add_user(session, "rita", Role.RANGER, "a long password")
+        creek = session.scalar(sa.select(Camera.id).where(Camera.name == "creek"))
+    app = login(AppTest.from_file(str(dashboard_script()), default_timeout=30), "rita", "a long password")
+    app.switch_page("views/live_wall.py").run()
+    links = {link.label: link for link in app.get("page_link")}
+    link = links["Recent frames of creek"]
+    assert link.proto.page.endswith("latest") or "latest_frames" in link.proto.page
+    assert link.proto.query_string == f"camera={creek}"
+    app.query_params["camera"] = str(creek)
+    app.switch_page("views/latest_frames.py").run()
+    assert not app.exception
+    tiles = _tiles(app)
+    assert tiles and all('data-camera="creek"' in t for t in tiles), "only that camera's frames"
+    assert any("bw-flagged" in t for t in tiles)
 
 
 def test_latest_scored_frames_of_one_site(factory: sessionmaker[Session], tmp_path: Path) -> None:
