@@ -16,8 +16,6 @@ claims than it has free threads, so nothing claimed waits in a queue past its le
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -48,6 +46,7 @@ from bearwatch.schema import (
 )
 from bearwatch.smtp_url import parse_smtp_url
 from shadow.alert_rules import is_late
+from shadow.deadline import SocketCutter, cut_after
 from shadow.email_channel import send_email
 from shadow.metrics import ALERTS, DELIVERIES, OUTBOX_DEPTH, count_on_commit
 from shadow.webhook_formats import webhook_body
@@ -207,36 +206,15 @@ class DeadlineExceeded(Exception):
     """A receiver took longer than the whole-request deadline (hung, or trickling bytes)."""
 
 
-class _Cutter:
-    """Shuts down a request's socket when its deadline passes: httpx's timeouts are per
-    connect/read/write, so a receiver trickling a byte now and then would never time out.
-    The socket comes from httpcore's ``trace`` extension (connect and TLS steps)."""
+def _traced(cutter: SocketCutter) -> Callable[[str, dict[str, Any]], None]:
+    """httpcore's ``trace`` extension: hands the request's socket to the cutter as it opens."""
 
-    def __init__(self) -> None:
-        self.fired = False
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
+    def trace(event: str, info: dict[str, Any]) -> None:
         if event.endswith((".connect_tcp.complete", ".start_tls.complete")):
             stream = info.get("return_value")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            with self._lock:
-                self._sock = sock if isinstance(sock, socket.socket) else self._sock
-                if self.fired:
-                    self._shutdown()
+            cutter.attach(stream.get_extra_info("socket") if stream is not None else None)
 
-    def fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self._sock is not None:
-            try:  # the plain socket's shutdown, also under TLS: wakes a blocked read in the sender's thread
-                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed: the request is over
+    return trace
 
 
 def http_sender(client: httpx.Client, deadline_s: float | None = None, *, frames_dir: Path | None = None) -> Sender:
@@ -260,33 +238,25 @@ def http_sender(client: httpx.Client, deadline_s: float | None = None, *, frames
         if limit is None:
             response = _post(client, item, None)
         else:
-            cutter = _Cutter()
-            timer = threading.Timer(limit, cutter.fire)
-            timer.daemon = True
-            begun = time.monotonic()
-            timer.start()
-            try:
-                response = _post(client, item, cutter)
-            except httpx.HTTPError as exc:
-                # httpx's own timeout firing first at the deadline is the same event: one message for ops.
-                timed_out = isinstance(exc, httpx.TimeoutException) and time.monotonic() - begun >= limit
-                if cutter.fired or timed_out:
-                    raise DeadlineExceeded(f"no complete answer from {shown_url(item.url)} within {limit:g} s") from None
-                raise
-            finally:
-                timer.cancel()
+            with cut_after(limit) as cutter:
+                try:
+                    response = _post(client, item, cutter)
+                except httpx.HTTPError as exc:
+                    if cutter.timed_out(isinstance(exc, httpx.TimeoutException)):
+                        raise DeadlineExceeded(f"no complete answer from {shown_url(item.url)} within {limit:g} s") from None
+                    raise
         if not response.is_success:
             raise RuntimeError(f"HTTP {response.status_code} from {shown_url(item.url)}")
     return send
 
 
-def _post(client: httpx.Client, item: Claimed, cutter: _Cutter | None) -> httpx.Response:
+def _post(client: httpx.Client, item: Claimed, cutter: SocketCutter | None) -> httpx.Response:
     assert item.url is not None
     # Connection: close: every request opens its own connection, so the cutter always sees
     # the socket (a reused keep-alive connection has no connect step to trace).
     return client.post(item.url, json=webhook_body(item.format, item.payload),
                        headers={"Idempotency-Key": item.payload["idempotency_key"], "Connection": "close"},
-                       extensions={"trace": cutter.trace} if cutter is not None else {})
+                       extensions={"trace": _traced(cutter)} if cutter is not None else {})
 
 
 def _finish_alert(session: Session, alert_id: int, now: datetime) -> None:

@@ -9,6 +9,7 @@ message sent again after a lost reply is recognisable, and mail clients thread o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import mimetypes
@@ -16,8 +17,6 @@ import os
 import smtplib
 import socket
 import ssl
-import threading
-import time
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -27,6 +26,7 @@ from typing import Any
 from bearwatch.redact import MASK, redact_text
 from bearwatch.smtp_url import SmtpTarget, fill_placeholders, parse_smtp_url, placeholder_values
 from shadow.alert_text import facts, headline, notes
+from shadow.deadline import cut_after
 
 log = logging.getLogger(__name__)
 
@@ -88,23 +88,6 @@ def build_message(target: SmtpTarget, payload: Mapping[str, Any], frame: bytes |
     return msg
 
 
-class _Cutter:
-    """Shuts the SMTP socket down when the deadline passes: wakes a read blocked in the
-    sender's thread (also under TLS, where ``sock`` is the wrapped socket)."""
-
-    def __init__(self, smtp: smtplib.SMTP) -> None:
-        self.smtp, self.fired = smtp, False
-
-    def fire(self) -> None:
-        self.fired = True
-        sock = getattr(self.smtp, "sock", None)
-        if isinstance(sock, socket.socket):
-            try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed: the send is over
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
         text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
@@ -140,31 +123,26 @@ def send_email(url: str, payload: Mapping[str, Any], *, frames_dir: Path | None 
     smtp = (smtplib.SMTP_SSL(local_hostname=socket.gethostname(), timeout=deadline_s or DEFAULT_TIMEOUT_S, context=context)
             if target.tls == "implicit" else
             smtplib.SMTP(local_hostname=socket.gethostname(), timeout=deadline_s or DEFAULT_TIMEOUT_S))
-    cutter = _Cutter(smtp)
-    timer = threading.Timer(deadline_s, cutter.fire) if deadline_s is not None else None
-    begun = time.monotonic()
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        smtp.connect(target.host, target.port)
-        if target.tls == "starttls":
-            smtp.starttls(context=context)
-        if username is not None:
-            smtp.login(username, password)
-        refused = smtp.send_message(msg, from_addr=target.sender, to_addrs=list(target.recipients))
-        if refused:  # the others have it; sending again would repeat it to them and not help these
-            log.warning("alert %s: %s refused %s", payload["idempotency_key"], where, ", ".join(sorted(refused)))
+    # The socket appears inside connect(), before the greeting is read: the cutter looks it up when it fires.
+    cutting = (cut_after(deadline_s, lambda: getattr(smtp, "sock", None)) if deadline_s is not None
+               else contextlib.nullcontext(None))
+    with cutting as cutter:
         try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            pass  # the message was accepted: a lost goodbye is no failure
-    except (smtplib.SMTPException, OSError) as exc:
-        late = deadline_s is not None and time.monotonic() - begun >= deadline_s
-        if cutter.fired or (late and isinstance(exc, TimeoutError)):
-            raise SmtpDeadlineExceeded(f"no complete answer from {where} within {deadline_s:g} s") from None
-        raise RuntimeError(scrub(f"{where}: {_describe(exc)}", url, environ)) from None
-    finally:
-        if timer is not None:
-            timer.cancel()
-        smtp.close()
+            smtp.connect(target.host, target.port)
+            if target.tls == "starttls":
+                smtp.starttls(context=context)
+            if username is not None:
+                smtp.login(username, password)
+            refused = smtp.send_message(msg, from_addr=target.sender, to_addrs=list(target.recipients))
+            if refused:  # the others have it; sending again would repeat it to them and not help these
+                log.warning("alert %s: %s refused %s", payload["idempotency_key"], where, ", ".join(sorted(refused)))
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                pass  # the message was accepted: a lost goodbye is no failure
+        except (smtplib.SMTPException, OSError) as exc:
+            if cutter is not None and cutter.timed_out(isinstance(exc, TimeoutError)):
+                raise SmtpDeadlineExceeded(f"no complete answer from {where} within {cutter.limit_s:g} s") from None
+            raise RuntimeError(scrub(f"{where}: {_describe(exc)}", url, environ)) from None
+        finally:
+            smtp.close()
