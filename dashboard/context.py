@@ -15,6 +15,7 @@ from bearwatch.schema import Role
 from bearwatch.settings import Settings, load_settings
 from dashboard.metrics import serve_dashboard_metrics
 from dashboard.queries.frames import site_names
+from dashboard.tiles import thumbnail_b64
 
 ACTOR_KEY = "bearwatch_actor"
 
@@ -69,6 +70,13 @@ def page_actor(role: Role) -> Actor:
         st.error(f"This page needs the {role.value} role; you are {actor.role.value}.")
         st.stop()
     return actor
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def thumbnail_cached(path: str) -> str | None:
+    """A stored frame's thumbnail (dashboard.tiles) for the live wall and latest frames.
+    Stored frames never change, so a path is a safe cache key."""
+    return thumbnail_b64(settings().frames_dir / path)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -7,9 +7,9 @@ import sqlalchemy as sa
 import streamlit as st
 
 from bearwatch.schema import Role
-from dashboard.context import factory, page_actor, settings, site_names_cached
+from dashboard.context import factory, page_actor, settings, site_names_cached, thumbnail_cached
 from dashboard.queries.frames import ScoredFrame, latest_scored_frames
-from dashboard.tiles import frame_tile_html, thumbnail_b64
+from dashboard.tiles import frame_tile_html
 
 REFRESH_S = 5
 COLUMNS = 4
@@ -22,11 +22,6 @@ def _frames(database_url: str, site: str | None, camera_id: int | None) -> list[
     with factory()() as session:
         return latest_scored_frames(session, limit=24, site=site, camera_id=camera_id)
 
-
-@st.cache_data(max_entries=1024, show_spinner=False)
-def _thumbnail(path: str) -> str | None:
-    # Stored frames never change, so a path is a safe cache key.
-    return thumbnail_b64(settings().frames_dir / path)
 
 
 def _camera_from_link() -> int | None:
@@ -60,7 +55,7 @@ def grid() -> None:
     columns = st.columns(COLUMNS)
     for i, frame in enumerate(frames):
         with columns[i % COLUMNS]:
-            st.markdown(frame_tile_html(frame, _thumbnail(frame.path)), unsafe_allow_html=True)
+            st.markdown(frame_tile_html(frame, thumbnail_cached(frame.path)), unsafe_allow_html=True)
 
 
 grid()

@@ -7,10 +7,10 @@ import sqlalchemy as sa
 import streamlit as st
 
 from bearwatch.schema import Role, utcnow
-from dashboard.context import factory, page_actor, settings, site_names_cached
+from dashboard.context import factory, page_actor, settings, site_names_cached, thumbnail_cached
 from dashboard.queries.cameras import CameraState
 from dashboard.queries.live_wall import LiveWall, live_wall
-from dashboard.tiles import thumbnail_b64, tile_html
+from dashboard.tiles import tile_html
 
 REFRESH_S = 5
 COLUMNS = 4
@@ -24,11 +24,6 @@ def _wall(database_url: str, site: str) -> LiveWall:
         return live_wall(session, site, now=utcnow())
 
 
-
-@st.cache_data(max_entries=1024, show_spinner=False)
-def _thumbnail(path: str) -> str | None:
-    # Stored frames never change, so a path is a safe cache key.
-    return thumbnail_b64(settings().frames_dir / path)
 
 
 url = settings().database_url
@@ -61,7 +56,7 @@ def wall() -> None:
     columns = st.columns(COLUMNS)
     for i, tile in enumerate(data.tiles):
         with columns[i % COLUMNS]:
-            image = _thumbnail(tile.path) if tile.path else None
+            image = thumbnail_cached(tile.path) if tile.path else None
             st.markdown(tile_html(tile, image), unsafe_allow_html=True)
             st.page_link("views/latest_frames.py", label=f"Recent frames of {tile.camera}",
                          query_params={"camera": str(tile.camera_id)})
