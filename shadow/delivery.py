@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -96,18 +96,41 @@ def shown_url(url: str | None) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/..." if parts.path not in ("", "/") else parts.path, "", ""))
 
 
+NO_CHANNEL = "no enabled alert channel serves this site; add one under alerts.channels in the park file"
+
+Channels = list[tuple[int, list[str]]]  # enabled channels: id and the sites served (empty: all)
+
+
+def enabled_channels(session: Session) -> Channels:
+    return [(channel_id, sites or []) for channel_id, sites in session.execute(
+        sa.select(AlertChannel.id, AlertChannel.sites).where(AlertChannel.enabled.is_(True)).order_by(AlertChannel.id)
+    )]
+
+
+def serving(channels: Channels, site_name: str) -> list[int]:
+    """The ids of the channels that serve a site."""
+    return [channel_id for channel_id, sites in channels if channel_serves(sites, site_name)]
+
+
 def enqueue_deliveries(session: Session, alert: Alert, site_name: str, now: datetime) -> int:
     """Put a queued alert in the outbox of every enabled channel that serves its site."""
-    channels = session.scalars(sa.select(AlertChannel).where(AlertChannel.enabled.is_(True)).order_by(AlertChannel.id))
-    made = 0
-    for channel in channels:
-        if channel_serves(channel.sites or [], site_name):
-            session.add(AlertDelivery(alert_id=alert.id, channel_id=channel.id, next_attempt_at=now))
-            made += 1
-    if made == 0:
-        alert.last_error = "no enabled alert channel serves this site; add one under alerts.channels in the park file"
+    channel_ids = serving(enabled_channels(session), site_name)
+    session.add_all([AlertDelivery(alert_id=alert.id, channel_id=channel_id, next_attempt_at=now) for channel_id in channel_ids])
+    if not channel_ids:
+        alert.last_error = NO_CHANNEL
     session.flush()
-    return made
+    return len(channel_ids)
+
+
+def enqueue_many(session: Session, targets: Iterable[tuple[int, Sequence[int]]], now: datetime) -> int:
+    """:func:`enqueue_deliveries` for many alerts in one statement: each (alert id, the
+    channels serving its site, from :func:`serving`). The caller sets NO_CHANNEL on the
+    alerts no channel serves (it knows before it writes them)."""
+    rows = [{"alert_id": alert_id, "channel_id": channel_id, "next_attempt_at": now}
+            for alert_id, channel_ids in targets for channel_id in channel_ids]
+    if rows:
+        session.execute(sa.insert(cast(sa.Table, AlertDelivery.__table__)), rows)
+    return len(rows)
 
 
 def alert_payload(alert: Alert, site: str, camera: str, frame: Frame, now: datetime,
