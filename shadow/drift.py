@@ -15,11 +15,22 @@ Camera health comes first: frames of cameras now offline or disabled, black or
 near-uniform frames (a dark, covered or broken camera), and repeats of a byte-identical
 frame from the same camera (a frozen stream) are left out of both windows, so a camera
 going dark or freezing is a camera problem (the guard's), not drift.
+
+Reading: a check reads a bounded sample, whatever the length of the windows (a manual
+period can hold millions of frames). The shares (night, flags, out-of-domain) and the
+frame counts are SQL aggregates over the whole window; the KS metrics get at most
+``SAMPLE_FRAMES`` frames per window and the MMD at most ``SAMPLE_EMBEDDINGS`` embeddings,
+each drawn in SQL in the order of a seeded hash of the frame id (the same check on the
+same data reads the same sample) and stratified by day/night in proportion to the
+window's frames (brightness, sharpness, scores and embeddings all differ between day and
+night, so the sample keeps the window's exact night share). :func:`compute_drifts` reads
+every site's windows in two statements whatever the number of sites.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,27 +40,15 @@ from sqlalchemy.orm import Session
 
 from bearwatch.errors import ConfigError
 from bearwatch.park_file import Thresholds
-from bearwatch.schema import Camera, CameraHealth, DriftEvent, Frame, Prediction, Site, Stage
+from bearwatch.schema import DriftEvent, Site, Stage
 from shadow import metrics
-from shadow.periods import latest_manual_period, thresholds_of, usable_frame
+from shadow.drift_windows import SAMPLE_EMBEDDINGS, WindowData, WindowSpec, read_windows, sample_seed
+from shadow.periods import Period, latest_manual_period, latest_manual_periods, thresholds_of
 from shadow.stats import ks_compare, mmd_test, share_compare
 
-OOD_THRESHOLD = 1.0  # inference.ood: 1.0 is as far as the farthest 1% of the reference
-
-
-@dataclass(frozen=True)
-class WindowData:
-    brightness: np.ndarray
-    sharpness: np.ndarray
-    night: np.ndarray  # bool
-    scores: np.ndarray  # positive scores of frames with a prediction
-    flagged: np.ndarray  # bool
-    ood: np.ndarray  # out-of-domain scores (frames that have one)
-    embeddings: np.ndarray  # (n, d)
-
-    @property
-    def frames(self) -> int:
-        return len(self.brightness)
+MMD_PERMUTATIONS = 200
+THRESHOLD_KEYS = ("drift_window_hours", "drift_min_frames", "drift_significance",
+                  "drift_min_ks", "drift_min_share_change", "drift_min_mmd")
 
 
 def _ks_metric(ref: np.ndarray, cur: np.ndarray, t: Thresholds) -> dict[str, Any] | None:
@@ -61,69 +60,36 @@ def _ks_metric(ref: np.ndarray, cur: np.ndarray, t: Thresholds) -> dict[str, Any
             "n_reference": len(ref), "n_current": len(cur)}
 
 
-def _share_metric(ref: np.ndarray, cur: np.ndarray, t: Thresholds) -> dict[str, Any] | None:
-    if len(ref) == 0 or len(cur) == 0:
+def _share_metric(ref: tuple[int, int], cur: tuple[int, int], t: Thresholds) -> dict[str, Any] | None:
+    """``ref``, ``cur``: (hits, frames)."""
+    if ref[1] == 0 or cur[1] == 0:
         return None
-    r = share_compare(int(ref.sum()), len(ref), int(cur.sum()), len(cur))
+    r = share_compare(ref[0], ref[1], cur[0], cur[1])
     return {"test": "fisher", "statistic": r.statistic, "p_value": r.p_value, "reference": r.reference,
             "current": r.current, "min_effect": t.drift_min_share_change,
             "alarm": r.p_value < t.drift_significance and abs(r.statistic) >= t.drift_min_share_change,
-            "n_reference": len(ref), "n_current": len(cur)}
+            "n_reference": ref[1], "n_current": cur[1]}
 
 
 def drift_metrics(ref: WindowData, cur: WindowData, t: Thresholds, *, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Every metric that has data in both windows: its numbers and whether it alarms."""
+    rc, cc = ref.totals, cur.totals
     metrics: dict[str, dict[str, Any] | None] = {
         "brightness": _ks_metric(ref.brightness, cur.brightness, t),
         "sharpness": _ks_metric(ref.sharpness, cur.sharpness, t),
-        "night_share": _share_metric(ref.night, cur.night, t),
+        "night_share": _share_metric((rc.night, rc.night_known), (cc.night, cc.night_known), t),
         "positive_score": _ks_metric(ref.scores, cur.scores, t),
-        "flag_rate": _share_metric(ref.flagged, cur.flagged, t),
-        "ood_share": _share_metric(ref.ood > OOD_THRESHOLD, cur.ood > OOD_THRESHOLD, t),
+        "flag_rate": _share_metric((rc.flagged, rc.scored), (cc.flagged, cc.scored), t),
+        "ood_share": _share_metric((rc.ood_over, rc.ood_known), (cc.ood_over, cc.ood_known), t),
     }
     if len(ref.embeddings) >= 2 and len(cur.embeddings) >= 2 and ref.embeddings.shape[1] == cur.embeddings.shape[1]:
-        m = mmd_test(ref.embeddings, cur.embeddings, permutations=200, max_n=300, seed=seed)
+        m = mmd_test(ref.embeddings, cur.embeddings, permutations=MMD_PERMUTATIONS, max_n=SAMPLE_EMBEDDINGS, seed=seed)
         metrics["embedding_mmd"] = {
             "test": "mmd", "statistic": m.mmd2, "p_value": m.p_value, "bandwidth": m.bandwidth,
             "min_effect": t.drift_min_mmd, "alarm": m.p_value < t.drift_significance and m.mmd2 >= t.drift_min_mmd,
             "n_reference": m.n_x, "n_current": m.n_y, "permutations": m.permutations,
         }
     return {k: v for k, v in metrics.items() if v is not None}
-
-
-def window_data(session: Session, site: Site, start: datetime, end: datetime) -> WindowData:
-    """Usable frames of the site's cameras that are not offline or disabled, in [start, end)."""
-    model_id = site.rollout_model_id if site.rollout_model_id is not None else -1
-    rows = session.execute(
-        sa.select(Frame.camera_id, Frame.sha256, Frame.brightness, Frame.sharpness, Frame.is_night,
-                  Prediction.positive_score, Prediction.flagged, Prediction.ood_score, Prediction.embedding)
-        .join(Camera, Camera.id == Frame.camera_id)
-        .outerjoin(Prediction, sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == model_id))
-        .where(Camera.site_id == site.id, Camera.enabled,
-               Camera.health.not_in([CameraHealth.OFFLINE, CameraHealth.DISABLED]),
-               Frame.captured_at >= start, Frame.captured_at < end, usable_frame())
-        .order_by(Frame.camera_id, Frame.captured_at)
-    ).all()
-    # A frozen camera sends the same bytes again and again: count each image once.
-    seen: set[tuple[int, str]] = set()
-    fresh = []
-    for r in rows:
-        if (r.camera_id, r.sha256) not in seen:
-            seen.add((r.camera_id, r.sha256))
-            fresh.append(r)
-    rows = fresh
-    scored = [r for r in rows if r.positive_score is not None]
-    embs = [np.frombuffer(r.embedding, np.float16).astype(np.float32) for r in scored if r.embedding]
-    dims = {len(e) for e in embs}
-    return WindowData(
-        brightness=np.array([r.brightness for r in rows if r.brightness is not None], float),
-        sharpness=np.array([r.sharpness for r in rows if r.sharpness is not None], float),
-        night=np.array([bool(r.is_night) for r in rows if r.is_night is not None], bool),
-        scores=np.array([r.positive_score for r in scored], float),
-        flagged=np.array([bool(r.flagged) for r in scored], bool),
-        ood=np.array([r.ood_score for r in scored if r.ood_score is not None], float),
-        embeddings=np.vstack(embs) if embs and len(dims) == 1 else np.zeros((0, 0), np.float32),
-    )
 
 
 def set_reference_window(site: Site, window: tuple[datetime, datetime] | None) -> None:
@@ -134,16 +100,21 @@ def set_reference_window(site: Site, window: tuple[datetime, datetime] | None) -
     site.drift_reference_start, site.drift_reference_end = window if window is not None else (None, None)
 
 
-def reference_window(session: Session, site: Site, now: datetime, t: Thresholds) -> tuple[datetime, datetime] | None:
+def _reference_of(site: Site, period: Period | None, now: datetime, t: Thresholds) -> tuple[datetime, datetime] | None:
     if site.drift_reference_start is not None and site.drift_reference_end is not None:
         return site.drift_reference_start, site.drift_reference_end
-    period = latest_manual_period(session, site, now)
     if period is None:
         return None
     end = period.end
     if site.stage is Stage.MANUAL:
         end = min(end, now - timedelta(hours=t.drift_window_hours))
     return (period.start, end) if end > period.start else None
+
+
+def reference_window(session: Session, site: Site, now: datetime, t: Thresholds) -> tuple[datetime, datetime] | None:
+    if site.drift_reference_start is not None and site.drift_reference_end is not None:
+        return site.drift_reference_start, site.drift_reference_end
+    return _reference_of(site, latest_manual_period(session, site, now), now, t)
 
 
 @dataclass(frozen=True)
@@ -155,42 +126,86 @@ class DriftCheck:
     alarm: bool
     detail: str
     event_id: int | None  # the stored drift_events row; None when there was too little data
+    site_id: int | None = None
+    model_version_id: int | None = None  # the site's rollout model, whose predictions were compared
+    thresholds: dict[str, Any] = field(default_factory=dict)  # the drift thresholds it was judged by
+
+
+def _judge(site: Site, window: tuple[datetime, datetime], reference: tuple[datetime, datetime],
+           ref: WindowData, cur: WindowData, t: Thresholds, now: datetime) -> DriftCheck:
+    found: dict[str, dict[str, Any]] = {}
+    if ref.frames < t.drift_min_frames or cur.frames < t.drift_min_frames:
+        detail = (f"too few usable frames to compare (reference {ref.frames}, current {cur.frames}, "
+                  f"needs {t.drift_min_frames} each)")
+    else:
+        found = drift_metrics(ref, cur, t, seed=int(now.timestamp()) % (2**31))
+        alarming = sorted(k for k, v in found.items() if v["alarm"])
+        detail = f"drift in {', '.join(alarming)}" if alarming else "no drift"
+    return DriftCheck(site.name, window, reference, found, any(v["alarm"] for v in found.values()), detail, None,
+                      site.id, site.rollout_model_id, {k: getattr(t, k) for k in THRESHOLD_KEYS})
+
+
+def compute_drifts(session: Session, sites: Sequence[Site], now: datetime) -> list[DriftCheck]:
+    """Read-only: the drift numbers of ``sites`` at ``now`` (nothing stored), in order.
+    Two statements whatever the number of sites: the ledger, then every window's counts
+    and samples (read_windows)."""
+    custom = [s for s in sites if s.drift_reference_start is not None and s.drift_reference_end is not None]
+    periods = latest_manual_periods(session, [s.id for s in sites if s not in custom], now)
+    plans = []
+    for site in sites:
+        t = thresholds_of(site)
+        window = (now - timedelta(hours=t.drift_window_hours), now)
+        plans.append((site, t, window, _reference_of(site, periods.get(site.id), now, t)))
+    specs = [WindowSpec(site.id, site.rollout_model_id, *span, sample_seed(site))
+             for site, _, window, reference in plans if reference is not None for span in (reference, window)]
+    data = iter(read_windows(session, specs))
+    checks = []
+    for site, t, window, reference in plans:
+        if reference is None:
+            checks.append(DriftCheck(site.name, window, None, {}, False,
+                                     "no reference window yet (no manual period before the current window)", None,
+                                     site_id=site.id, model_version_id=site.rollout_model_id))
+        else:
+            checks.append(_judge(site, window, reference, next(data), next(data), t, now))
+    return checks
 
 
 def compute_drift(session: Session, site: Site, now: datetime) -> DriftCheck:
     """Read-only: the drift numbers for ``site`` at ``now`` (nothing stored)."""
-    t = thresholds_of(site)
-    window = (now - timedelta(hours=t.drift_window_hours), now)
-    reference = reference_window(session, site, now, t)
-    if reference is None:
-        return DriftCheck(site.name, window, None, {}, False, "no reference window yet (no manual period before the current window)", None)
-    ref = window_data(session, site, *reference)
-    cur = window_data(session, site, *window)
-    if ref.frames < t.drift_min_frames or cur.frames < t.drift_min_frames:
-        return DriftCheck(site.name, window, reference, {}, False,
-                          f"too few usable frames to compare (reference {ref.frames}, current {cur.frames}, "
-                          f"needs {t.drift_min_frames} each)", None)
-    metrics = drift_metrics(ref, cur, t, seed=int(now.timestamp()) % (2**31))
-    alarming = sorted(k for k, v in metrics.items() if v["alarm"])
-    detail = f"drift in {', '.join(alarming)}" if alarming else "no drift"
-    return DriftCheck(site.name, window, reference, metrics, bool(alarming), detail, None)
+    return compute_drifts(session, [site], now)[0]
+
+
+def _event_row(check: DriftCheck, now: datetime) -> dict[str, Any]:
+    assert check.reference is not None
+    return {"site_id": check.site_id, "model_version_id": check.model_version_id, "window_start": check.window[0],
+            "window_end": check.window[1], "reference_start": check.reference[0], "reference_end": check.reference[1],
+            "metrics": check.metrics, "thresholds": check.thresholds, "alarm": check.alarm, "detail": check.detail,
+            "created_at": now}
+
+
+def _count_stored(session: Session, check: DriftCheck) -> None:
+    metrics.count_on_commit(session, metrics.DRIFT_CHECKS.labels(str(check.site_id), "true" if check.alarm else "false"))
+    metrics.DRIFT_ALARM.labels(str(check.site_id)).set(1 if check.alarm else 0)
+
+
+def store_drift_checks(session: Session, checks: Sequence[DriftCheck], now: datetime) -> int:
+    """Store a drift event for each check that compared data, all in one insert; returns
+    how many of them alarmed."""
+    stored = [c for c in checks if c.metrics]
+    if stored:
+        session.execute(sa.insert(DriftEvent), [_event_row(c, now) for c in stored])
+    for check in stored:
+        _count_stored(session, check)
+    return sum(c.alarm for c in stored)
 
 
 def run_drift_check(session: Session, site: Site, now: datetime) -> DriftCheck:
     """Compute and store a drift event (when there was enough data to compare)."""
     check = compute_drift(session, site, now)
-    if check.reference is None or not check.metrics:
+    if not check.metrics:
         return check
-    t = thresholds_of(site)
-    event = DriftEvent(
-        site_id=site.id, model_version_id=site.rollout_model_id, window_start=check.window[0], window_end=check.window[1],
-        reference_start=check.reference[0], reference_end=check.reference[1], metrics=check.metrics,
-        thresholds={k: getattr(t, k) for k in ("drift_window_hours", "drift_min_frames", "drift_significance",
-                                               "drift_min_ks", "drift_min_share_change", "drift_min_mmd")},
-        alarm=check.alarm, detail=check.detail, created_at=now,
-    )
+    event = DriftEvent(**_event_row(check, now))
     session.add(event)
     session.flush()
-    metrics.count_on_commit(session, metrics.DRIFT_CHECKS.labels(str(site.id), "true" if check.alarm else "false"))
-    metrics.DRIFT_ALARM.labels(str(site.id)).set(1 if check.alarm else 0)
-    return DriftCheck(check.site, check.window, check.reference, check.metrics, check.alarm, check.detail, event.id)
+    _count_stored(session, check)
+    return replace(check, event_id=event.id)

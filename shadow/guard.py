@@ -10,12 +10,19 @@ section 5) when
   from any of them for ``dark_after_s``.
 The decision is a pure function of the findings; :func:`run_guard` gathers them with
 the site row locked and writes the ledger row (actor ``guard``, the findings as
-evidence).
+evidence). :func:`run_guard_all` checks the model files first, outside the write
+transactions (on SQLite one blocks ingest and inference), and a file is hashed in full
+only the first time this process sees it and when its size, mtime, ctime or inode
+changed since (:data:`MODEL_FILES`): a model is tens of MB and the guard looks every
+minute.
 """
 
 from __future__ import annotations
 
 import math
+import stat
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -103,18 +110,72 @@ def rate_decision(rate: RateRatio, t: Thresholds) -> RatioDecision:
     return ratio_decision(rate.x1, rate.t1, rate.x0, rate.t0, low=rate.low, high=rate.high, alpha=t.guard_significance)
 
 
+StatKey = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
+
+
+def _stat_key(path: Path) -> StatKey | None:
+    """None: no regular file at ``path``."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
+class FileHashes:
+    """The sha256 of files, kept in this process by path and computed again only when
+    the file's size, mtime, ctime or inode changed. ctime and inode catch a file swapped
+    in place even with the same size and mtime (setting the mtime back sets the ctime
+    to now; a rename brings another inode)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[StatKey, str]] = {}
+        self._lock = threading.Lock()
+        self.full_hashes = 0  # files read in full, for tests and benchmarks
+
+    def sha256(self, path: Path) -> str | None:
+        """The file's sha256; None when there is no regular file at ``path``."""
+        key = _stat_key(path)
+        if key is None:
+            return None
+        with self._lock:
+            known = self._known.get(str(path))
+        if known is not None and known[0] == key:
+            return known[1]
+        try:
+            digest = sha256_file(path)
+        except OSError:  # removed meanwhile
+            return None
+        with self._lock:
+            self.full_hashes += 1
+            if _stat_key(path) == key:  # not changed while it was read
+                self._known[str(path)] = (key, digest)
+            else:
+                self._known.pop(str(path), None)
+        return digest
+
+
+MODEL_FILES = FileHashes()
+
+
 def model_problem(version: ModelVersion | None) -> str | None:
     if version is None:
         return "the site has no rollout model"
     path = Path(version.path)
-    if not path.is_file():
+    digest = MODEL_FILES.sha256(path)
+    if digest is None:
         return f"rollout model {version.name} (id {version.id}): file {path} is missing"
-    if sha256_file(path) != version.sha256:
+    if digest != version.sha256:
         return f"rollout model {version.name} (id {version.id}): file changed since registration (sha256 mismatch)"
     return None
 
 
-def gather_findings(session: Session, site: Site, now: datetime, t: Thresholds) -> GuardFindings:
+def gather_findings(session: Session, site: Site, now: datetime, t: Thresholds,
+                    model_problems: Mapping[int, str | None] | None = None) -> GuardFindings:
+    """``model_problems``: model_problem by model version id, found before the
+    transaction; a model not in it (or None) is checked here."""
     comparison = alert_rate_comparison(session, site, now, t)
     alarms = tuple(session.scalars(
         sa.select(DriftEvent.id).where(DriftEvent.site_id == site.id, DriftEvent.alarm,
@@ -127,9 +188,13 @@ def gather_findings(session: Session, site: Site, now: datetime, t: Thresholds) 
         .where(Camera.site_id == site.id, Camera.enabled, Frame.captured_at <= now, usable_frame())
     )
     since = max(last, site.stage_since) if last else site.stage_since
+    model_id = site.rollout_model_id
+    if model_problems is not None and model_id is not None and model_id in model_problems:
+        problem = model_problems[model_id]
+    else:
+        problem = model_problem(session.get(ModelVersion, model_id) if model_id else None)
     return GuardFindings(
-        rate=comparison.test if comparison else None, drift_alarm_ids=alarms,
-        model_problem=model_problem(session.get(ModelVersion, site.rollout_model_id) if site.rollout_model_id else None),
+        rate=comparison.test if comparison else None, drift_alarm_ids=alarms, model_problem=problem,
         cameras_enabled=len(health), cameras_offline=sum(h is CameraHealth.OFFLINE for h in health),
         last_usable_frame_at=last, dark_for_s=(now - since) / timedelta(seconds=1) if health else None,
     )
@@ -145,16 +210,18 @@ class GuardResult:
     evidence: dict[str, Any] = field(default_factory=dict)  # what the guard looked at
 
 
-def run_guard(session: Session, site: Site, now: datetime) -> GuardResult:
+def run_guard(session: Session, site: Site, now: datetime,
+              model_problems: Mapping[int, str | None] | None = None) -> GuardResult:
     """Check one site and demote it to manual when the findings call for it. Locks the
-    site row (FOR UPDATE on PostgreSQL; on SQLite the caller's BEGIN IMMEDIATE)."""
+    site row (FOR UPDATE on PostgreSQL; on SQLite the caller's BEGIN IMMEDIATE).
+    ``model_problems``: see gather_findings."""
     locked = session.scalar(sa.select(Site).where(Site.id == site.id).with_for_update())
     assert locked is not None
     if locked.stage is Stage.MANUAL:
         metrics.ALERT_RATE_BREACH.labels(str(locked.id)).set(0)  # no rollout to guard
         return GuardResult(locked.name, locked.stage, False, (), None)
     t = thresholds_of(locked)
-    findings = gather_findings(session, locked, now, t)
+    findings = gather_findings(session, locked, now, t, model_problems)
     if findings.rate is not None and math.isfinite(findings.rate.ratio):
         metrics.ALERT_RATE_RATIO.labels(str(locked.id)).set(findings.rate.ratio)
     decision = decide(findings, t)
@@ -170,13 +237,18 @@ def run_guard(session: Session, site: Site, now: datetime) -> GuardResult:
 
 
 def run_guard_all(factory: sessionmaker[Session], now: datetime) -> list[GuardResult]:
-    """One pass over every site in limited or expanded, one transaction per site."""
+    """One pass over every site in limited or expanded, one transaction per site; the
+    rollout model files are checked before, outside any transaction."""
     with factory() as session:
-        ids = list(session.scalars(sa.select(Site.id).where(Site.stage != Stage.MANUAL).order_by(Site.name)))
+        rows = session.execute(
+            sa.select(Site.id, ModelVersion).outerjoin(ModelVersion, ModelVersion.id == Site.rollout_model_id)
+            .where(Site.stage != Stage.MANUAL).order_by(Site.name)
+        ).all()
+    problems = {version.id: model_problem(version) for version in {v for _, v in rows if v is not None}}
     results = []
-    for site_id in ids:
+    for site_id, _ in rows:
         with write_transaction(factory) as session:
             site = session.get(Site, site_id)
             if site is not None:
-                results.append(run_guard(session, site, now))
+                results.append(run_guard(session, site, now, problems))
     return results

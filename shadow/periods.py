@@ -7,6 +7,7 @@ A period is [changed_at of a ledger row, changed_at of the next row) in the row'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,18 +49,35 @@ class Period:
     model_version_id: int | None
 
 
-def stage_periods(session: Session, site: Site, now: datetime) -> list[Period]:
+def stage_periods_by_site(session: Session, site_ids: Sequence[int], now: datetime) -> dict[int, list[Period]]:
+    """stage_periods of many sites in one statement."""
+    if not site_ids:
+        return {}
     rows = session.execute(
-        sa.select(StageChange.to_stage, StageChange.changed_at, StageChange.model_version_id)
-        .where(StageChange.site_id == site.id, StageChange.changed_at <= now)
-        .order_by(StageChange.changed_at, StageChange.id)
+        sa.select(StageChange.site_id, StageChange.to_stage, StageChange.changed_at, StageChange.model_version_id)
+        .where(StageChange.site_id.in_(site_ids), StageChange.changed_at <= now)
+        .order_by(StageChange.site_id, StageChange.changed_at, StageChange.id)
     ).all()
-    periods = []
-    for i, (stage, start, model_id) in enumerate(rows):
-        end = rows[i + 1][1] if i + 1 < len(rows) else now
+    periods: dict[int, list[Period]] = {site_id: [] for site_id in site_ids}
+    for i, (site_id, stage, start, model_id) in enumerate(rows):
+        end = rows[i + 1].changed_at if i + 1 < len(rows) and rows[i + 1].site_id == site_id else now
         if end > start:
-            periods.append(Period(stage, start, end, model_id))
+            periods[site_id].append(Period(stage, start, end, model_id))
     return periods
+
+
+def stage_periods(session: Session, site: Site, now: datetime) -> list[Period]:
+    return stage_periods_by_site(session, [site.id], now)[site.id]
+
+
+def latest_manual_periods(session: Session, site_ids: Sequence[int], now: datetime) -> dict[int, Period]:
+    """latest_manual_period of many sites in one statement (sites never in manual left out)."""
+    latest = {}
+    for site_id, periods in stage_periods_by_site(session, site_ids, now).items():
+        manual = [p for p in periods if p.stage is Stage.MANUAL]
+        if manual:
+            latest[site_id] = manual[-1]
+    return latest
 
 
 def latest_manual_period(session: Session, site: Site, now: datetime) -> Period | None:

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.demo.simulate import SimSpec, create_site, simulate
 from bearwatch.park_file import Thresholds
 from bearwatch.schema import DriftEvent
-from shadow.drift import WindowData, compute_drift, drift_metrics, run_drift_check
+from shadow.drift import compute_drift, drift_metrics, run_drift_check
+from shadow.drift_windows import WindowData
 from shadow.gates import GateOutcome, evaluate_gate
 from tests.shadow.scenario import DAY, SMALL, START
 
