@@ -60,8 +60,10 @@ class CameraHealth(str, enum.Enum):
 
 
 class FrameStatus(str, enum.Enum):
-    PENDING = "pending"  # waiting to be scored
-    CLAIMED = "claimed"  # leased by an inference worker
+    PENDING = "pending"  # waiting to be scored (frame_queue holds its lease, if claimed)
+    # Written by bearwatch before migration 0013, which moved such frames back to pending
+    # (the claim lives in frame_queue now); kept so the stored enum stays readable.
+    CLAIMED = "claimed"
     SCORED = "scored"
     FAILED = "failed"  # gave up after repeated errors; last_error says why
 
@@ -210,14 +212,26 @@ class CameraHealthEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Pages of frames are filled to this percentage on PostgreSQL (migration 0013). A frame
+# is updated once, with its result, and a batch's results update whole pages of
+# consecutive frames in one transaction, which cannot prune its own old versions: the
+# update is HOT only if the page has room for a new version of each of its rows. At 50%
+# it has (0 non-HOT updates per frame, also under a long transaction; 70%: about half
+# non-HOT, 100%: nearly all; docs/benchmarks.md "Dead tuples per frame").
+FRAMES_FILLFACTOR = 50
+
+
 class Frame(Base):
     __tablename__ = "frames"
     __table_args__ = (
         sa.UniqueConstraint("camera_id", "captured_at"),
-        # The inference queue: oldest pending first.
-        sa.Index("ix_frames_status_id", "status", "id"),
         sa.Index("ix_frames_captured_at", "captured_at"),
+        {"postgresql_with": {"fillfactor": FRAMES_FILLFACTOR}},
     )
+    # The inference queue is frame_queue (the claims churn there); a frame is updated
+    # once, with its result (status, last_error). No index of frames holds either column
+    # (nor may one, a partial index's predicate included), so on PostgreSQL that update
+    # is HOT: no new entry in every index, no dead tuple left for vacuum.
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
     camera_id: Mapped[int] = mapped_column(sa.ForeignKey("cameras.id", ondelete="CASCADE"))
@@ -233,11 +247,7 @@ class Frame(Base):
     is_night: Mapped[bool | None]
     change_score: Mapped[float | None]
     status: Mapped[FrameStatus] = mapped_column(_enum(FrameStatus), default=FrameStatus.PENDING)
-    claim_token: Mapped[str | None] = mapped_column(sa.String(36))
-    claimed_by: Mapped[str | None] = mapped_column(sa.String(100))  # host:pid of the worker
-    claimed_until: Mapped[datetime | None]
-    attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(sa.String(1000))
+    last_error: Mapped[str | None] = mapped_column(sa.String(1000))  # why it failed for good
     # Set by the sweeper when the JPEG is gone but a decision or alert refers to the row.
     file_missing_at: Mapped[datetime | None]
 
@@ -246,6 +256,25 @@ class Frame(Base):
 
     # (camera_id, captured_at) is also the dashboard's per-camera time-window index:
     # the unique constraint above creates it.
+
+
+class FrameQueueEntry(Base):
+    """A frame waiting to be scored, and its lease while an inference worker holds it
+    (inference.queue). Database triggers (migration 0013) add every frame inserted
+    pending, whoever inserts it, and one set back to pending after it was scored or
+    failed; the queue deletes the entry when the frame is scored or fails for good."""
+
+    __tablename__ = "frame_queue"
+
+    frame_id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("frames.id", ondelete="CASCADE"), primary_key=True, autoincrement=False,
+    )
+    claim_token: Mapped[str | None] = mapped_column(sa.String(36))
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(100))  # host:pid of the worker
+    claimed_until: Mapped[datetime | None]  # unset: not claimed; past: the lease ran out
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # claims, released ones not counted
+    last_error: Mapped[str | None] = mapped_column(sa.String(1000))  # of the last attempt, retried
 
 
 class ModelVersion(Base):

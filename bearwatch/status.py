@@ -9,7 +9,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.redact import redact_text, redact_url
-from bearwatch.schema import Camera, CameraHealth, Frame, FrameStatus, ModelVersion, Prediction, Site, Stage
+from bearwatch.schema import (
+    Camera,
+    CameraHealth,
+    Frame,
+    FrameQueueEntry,
+    FrameStatus,
+    ModelVersion,
+    Prediction,
+    Site,
+    Stage,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,12 @@ def site_statuses(session: Session) -> list[SiteStatus]:
 
 def counts(session: Session) -> Counts:
     by_status = dict(session.execute(sa.select(Frame.status, sa.func.count()).group_by(Frame.status)).all())
+    # A frame is pending in frames until its result; its lease is in frame_queue.
+    claimed = session.scalar(
+        sa.select(sa.func.count()).where(FrameQueueEntry.claimed_until >= utcnow())
+    ) or 0
+    by_status[FrameStatus.CLAIMED] = by_status.get(FrameStatus.CLAIMED, 0) + claimed
+    by_status[FrameStatus.PENDING] = by_status.get(FrameStatus.PENDING, 0) - claimed
     return Counts(
         frames=sum(by_status.values()),
         frames_by_status={s.value: by_status.get(s, 0) for s in FrameStatus},

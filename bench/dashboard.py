@@ -140,7 +140,7 @@ def fill(engine: sa.Engine, frames: int) -> None:
         night = at.hour >= 20 or at.hour < 6
         frame_rows.append({
             "id": i + 1, "camera_id": camera_id, "captured_at": at, "path": f"{camera_id}/{i}.jpg", "sha256": "0" * 64,
-            "size_bytes": 40_000, "width": 640, "height": 480, "status": FrameStatus.SCORED, "attempts": 1,
+            "size_bytes": 40_000, "width": 640, "height": 480, "status": FrameStatus.SCORED,
             "brightness": (40.0 if night else 120.0) + i % 30, "contrast": 30.0, "sharpness": 200.0 + i % 100, "is_night": night,
         })
         flagged = score >= 0.5

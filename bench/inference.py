@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bearwatch.db import make_engine, session_factory
 from bearwatch.demo.footage import FootageSpec, render_frame
 from bearwatch.migrations import upgrade_to_head
-from bearwatch.schema import Frame, FrameStatus, utcnow
+from bearwatch.schema import Frame, FrameQueueEntry, utcnow
 from inference.registry import register_model
 from inference.runner import ModelRunner, pick_device
 from inference.worker import InferenceWorker, WorkerOptions
@@ -153,7 +153,7 @@ def main() -> None:
         def until_empty() -> None:
             while True:
                 with factory() as s:
-                    left = s.scalar(sa.select(sa.func.count()).where(Frame.status != FrameStatus.SCORED))
+                    left = s.scalar(sa.select(sa.func.count()).select_from(FrameQueueEntry))  # scored or failed
                 if not left:
                     stop.set()
                     return

@@ -52,7 +52,7 @@ from bearwatch.db import make_engine, session_factory
 from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage, render_frame
 from bearwatch.demo.model import ensure_demo_model
 from bearwatch.migrations import upgrade_to_head
-from bearwatch.schema import Alert, Frame, FrameStatus, Prediction, Site, Stage, utcnow
+from bearwatch.schema import Alert, Frame, FrameQueueEntry, Prediction, Site, Stage, utcnow
 from shadow.rollout import record_stage_change
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,8 +244,10 @@ def main() -> None:
                 sa.select(sa.func.count(sa.distinct(Prediction.frame_id)))
                 .where(Prediction.scored_at >= start, Prediction.scored_at < end)
             ) or 0
-            waiting = session.scalar(sa.select(sa.func.count()).where(
-                in_window, Frame.status.in_([FrameStatus.PENDING, FrameStatus.CLAIMED]))) or 0
+            waiting = session.scalar(
+                sa.select(sa.func.count()).select_from(FrameQueueEntry)
+                .join(Frame, Frame.id == FrameQueueEntry.frame_id).where(in_window)
+            ) or 0
             latencies = session.execute(
                 sa.select(Frame.captured_at, Alert.created_at, Alert.delivered_at)
                 .join(Alert, Alert.frame_id == Frame.id).where(in_window)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.errors import BearwatchError
 from bearwatch.heartbeat import HeartbeatWriter
-from bearwatch.schema import Frame, FrameStatus, utcnow
+from bearwatch.schema import Frame, FrameQueueEntry, utcnow
 from inference import metrics
 from inference.decode import FrameDecoder, PreparedBatch
 from inference.queue import Claim, ScoreRow, claim_batch, commit_results, release
@@ -245,9 +245,12 @@ class InferenceWorker:
         if not force and time.monotonic() - self._stats_at < QUEUE_STATS_EVERY_S:
             return
         self._stats_at = time.monotonic()
-        waiting = Frame.status.in_([FrameStatus.PENDING, FrameStatus.CLAIMED])
+        # The queue lists exactly the frames waiting (pending or claimed).
+        waiting = sa.select(sa.func.count(), sa.func.min(Frame.captured_at)).join(
+            FrameQueueEntry, FrameQueueEntry.frame_id == Frame.id
+        )
         with self.factory() as session:
-            depth, oldest = session.execute(sa.select(sa.func.count(), sa.func.min(Frame.captured_at)).where(waiting)).one()
+            depth, oldest = session.execute(waiting).one()
         metrics.QUEUE_DEPTH.set(depth or 0)
         self.heartbeat.beat(waiting=depth or 0)
         metrics.OLDEST_UNSCORED_AGE.set((utcnow() - oldest).total_seconds() if oldest else 0.0)

@@ -31,7 +31,19 @@ from bearwatch.errors import BearwatchError
 from bearwatch.migrations import upgrade_to_head
 from bearwatch.park_apply import apply_park
 from bearwatch.park_file import Thresholds, load_config
-from bearwatch.schema import Alert, AlertStatus, Frame, FrameStatus, ModelVersion, Prediction, Role, Site, User, utcnow
+from bearwatch.schema import (
+    Alert,
+    AlertStatus,
+    Frame,
+    FrameQueueEntry,
+    FrameStatus,
+    ModelVersion,
+    Prediction,
+    Role,
+    Site,
+    User,
+    utcnow,
+)
 from bearwatch.settings import Settings
 from bearwatch.supervisor import Supervisor
 from bearwatch.users import add_user
@@ -105,9 +117,7 @@ def _drain(factory: sessionmaker[Session], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with factory() as session:
-            waiting = session.scalar(
-                sa.select(sa.func.count()).where(Frame.status.in_([FrameStatus.PENDING, FrameStatus.CLAIMED]))
-            )
+            waiting = session.scalar(sa.select(sa.func.count()).select_from(FrameQueueEntry))
         if not waiting:
             return
         time.sleep(0.5)

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.schema import Frame, FrameStatus, ModelRole, Prediction, utcnow
+from bearwatch.schema import Frame, FrameQueueEntry, FrameStatus, ModelRole, Prediction, utcnow
 from ingest.store import FrameStore
 from tests.conftest import wait_for
 from tests.inference.helpers import register, store_frames_at
@@ -51,8 +51,7 @@ def test_a_worker_frozen_past_its_lease_commits_nothing_when_thawed(
 
     def held() -> set[int]:
         with factory() as session:
-            return set(session.scalars(sa.select(Frame.id).where(
-                Frame.claimed_by == frozen_id, Frame.status == FrameStatus.CLAIMED)))
+            return set(session.scalars(sa.select(FrameQueueEntry.frame_id).where(FrameQueueEntry.claimed_by == frozen_id)))
 
     try:
         wait_for("the first worker to claim a batch", lambda: bool(held()), 120, interval=0.02)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.demo.footage import animals_at, events_for
 from bearwatch.errors import ModelError
-from bearwatch.schema import Frame, FrameStatus, ModelRole, ModelVersion, Prediction
+from bearwatch.schema import Frame, FrameQueueEntry, FrameStatus, ModelRole, ModelVersion, Prediction
 from inference.queue import claim_batch, commit_results
 from inference.registry import load_model
 from inference.worker import InferenceWorker, WorkerOptions, score_prepared
@@ -79,14 +79,18 @@ def test_corrupt_and_truncated_jpegs_fail_with_an_error_while_the_rest_are_score
     store.absolute(paths[1]).write_bytes(data[: len(data) // 3])
     register(factory, model_export_path)
     worker = _worker(factory, store, max_attempts=2)
-    for _ in range(3):
-        worker.run_once()
+    assert worker.run_once() == 3
+    with factory() as session:  # the broken ones wait for their second attempt
+        queued = dict(session.execute(sa.select(FrameQueueEntry.frame_id, FrameQueueEntry.attempts)).all())
+    assert queued == {ids[0]: 1, ids[1]: 1}
+    assert worker.run_once() == 2
+    assert worker.run_once() == 0  # no third attempt
     worker.close()
     with factory() as session:
         frames = {f.id: f for f in session.scalars(sa.select(Frame))}
         scored = set(session.scalars(sa.select(Prediction.frame_id)))
     assert frames[ids[0]].status is FrameStatus.FAILED and "cannot decode" in (frames[ids[0]].last_error or "")
-    assert frames[ids[1]].status is FrameStatus.FAILED and frames[ids[1]].attempts == 2
+    assert frames[ids[1]].status is FrameStatus.FAILED
     assert "cannot decode" in (frames[ids[1]].last_error or "")
     assert frames[ids[2]].status is FrameStatus.SCORED and scored == {ids[2]}
 
@@ -174,7 +178,8 @@ def test_run_stops_on_request_and_leaves_no_frame_claimed(
     assert not thread.is_alive()
     with factory() as session:
         statuses = set(session.scalars(sa.select(Frame.status)))
-    assert FrameStatus.CLAIMED not in statuses  # finished or released, never left leased
+        leased = session.scalar(sa.select(sa.func.count()).where(FrameQueueEntry.claimed_until.is_not(None)))
+    assert leased == 0  # finished or released, never left leased
     assert FrameStatus.SCORED in statuses
 
 
@@ -210,6 +215,11 @@ def test_a_stopped_worker_gives_its_batches_back_without_decoding_them_to_the_en
     after_stop = [t for t in started if t > stopped_at]
     assert len(after_stop) <= 1, f"{len(after_stop)} frames were decoded after the stop (the batch had 8)"
     with factory() as session:
-        rows = session.execute(sa.select(Frame.status, Frame.attempts).where(Frame.id.in_(ids))).all()
+        statuses = set(session.scalars(sa.select(Frame.status).where(Frame.id.in_(ids))))
+        queued = session.execute(
+            sa.select(FrameQueueEntry.frame_id, FrameQueueEntry.claimed_until, FrameQueueEntry.attempts)
+        ).all()
         assert session.scalar(sa.select(sa.func.count()).select_from(Prediction)) == 0
-    assert rows and all(status is FrameStatus.PENDING and attempts == 0 for status, attempts in rows), rows
+    assert statuses == {FrameStatus.PENDING}
+    assert sorted(q.frame_id for q in queued) == sorted(ids)  # all back in the queue, unclaimed, no attempt counted
+    assert all(q.claimed_until is None and q.attempts == 0 for q in queued), queued

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.schema import Frame, FrameStatus, ModelRole, Prediction
+from bearwatch.schema import Frame, FrameQueueEntry, FrameStatus, ModelRole, Prediction
 from ingest.store import FrameStore
 from tests.inference.helpers import register, store_frames_at
 
@@ -30,7 +30,7 @@ def _wait_for_a_claim(factory: sessionmaker[Session], worker_id: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with factory() as session:
-            if session.scalar(sa.select(sa.func.count()).where(Frame.claimed_by == worker_id)):
+            if session.scalar(sa.select(sa.func.count()).where(FrameQueueEntry.claimed_by == worker_id)):
                 return
         time.sleep(0.02)
     pytest.fail(f"{worker_id} never claimed a batch")
