@@ -51,8 +51,8 @@ def apply_config(
 
 
 def _apply_sites(session: Session, config: ParkConfig, report: ApplyReport, *, actor: str) -> None:
-    """Sites and their cameras by name: new ones are added, changed thresholds and camera
-    settings updated."""
+    """Sites and their cameras by name: new ones are added, changed thresholds, time zones
+    and camera settings updated."""
     for site_cfg in config.sites:
         site = session.scalar(sa.select(Site).where(Site.name == site_cfg.name))
         if site is None:
@@ -61,6 +61,11 @@ def _apply_sites(session: Session, config: ParkConfig, report: ApplyReport, *, a
         elif site.thresholds != site_cfg.thresholds.model_dump():
             site.thresholds = site_cfg.thresholds.model_dump()
             report.updated.append(f"site {site.name} thresholds")
+        zone_name = site_cfg.timezone or config.timezone
+        if site.timezone != zone_name:
+            if f"site {site.name}" not in report.created:
+                report.updated.append(f"site {site.name} time zone {zone_name}")
+            site.timezone = zone_name
         for cam_cfg in site_cfg.cameras:
             camera = session.scalar(sa.select(Camera).where(Camera.site_id == site.id, Camera.name == cam_cfg.name))
             if camera is None:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bearwatch.errors import ConfigError
+from bearwatch.localtime import UTC_NAME, check_zone
 from bearwatch.redact import redact_text
 from bearwatch.schema import ChannelKind, ModelRole, WebhookFormat
 from bearwatch.smtp_url import parse_smtp_url
@@ -108,8 +109,15 @@ class SiteConfig(_Strict):
     """A site; it always starts in manual (stages change by promotion, never by config)."""
 
     name: str = Field(min_length=1, max_length=100)
+    # The site's clock for pages, CLI lines and alerts (IANA name); unset: the park's.
+    timezone: str | None = Field(None, max_length=64)
     thresholds: Thresholds = Thresholds()
     cameras: list[CameraConfig] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        return check_zone(name) if name is not None else None
 
     @field_validator("cameras")
     @classmethod
@@ -162,9 +170,16 @@ class AlertsConfig(_Strict):
 
 
 class ParkConfig(_Strict):
+    # The park's clock (IANA name, e.g. America/Denver): every site's unless it names its own.
+    timezone: str = Field(UTC_NAME, max_length=64)
     sites: list[SiteConfig] = []
     models: list[ModelConfig] = []
     alerts: AlertsConfig = AlertsConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        return check_zone(name)
 
     @field_validator("sites")
     @classmethod

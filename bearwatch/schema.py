@@ -169,6 +169,8 @@ class Site(Base):
     # The drift reference window chosen by ops; unset: the latest manual period.
     drift_reference_start: Mapped[datetime | None]
     drift_reference_end: Mapped[datetime | None]
+    # The site's clock (IANA name) for pages, CLI lines and alerts (bearwatch.localtime).
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     cameras: Mapped[list[Camera]] = relationship(back_populates="site")

@@ -4,6 +4,7 @@ role is too low, so a page never relies on being hidden from the navigation alon
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import streamlit as st
@@ -11,11 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import Actor
 from bearwatch.db import make_engine, session_factory
+from bearwatch.localtime import local_text, park_zone, when_html
 from bearwatch.schema import Role
 from bearwatch.settings import Settings, load_settings
 from dashboard.metrics import serve_dashboard_metrics
 from dashboard.queries.frames import site_names
 from dashboard.tiles import thumbnail_b64
+from shadow.sites import site_zones
 
 ACTOR_KEY = "bearwatch_actor"
 
@@ -84,6 +87,29 @@ def site_names_cached(database_url: str) -> list[str]:
     """Every site's name for the pages' site pickers (the URL keys the cache)."""
     with factory()() as session:
         return site_names(session)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _zones_cached(database_url: str) -> dict[str, str]:
+    with factory()() as session:
+        return site_zones(session)
+
+
+def zone_of(site: str | None = None) -> str:
+    """The time zone a page shows ``site``'s times in; for no site (users, models,
+    park-wide lists) the park's (bearwatch.localtime.park_zone)."""
+    zones = _zones_cached(settings().database_url)
+    return zones[site] if site in zones else park_zone(zones.values())
+
+
+def when(moment: datetime | None, site: str | None = None, *, seconds: bool = False, date: bool = True) -> str:
+    """A stored (UTC) time as ``site``'s clock reads it, zone named: for tables and text."""
+    return local_text(moment, zone_of(site), seconds=seconds, date=date)
+
+
+def when_hover(moment: datetime | None, site: str | None = None, *, seconds: bool = False) -> str:
+    """:func:`when` with the UTC time on hover, for markdown with unsafe_allow_html."""
+    return when_html(moment, zone_of(site), seconds=seconds)
 
 
 def site_and_days(prefix: str) -> tuple[str, int]:

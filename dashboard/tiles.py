@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 
+from bearwatch.localtime import when_html
 from dashboard.queries.cameras import CameraState
 from dashboard.queries.frames import ScoredFrame
 from dashboard.queries.live_wall import WallTile
@@ -66,13 +67,13 @@ def _framed(kind: str, camera: str, image_b64: str | None, missing: str, caption
     )
 
 
-def tile_html(tile: WallTile, image_b64: str | None) -> str:
+def tile_html(tile: WallTile, image_b64: str | None, zone_name: str | None = None) -> str:
     markers = [_FLAG_MARKER] if tile.flagged else []
     if tile.state is not CameraState.LIVE:
         markers.append(f'<b style="color:{_BORDER[tile.state.value]}">{tile.state.value.upper()}</b>')
     details = [html.escape(tile.camera)]
     if tile.captured_at is not None and tile.age_s is not None:
-        details.append(f"{tile.captured_at:%H:%M:%S}Z ({_age(tile.age_s)})")
+        details.append(f"{when_html(tile.captured_at, zone_name, seconds=True, date=False)} ({_age(tile.age_s)})")
     if tile.positive_score is not None:
         details.append(f"bear score {tile.positive_score:.2f}")
     elif tile.frame_id is not None:
@@ -81,9 +82,9 @@ def tile_html(tile: WallTile, image_b64: str | None) -> str:
     return _framed(tile_kind(tile), tile.camera, image_b64, missing, f"{' '.join(markers)} {' · '.join(details)}")
 
 
-def frame_tile_html(frame: ScoredFrame, image_b64: str | None) -> str:
+def frame_tile_html(frame: ScoredFrame, image_b64: str | None, zone_name: str | None = None) -> str:
     """A scored frame as the live wall shows one: a flag outlined in red."""
-    details = [html.escape(f"{frame.site}/{frame.camera}"), f"{frame.captured_at:%H:%M:%S}Z",
+    details = [html.escape(f"{frame.site}/{frame.camera}"), when_html(frame.captured_at, zone_name, seconds=True, date=False),
                html.escape(frame.label), f"bear score {frame.positive_score:.2f}"]
     marker = _FLAG_MARKER if frame.flagged else "not flagged ·"
     return _framed("flagged" if frame.flagged else "live", frame.camera, image_b64, "frame file missing",

@@ -37,7 +37,7 @@ def facts(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Camera", str(payload["camera"])),
         ("Stage", str(payload["stage"])),
         ("Score", score_text(payload.get("score"))),
-        ("Captured", str(payload["captured_at"])),
+        ("Captured", str(payload.get("captured_local") or payload["captured_at"])),
         ("Frame", f"{payload['frame_id']} ({payload['frame_path']})"),
         ("From", "the model's flag" if payload["source"] == "model" else "a ranger's sighting"),
         ("Flags", str(payload["flag_count"])),

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import write_transaction
+from bearwatch.localtime import local_text
 from bearwatch.redact import redact_text, redact_url
 from bearwatch.schema import (
     Alert,
@@ -134,13 +135,14 @@ def enqueue_many(session: Session, targets: Iterable[tuple[int, Sequence[int]]],
 
 
 def alert_payload(alert: Alert, site: str, camera: str, frame: Frame, now: datetime,
-                  score: float | None = None) -> dict[str, Any]:
+                  score: float | None = None, zone_name: str | None = None) -> dict[str, Any]:
     """The JSON a receiver gets. ``unconfirmed``: a held alert no ranger decided in time
     (shadow.escalation); while it is still held, its key differs from the confirmed
     alert's, so a receiver that drops repeats still gets the confirmation. ``late``: its
     frame was captured longer ago than the flag staleness window (a verdict on an old
     frame at a site with ``late_alerts: marked``, or a delivery after a long outage).
-    ``score``: the alerting model's score of the frame (None for a ranger's sighting)."""
+    ``score``: the alerting model's score of the frame (None for a ranger's sighting).
+    ``captured_local``: the capture time on the site's clock (``zone_name``), for people."""
     unconfirmed = alert.escalated_at is not None and alert.decision_id is None
     held = alert.status is AlertStatus.PENDING
     return {
@@ -152,6 +154,7 @@ def alert_payload(alert: Alert, site: str, camera: str, frame: Frame, now: datet
         "camera": camera,
         "frame_id": alert.frame_id,
         "captured_at": frame.captured_at.isoformat(),
+        "captured_local": local_text(frame.captured_at, zone_name, seconds=True),
         "frame_path": frame.path,
         "score": score,
         "stage": alert.stage.value,
@@ -221,7 +224,7 @@ def _claim(session: Session, now: datetime, policy: DeliveryPolicy, free: Callab
             delivery.attempts += 1
             delivery.claimed_until = now + timedelta(seconds=policy.lease_s)
             claimed.append(Claimed(delivery.id, channel.id, channel.name, channel.kind, channel.url, delivery.attempts,
-                                   alert_payload(alert, site.name, camera.name, frame, now, score), channel.format))
+                                   alert_payload(alert, site.name, camera.name, frame, now, score, site.timezone), channel.format))
     return claimed
 
 

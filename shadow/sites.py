@@ -78,3 +78,8 @@ def set_model_threshold(
             )
     session.flush()
     return model
+
+
+def site_zones(session: Session) -> dict[str, str]:
+    """Every site's time zone by site name (bearwatch.localtime)."""
+    return {name: zone for name, zone in session.execute(sa.select(Site.name, Site.timezone))}

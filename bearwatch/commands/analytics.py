@@ -15,6 +15,7 @@ import typer
 
 from bearwatch.cli_common import cli_actor, open_database, progress
 from bearwatch.errors import BearwatchError
+from bearwatch.localtime import local_text
 from bearwatch.schema import Stage
 from inference import TRUST_WARNING
 
@@ -67,7 +68,7 @@ def agreement(
         if report is None or evidence is None:
             raise BearwatchError(f"site {site} has no rollout model; register one with `bearwatch model register --site {site}`")
     rep = evidence.report
-    typer.echo(f"site {site} ({s.stage.value}), frames captured {start:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z")
+    typer.echo(f"site {site} ({s.stage.value}), frames captured {local_text(start, s.timezone)} to {local_text(end, s.timezone)}")
     typer.echo(f"sightings (the unit of rollout decisions): {rep.caught} caught by the model, "
                f"{len(rep.misses_found)} missed and found by the audit, {len(rep.misses_reported)} missed and reported "
                f"by rangers (not a random sample); alerts: {rep.bear_alerts} bear, {rep.false_alerts} false, "
@@ -84,7 +85,7 @@ def agreement(
     shown = (rep.misses_found + rep.misses_reported)[:misses]
     for m in sorted(shown, key=lambda m: m.start):
         how = "audit" if m.design_found else "reported"
-        typer.echo(f"  missed sighting: camera {m.camera_id}, {m.start:%Y-%m-%d %H:%M}Z, {m.bear_frames} bear frame(s), "
+        typer.echo(f"  missed sighting: camera {m.camera_id}, {local_text(m.start, s.timezone)}, {m.bear_frames} bear frame(s), "
                    f"found by {how}, first frame {m.first_frame_id}")
     c = report.confusion
     typer.echo(f"frames (secondary view, not design-weighted): reviewed {c.reviewed} (disputed, left out: {c.disputed}); "
@@ -128,8 +129,10 @@ def drift(
         else:
             with factory() as session:
                 check = compute_drift(session, get_site(session, site), now)
-    ref = f"{check.reference[0]:%Y-%m-%d %H:%M}Z to {check.reference[1]:%Y-%m-%d %H:%M}Z" if check.reference else "none"
-    typer.echo(f"site {site}: window {check.window[0]:%Y-%m-%d %H:%M}Z to {check.window[1]:%Y-%m-%d %H:%M}Z, reference {ref}")
+        with factory() as session:
+            zone_name = get_site(session, site).timezone
+    ref = f"{local_text(check.reference[0], zone_name)} to {local_text(check.reference[1], zone_name)}" if check.reference else "none"
+    typer.echo(f"site {site}: window {local_text(check.window[0], zone_name)} to {local_text(check.window[1], zone_name)}, reference {ref}")
     for name, m in check.metrics.items():
         typer.echo(
             f"  {'ALARM' if m['alarm'] else 'ok':>5} {name}: {m['test']} statistic {_num(m['statistic'], 4)}, p {m['p_value']:.3g}, "
@@ -156,8 +159,10 @@ def drift_reference(
             raise BearwatchError("give --from and --to (to after from), or --clear")
         window = (a, b)
     with open_database() as factory, write_transaction(factory) as session:
-        set_reference_window(get_site(session, site), window)
-    typer.echo(f"site {site}: drift reference " + ("cleared (latest manual period)" if clear else f"{a:%Y-%m-%d %H:%M}Z to {b:%Y-%m-%d %H:%M}Z")
+        chosen = get_site(session, site)
+        set_reference_window(chosen, window)
+        zone_name = chosen.timezone
+    typer.echo(f"site {site}: drift reference " + ("cleared (latest manual period)" if clear else f"{local_text(a, zone_name)} to {local_text(b, zone_name)}")
                + f" (by {cli_actor()})")
 
 

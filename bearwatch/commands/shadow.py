@@ -14,6 +14,7 @@ import typer
 from bearwatch.cli_common import open_database as _database
 from bearwatch.cli_common import progress, serve_metrics, stop_on_signals
 from bearwatch.errors import GateNotPassed
+from bearwatch.localtime import local_text
 from bearwatch.schema import AlertStatus, Stage, Verdict
 
 if TYPE_CHECKING:
@@ -82,15 +83,17 @@ def review(
     """The frames waiting for this ranger: held alerts, flagged frames, the audit sample."""
     from bearwatch.auth import actor_for_user
     from shadow.review_queue import QueueReason, review_queue
+    from shadow.sites import site_zones
 
     with _database() as factory, factory() as session:
         _known_site(session, site)
         items = review_queue(session, actor_for_user(session, user), _now(), site=site, limit=limit)
+        zones = site_zones(session)
     for i in items:
         score = "-" if i.model_score is None else f"{i.model_score:.2f}"
         # audit items name their stratum and its rate: "audit/near@10%"
         why = f"audit/{i.stratum}@{i.inclusion_prob * 100:.3g}%" if i.reason is QueueReason.AUDIT and i.stratum else i.reason.value
-        typer.echo(f"frame {i.frame_id} {i.site}/{i.camera} {i.captured_at:%Y-%m-%d %H:%M:%S}Z {why} "
+        typer.echo(f"frame {i.frame_id} {i.site}/{i.camera} {local_text(i.captured_at, zones.get(i.site), seconds=True)} {why} "
                    f"{i.model_label or '-'} {score}: {i.on_confirm}")
     if not items:
         typer.echo("nothing to review")
@@ -103,14 +106,16 @@ def alerts(
 ) -> None:
     """List alerts, newest first."""
     from shadow.alerts import list_alerts
+    from shadow.sites import site_zones
 
     with _database() as factory, factory() as session:
         _known_site(session, site)
         rows = list_alerts(session, site=site, statuses=status, limit=limit)
+        zones = site_zones(session)
     for a in rows:
-        sent = f", sent {a.delivered_at:%H:%M:%S}Z" if a.delivered_at else ""
+        sent = f", sent {local_text(a.delivered_at, zones.get(a.site), seconds=True, date=False)}" if a.delivered_at else ""
         error = f", last error: {a.last_error}" if a.last_error and a.status is not AlertStatus.SENT else ""
-        typer.echo(f"alert {a.id} {a.site}/{a.camera} frame {a.frame_id} {a.created_at:%Y-%m-%d %H:%M:%S}Z "
+        typer.echo(f"alert {a.id} {a.site}/{a.camera} frame {a.frame_id} {local_text(a.created_at, zones.get(a.site), seconds=True)} "
                    f"{a.stage.value} {a.status.value} from {a.source.value}, {a.flag_count} flag(s){sent}{error}")
     if not rows:
         typer.echo("no alerts")
@@ -188,16 +193,18 @@ def demote(
 def ledger(site: Annotated[str | None, typer.Option("--site", help="one site only")] = None) -> None:
     """The rollout ledger: every stage change, newest first."""
     from shadow.promotion import ledger as read_ledger
+    from shadow.sites import site_zones
 
     with _database() as factory, factory() as session:
         _known_site(session, site)
         rows = read_ledger(session, site)
+        zones = site_zones(session)
     for r in rows:
         gate = r.evidence.get("gate")
         extra = f", gate {gate.get('outcome')}" if isinstance(gate, dict) else ""
         extra += ", OVERRIDE" if r.evidence.get("override") else ""
         model = f", model {r.model_version_id}" if r.model_version_id else ""
-        typer.echo(f"{r.changed_at:%Y-%m-%d %H:%M:%S}Z {r.site}: {r.from_stage.value if r.from_stage else '-'} -> "
+        typer.echo(f"{local_text(r.changed_at, zones.get(r.site), seconds=True)} {r.site}: {r.from_stage.value if r.from_stage else '-'} -> "
                    f"{r.to_stage.value} by {r.actor}{model}{extra}: {r.reason}")
     if not rows:
         typer.echo("no stage changes")

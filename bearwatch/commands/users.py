@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from bearwatch.cli_common import open_database
+from bearwatch.localtime import local_text, park_zone
 from bearwatch.schema import Role
 
 PasswordStdin = Annotated[
@@ -52,13 +53,15 @@ def register(app: typer.Typer) -> None:
     def user_list() -> None:
         """List users and their roles."""
         from bearwatch.users import list_users
+        from shadow.sites import site_zones
 
         with open_database() as factory, factory() as session:
             users = list_users(session)
+            zone_name = park_zone(site_zones(session).values())
         for user in users:
             login = "password" if user.has_password else "no password (single sign-on only)"
             state = "\tDISABLED" if user.disabled else ""
-            typer.echo(f"{user.name}\t{user.role.value}\t{login}\tadded {user.created_at:%Y-%m-%d %H:%M}Z{state}")
+            typer.echo(f"{user.name}\t{user.role.value}\t{login}\tadded {local_text(user.created_at, zone_name)}{state}")
         if not users:
             typer.echo("no users yet; add one with `bearwatch user add NAME --role admin`")
 

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from bearwatch.schema import Role, Stage, utcnow
-from dashboard.context import factory, page_actor, settings, site_and_days
+from dashboard.context import factory, page_actor, settings, site_and_days, when
 from dashboard.queries.alert_rates import PERIODS, GuardView, SiteRates, site_alert_rates
 
 page_actor(Role.OPS)
@@ -85,7 +85,7 @@ rates = _rates(url, site, days)
 if rates is None:
     st.warning(f"no site named {site}")
     st.stop()
-period_text = (f"the manual period {rates.baseline_start:%Y-%m-%d %H:%M} → {rates.baseline_end:%Y-%m-%d %H:%M}Z"
+period_text = (f"the manual period {when(rates.baseline_start, site)} → {when(rates.baseline_end, site)}"
                if rates.baseline_start and rates.baseline_end else "the latest manual period")
 st.caption(
     f"{rates.site} is {rates.stage.value}. Alert episodes per camera-hour per day (alerts outside manual; alerts on one "

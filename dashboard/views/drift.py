@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from bearwatch.schema import Role, utcnow
-from dashboard.context import factory, page_actor, settings, site_and_days
+from dashboard.context import factory, page_actor, settings, site_and_days, when
 from dashboard.queries.drift import SCORE_BINS, SiteDrift, site_drift
 
 page_actor(Role.OPS)
@@ -50,12 +50,12 @@ latest = d.checks[0] if d.checks else None
 if latest is None:
     st.info("No drift check stored in this window (`bearwatch drift SITE --record`, or the shadow loop, stores them).")
 elif latest.alarm:
-    st.error(f"Latest drift check ({latest.at:%Y-%m-%d %H:%M}Z): {latest.detail}")
+    st.error(f"Latest drift check ({when(latest.at, site)}): {latest.detail}")
 else:
-    st.success(f"Latest drift check ({latest.at:%Y-%m-%d %H:%M}Z): {latest.detail}")
+    st.success(f"Latest drift check ({when(latest.at, site)}): {latest.detail}")
 st.caption(
     f"{d.site} is {d.stage.value}. Reference window (purple): "
-    + (f"{d.reference[0]:%Y-%m-%d %H:%M} → {d.reference[1]:%Y-%m-%d %H:%M}Z" if d.reference else "none yet (no manual period long enough)")
+    + (f"{when(d.reference[0], site)} → {when(d.reference[1], site)}" if d.reference else "none yet (no manual period long enough)")
     + (" — the latest check's; the next check has none yet" if d.reference and d.reference_is_stored else "")
 )
 
@@ -104,5 +104,5 @@ with main:
             tooltip=["at:T", "metric:N", alt.Tooltip("statistic:Q", format=".3f"), "alarm:N"],
         ).properties(height=220, title="Drift checks: each metric's statistic (triangles alarm)"), width="stretch")
     if d.checks:
-        st.dataframe([{"checked": f"{c.at:%Y-%m-%d %H:%M}Z", "alarm": c.alarm, "detail": c.detail} for c in d.checks[:50]],
+        st.dataframe([{"checked": when(c.at, site), "alarm": c.alarm, "detail": c.detail} for c in d.checks[:50]],
                      hide_index=True, width="stretch")

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from bearwatch.schema import Role
-from dashboard.context import factory, page_actor, settings, site_names_cached, thumbnail_cached
+from dashboard.context import factory, page_actor, settings, site_names_cached, thumbnail_cached, zone_of
 from dashboard.queries.frames import ScoredFrame, latest_scored_frames
 from dashboard.tiles import frame_tile_html
 
@@ -55,7 +55,7 @@ def grid() -> None:
     columns = st.columns(COLUMNS)
     for i, frame in enumerate(frames):
         with columns[i % COLUMNS]:
-            st.markdown(frame_tile_html(frame, thumbnail_cached(frame.path)), unsafe_allow_html=True)
+            st.markdown(frame_tile_html(frame, thumbnail_cached(frame.path), zone_of(frame.site)), unsafe_allow_html=True)
 
 
 grid()

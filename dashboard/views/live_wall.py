@@ -7,7 +7,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from bearwatch.schema import Role, utcnow
-from dashboard.context import factory, page_actor, settings, site_names_cached, thumbnail_cached
+from dashboard.context import factory, page_actor, settings, site_names_cached, thumbnail_cached, zone_of
 from dashboard.queries.cameras import CameraState
 from dashboard.queries.live_wall import LiveWall, live_wall
 from dashboard.tiles import tile_html
@@ -57,7 +57,7 @@ def wall() -> None:
     for i, tile in enumerate(data.tiles):
         with columns[i % COLUMNS]:
             image = thumbnail_cached(tile.path) if tile.path else None
-            st.markdown(tile_html(tile, image), unsafe_allow_html=True)
+            st.markdown(tile_html(tile, image, zone_of(site)), unsafe_allow_html=True)
             st.page_link("views/latest_frames.py", label=f"Recent frames of {tile.camera}",
                          query_params={"camera": str(tile.camera_id)})
 

@@ -11,7 +11,7 @@ import streamlit as st
 from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import ModelRole, Role, utcnow
-from dashboard.context import factory, page_actor, settings
+from dashboard.context import factory, page_actor, settings, when
 from dashboard.queries.agreement import AgreementRow, ReportFile, backtest_reports, model_agreement
 from dashboard.queries.models import ModelRow, models_overview
 from inference.model_versions import set_model_role
@@ -132,7 +132,7 @@ st.dataframe(
             "id": m.model_id, "name": m.name, "role": m.role.value, "threshold": m.threshold,
             "classes": ", ".join(m.classes), "positive": ", ".join(m.positive_classes),
             "sha256": m.sha256_short, "rollout model of": ", ".join(m.rollout_sites) or "—",
-            "registered": f"{m.created_at:%Y-%m-%d %H:%M}Z",
+            "registered": when(m.created_at),
         }
         for m in rows
     ],

@@ -14,7 +14,7 @@ from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.schema import Role, Verdict, utcnow
 from bearwatch.users import set_preference
-from dashboard.context import factory, page_actor, settings, site_names_cached
+from dashboard.context import factory, page_actor, settings, site_names_cached, when, when_hover
 from dashboard.keys import bind_keys
 from dashboard.queries.review import SITE_PREFERENCE, remembered_site, review_queue_page
 from shadow.alert_rules import EFFECT_TEXT
@@ -98,7 +98,7 @@ with left:
 with right:
     label = item.model_label or "no prediction"
     score = "—" if item.model_score is None else f"{item.model_score:.2f}"
-    st.markdown(f"**{item.site} / {item.camera}**  \n{item.captured_at:%Y-%m-%d %H:%M:%S}Z")
+    st.markdown(f"**{item.site} / {item.camera}**  \n{when_hover(item.captured_at, item.site, seconds=True)}", unsafe_allow_html=True)
     st.markdown(f"model: **{label}**, bear score **{score}**")
     st.markdown(f"site stage: **{item.stage.value}** · {item.reason.value.replace('_', ' ')}")
     if item.reason is QueueReason.PENDING_ALERT:
@@ -128,7 +128,7 @@ if rest:
     st.subheader("Next in the queue")
     st.dataframe(
         [
-            {"site": i.site, "camera": i.camera, "captured": f"{i.captured_at:%Y-%m-%d %H:%M:%S}Z", "why": i.reason.value.replace("_", " "),
+            {"site": i.site, "camera": i.camera, "captured": when(i.captured_at, i.site, seconds=True), "why": i.reason.value.replace("_", " "),
              "score": i.model_score, "waiting": waited(i.pending_since, now) if i.reason is QueueReason.PENDING_ALERT else ""}
             for i in rest
         ],

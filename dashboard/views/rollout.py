@@ -11,7 +11,7 @@ import streamlit as st
 from bearwatch.db import write_transaction
 from bearwatch.errors import BearwatchError, GateNotPassed, InvalidTransition
 from bearwatch.schema import Role, Stage, utcnow
-from dashboard.context import factory, page_actor, settings
+from dashboard.context import factory, page_actor, settings, when
 from dashboard.queries.rollout import SiteRollout, check_rows, ledger_rows, site_gate, site_rollouts
 from shadow.gates import GateOutcome, GateResult
 from shadow.promotion import LedgerRow, TrialScope, demote, parse_hours, promote
@@ -125,7 +125,7 @@ if not actor.may(Role.OPS):
 st.dataframe(
     [
         {"site": s.site, "stage": s.stage.value, "in stage": _age(s.stage_since, now), "model": s.model or "—",
-         "trial window": f"{s.trial_start:%Y-%m-%d %H:%M} → {s.trial_end:%Y-%m-%d %H:%M}Z" if s.trial_start and s.trial_end else "",
+         "trial window": f"{when(s.trial_start, s.site)} → {when(s.trial_end, s.site)}" if s.trial_start and s.trial_end else "",
          "trial scope": s.trial_scope}
         for s in sites
     ],
@@ -172,7 +172,7 @@ st.subheader("Ledger")
 rows = _ledger(url)
 st.dataframe(
     [
-        {"when": f"{r.changed_at:%Y-%m-%d %H:%M:%S}Z", "site": r.site, "from": r.from_stage.value if r.from_stage else "—",
+        {"when": when(r.changed_at, r.site, seconds=True), "site": r.site, "from": r.from_stage.value if r.from_stage else "—",
          "to": r.to_stage.value, "who": r.actor, "model": r.model_version_id, "reason": r.reason,
          "evidence": _evidence_text(r.evidence)}
         for r in rows

@@ -19,7 +19,7 @@ from bearwatch.users import (
     set_password,
     set_role,
 )
-from dashboard.context import factory, page_actor
+from dashboard.context import factory, page_actor, when
 from dashboard.queries.users import user_rows
 
 actor = page_actor(Role.ADMIN)
@@ -34,7 +34,7 @@ with factory()() as session:
 st.dataframe(
     [
         {"name": u.name, "role": u.role.value, "login": "password" if u.has_password else "single sign-on",
-         "state": "disabled" if u.disabled else "active", "added": f"{u.created_at:%Y-%m-%d %H:%M}Z"}
+         "state": "disabled" if u.disabled else "active", "added": when(u.created_at)}
         for u in users
     ],
     hide_index=True,

@@ -17,9 +17,19 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
+from bearwatch.localtime import local_text
 from bearwatch.park_apply import apply_config
 from bearwatch.park_file import check_config_text
-from bearwatch.schema import AlertChannel, AlertDelivery, ChannelKind, DeliveryStatus, Stage, Verdict, WebhookFormat
+from bearwatch.schema import (
+    AlertChannel,
+    AlertDelivery,
+    ChannelKind,
+    DeliveryStatus,
+    Site,
+    Stage,
+    Verdict,
+    WebhookFormat,
+)
 from shadow.alerts import process_new_flags
 from shadow.delivery import DeliveryPolicy, Outbox, deliver_due, http_sender, shown_url
 from shadow.email_channel import message_id
@@ -206,6 +216,8 @@ def test_slack_and_home_assistant_webhooks_get_their_documented_bodies(
         frame = _confirmed_alert(factory, tmp_path / "frames")
         _channel(factory, "slack", ChannelKind.WEBHOOK, slack.url, WebhookFormat.SLACK)
         _channel(factory, "home", ChannelKind.WEBHOOK, ha.url, WebhookFormat.HOMEASSISTANT)
+        with factory.begin() as session:  # people read the site's clock; machines get ISO UTC
+            session.execute(sa.update(Site).values(timezone="America/Denver"))
         with httpx.Client(timeout=5) as client:
             assert deliver_due(factory, at(3), http_sender(client, 5), POLICY).delivered == 2
     finally:
@@ -216,8 +228,8 @@ def test_slack_and_home_assistant_webhooks_get_their_documented_bodies(
     assert slack.bodies == [{"text": "\n".join([
         "*Bear alert: north / cam0 (limited)*",
         "Site: north", "Camera: cam0", "Stage: limited", "Score: 0.90",
-        f"Captured: {at(0).isoformat()}", f"Frame: {frame} (1/cam.jpg)", "From: the model's flag", "Flags: 1",
-        f"Alert: 1 (key {key})",
+        f"Captured: {local_text(at(0), 'America/Denver', seconds=True)}", f"Frame: {frame} (1/cam.jpg)",
+        "From: the model's flag", "Flags: 1", f"Alert: 1 (key {key})",
     ])}]
     assert ha.bodies == [{
         "site": "north", "camera": "cam0", "stage": "limited", "score": 0.9, "frame_id": frame,
