@@ -18,7 +18,14 @@ from bearwatch.settings import Settings
 
 
 def dashboard_script() -> Path:
+    """The page script Streamlit runs for every browser session (AppTest runs it too)."""
     return Path(dashboard.__file__).resolve().parent / "app.py"
+
+
+def server_script() -> Path:
+    """What ``streamlit run`` is given: the ``st.App`` that serves dashboard_script() and
+    the session cookie's routes (dashboard.server_app)."""
+    return Path(dashboard.__file__).resolve().parent / "server_app.py"
 
 
 def serve_dashboard(settings: Settings) -> subprocess.Popen[bytes]:
@@ -31,7 +38,7 @@ def serve_dashboard(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             # Streamlit's command line, once the process serves its /metrics (dashboard.serve)
-            sys.executable, "-m", "dashboard.serve", "run", str(dashboard_script()),
+            sys.executable, "-m", "dashboard.serve", "run", str(server_script()),
             "--server.headless", "true",
             "--server.address", settings.dashboard_address,
             "--server.port", str(settings.dashboard_port),

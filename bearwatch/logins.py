@@ -18,19 +18,29 @@ Three keys are counted on every failure, each with its own rule:
 Past a rule's free failures, each further failure doubles the delay before the next try
 (2 s, 4 s, 8 s, ... up to the rule's cap): an exponential delay, never a hard lock. A key's
 failures are forgotten ``FORGET_AFTER`` after its last failure; a success clears its pair.
+
+A login that succeeds becomes a dashboard session (``dashboard_sessions``): the browser
+keeps a random token (in a signed cookie, dashboard.session_cookie), the row its sha256.
+Every page run checks the row (:func:`check_session`): not revoked, the user enabled and
+their session_epoch unchanged (a password change or disable moves it on), not idle past
+the limit and not older than the lifetime.
 """
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import Actor
 from bearwatch.db import write_transaction
-from bearwatch.schema import LoginFailures, User
+from bearwatch.schema import DashboardSession, LoginFailures, User
 from bearwatch.users import authenticate
 
 FIRST_DELAY_S = 2.0
@@ -141,3 +151,155 @@ def current_login(session: Session, name: str) -> LoginSession | None:
         sa.select(User.name, User.role, User.session_epoch).where(User.name == name, User.disabled_at.is_(None))
     ).first()
     return None if row is None else LoginSession(Actor(row.name, row.role), row.session_epoch)
+
+
+# Dashboard sessions: what outlives a page load.
+
+TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often (not once a run)
+
+
+class SessionEnd(str, enum.Enum):
+    """Why a dashboard session no longer holds; the dashboard words each for the user."""
+
+    UNKNOWN = "unknown"  # no such session: never was, pruned, or its user was removed
+    REVOKED = "revoked"  # logged out, or ended by an idle tab
+    DISABLED = "disabled"
+    PASSWORD = "password"  # the password changed since (session_epoch moved on)
+    EXPIRED = "expired"  # older than the lifetime, however active
+    IDLE = "idle"
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    idle: timedelta
+    lifetime: timedelta
+
+    @property
+    def touch_every(self) -> timedelta:
+        # A short idle timeout (a test's, a shared console's) needs a fresher last_seen_at.
+        return min(TOUCH_EVERY, self.idle / 10)
+
+
+@dataclass(frozen=True)
+class DashboardLogin:
+    """A dashboard session that holds: its row and who it is (the role as of this check)."""
+
+    id: int
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class SessionCheck:
+    login: DashboardLogin | None
+    ended: SessionEnd | None = None  # why not, when login is None
+
+
+def token_hash(token: str, *, handoff: bool = False) -> str:
+    """What the database keeps of a session token. The first token (which travels in the
+    handoff URL) hashes apart from the cookie's, so it can never serve as a cookie."""
+    return hashlib.sha256(f"{'handoff' if handoff else 'cookie'}:{token}".encode()).hexdigest()
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def open_session(
+    factory: sessionmaker[Session], login: LoginSession, address: str, now: datetime, limits: SessionLimits
+) -> tuple[DashboardLogin, str] | None:
+    """Record a login that :func:`attempt_login` let in; the session and its first token,
+    for :func:`exchange_token` only (None if the user was removed meanwhile). Sessions
+    past their end are deleted here."""
+    token = _new_token()
+    with write_transaction(factory) as session:
+        _prune(session, now, limits)
+        user_id = session.scalar(sa.select(User.id).where(User.name == login.actor.name))
+        if user_id is None:
+            return None
+        row = DashboardSession(user_id=user_id, token_hash=token_hash(token, handoff=True), epoch=login.epoch,
+                               created_at=now, last_seen_at=now, client_address=address[:MAX_KEY_PART])
+        session.add(row)
+        session.flush()
+        return DashboardLogin(row.id, login.actor), token
+
+
+def _prune(session: Session, now: datetime, limits: SessionLimits) -> None:
+    session.execute(sa.delete(DashboardSession).where(sa.or_(
+        DashboardSession.revoked_at.is_not(None),
+        DashboardSession.last_seen_at < now - limits.idle,
+        DashboardSession.created_at < now - limits.lifetime,
+    )))
+
+
+def _by(session_id: int | None, token: str | None) -> sa.ColumnElement[bool]:
+    if session_id is not None:
+        return DashboardSession.id == session_id
+    if token is None:
+        raise ValueError("name the session by its id or its token")
+    return DashboardSession.token_hash == token_hash(token)
+
+
+def check_session(
+    factory: sessionmaker[Session], now: datetime, limits: SessionLimits, *,
+    session_id: int | None = None, token: str | None = None,
+) -> SessionCheck:
+    """Whether the session (by id, or by the token a cookie holds) still holds, and who it
+    is now. One SELECT; an UPDATE of last_seen_at when it is older than touch_every."""
+    with factory() as session:
+        row = session.execute(
+            sa.select(DashboardSession.id, DashboardSession.epoch, DashboardSession.created_at,
+                      DashboardSession.last_seen_at, DashboardSession.revoked_at,
+                      User.name, User.role, User.session_epoch, User.disabled_at)
+            .join(User, User.id == DashboardSession.user_id)
+            .where(_by(session_id, token))
+        ).first()
+    if row is None:
+        return SessionCheck(None, SessionEnd.UNKNOWN)
+    ended = _ended(row, now, limits)
+    if ended is not None:
+        return SessionCheck(None, ended)
+    if now - row.last_seen_at >= limits.touch_every:
+        with write_transaction(factory) as session:
+            session.execute(sa.update(DashboardSession).where(DashboardSession.id == row.id).values(last_seen_at=now))
+    return SessionCheck(DashboardLogin(row.id, Actor(row.name, row.role)))
+
+
+def _ended(row: Any, now: datetime, limits: SessionLimits) -> SessionEnd | None:
+    if row.disabled_at is not None:
+        return SessionEnd.DISABLED
+    if row.revoked_at is not None:
+        return SessionEnd.REVOKED
+    if row.epoch != row.session_epoch:
+        return SessionEnd.PASSWORD
+    if now - row.created_at > limits.lifetime:
+        return SessionEnd.EXPIRED
+    if now - row.last_seen_at > limits.idle:
+        return SessionEnd.IDLE
+    return None
+
+
+def exchange_token(factory: sessionmaker[Session], token: str, now: datetime) -> str | None:
+    """A new token for the session ``token`` names, which stops naming it: the first
+    token travels in a URL (the cookie handoff), so it must work once only. None when
+    ``token`` names no session that is not revoked."""
+    fresh = _new_token()
+    with write_transaction(factory) as session:
+        result = session.execute(
+            sa.update(DashboardSession)
+            .where(DashboardSession.token_hash == token_hash(token, handoff=True), DashboardSession.revoked_at.is_(None))
+            .values(token_hash=token_hash(fresh), last_seen_at=now)
+        )
+    return fresh if _rowcount(result) == 1 else None
+
+
+def revoke_session(
+    factory: sessionmaker[Session], now: datetime, *, session_id: int | None = None, token: str | None = None
+) -> None:
+    """End the session (logout): its cookie no longer logs anyone in."""
+    with write_transaction(factory) as session:
+        session.execute(sa.update(DashboardSession).where(_by(session_id, token), DashboardSession.revoked_at.is_(None))
+                        .values(revoked_at=now))
+
+
+def _rowcount(result: sa.Result[Any]) -> int:
+    return int(getattr(result, "rowcount", 0))

@@ -539,3 +539,23 @@ class DriftEvent(Base):
     alarm: Mapped[bool] = mapped_column(default=False)
     detail: Mapped[str] = mapped_column(sa.String(2000), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DashboardSession(Base):
+    """A password login to the dashboard (bearwatch.logins). The browser holds a signed
+    cookie with a random token; the row holds only the token's sha256. The login ends when
+    it is revoked (logout, idle tab), when the user's session_epoch moves on (password
+    change, disable), when it has been idle or has lasted past the dashboard's limits, or
+    with the user (removed: cascade)."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (sa.Index("ix_dashboard_sessions_user_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    epoch: Mapped[int]  # the user's session_epoch at login
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)  # refreshed at most once a minute
+    revoked_at: Mapped[datetime | None]
+    client_address: Mapped[str] = mapped_column(sa.String(150))  # as the login throttle saw it

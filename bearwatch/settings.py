@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bearwatch.errors import ConfigError
+
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -34,11 +36,25 @@ class Settings(BaseSettings):
     dashboard_idle_timeout_s: float = Field(
         default=12 * 3600, gt=0, description="a dashboard session with no interaction for this long logs out"
     )
+    # However active, a login ends this long after the password was typed (the cookie's lifetime).
+    dashboard_session_lifetime_s: float = Field(
+        default=7 * 24 * 3600, gt=0, description="a dashboard login ends this long after it began"
+    )
+    # Signs the dashboard's session cookie. Unset: a random key made once under data_dir
+    # (dashboard.session_cookie); set it when several dashboard processes serve one address.
+    dashboard_secret: SecretStr | None = Field(default=None, description="key that signs dashboard session cookies")
     camera_ca_file: Path | None = Field(default=None, description="PEM file of extra CAs / self-signed certificates for HTTPS cameras")
     # Alert webhooks (the shadow loop's outbox): a hung receiver holds only its own channel's senders.
     alert_senders: int = Field(default=4, ge=1, le=32, description="webhook requests in flight per alert channel")
     alert_timeout_s: float = Field(default=5.0, gt=0, le=25, description="a whole webhook request, connect to last byte")
     alert_retry_cap_s: float = Field(default=60.0, ge=1, le=3600, description="longest wait between retries of an alert")
+
+    @field_validator("dashboard_secret")
+    @classmethod
+    def _long_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"use at least {MIN_SECRET_LENGTH} random characters (e.g. `openssl rand -hex 32`)")
+        return secret
 
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":

@@ -69,8 +69,7 @@ def main() -> None:
     ]
     with st.sidebar:
         st.caption(f"Logged in as **{actor.name}** ({actor.role.value})")
-        if st.button("Log out", key="logout"):
-            logout(sso)
+        st.button("Log out", key="logout", on_click=logout, args=(sso,))
     page = st.navigation(pages)
     with PAGE_SECONDS.labels(page.title).time():  # the 1.5 s page target, watched live
         page.run()
