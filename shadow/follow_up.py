@@ -7,7 +7,6 @@ the recall estimate (shadow.sightings) need not lean on the worst case.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -16,34 +15,7 @@ from sqlalchemy.orm import Session
 from bearwatch.schema import Decision, Frame, ReviewReason, Verdict
 
 FOUND_BY_DESIGN = (ReviewReason.AUDIT, ReviewReason.FOLLOW_UP)
-MAX_ANCHORS = 200  # the newest found misses a queue looks around (bounded work per request)
-
-Anchor = tuple[int, datetime]  # camera id, captured at
-
-
-def anchors(session: Session, camera_ids: Sequence[int], since: datetime) -> list[Anchor]:
-    """Found misses (MISSED on a frame the design showed) on these cameras since ``since``."""
-    if not camera_ids:
-        return []
-    rows = session.execute(
-        sa.select(Frame.camera_id, Frame.captured_at).distinct()
-        .join(Decision, Decision.frame_id == Frame.id)
-        .where(Frame.camera_id.in_(camera_ids), Frame.captured_at >= since, Decision.verdict == Verdict.MISSED,
-               Decision.review_reason.in_(FOUND_BY_DESIGN))
-        .order_by(Frame.captured_at.desc())
-        .limit(MAX_ANCHORS)
-    ).all()
-    return [(c, at) for c, at in rows]
-
-
-def near(found: Sequence[Anchor], cooldown_s: float) -> sa.ColumnElement[bool]:
-    """SQL: the frame is on an anchor's camera within the cooldown of it."""
-    reach = timedelta(seconds=cooldown_s)
-    if not found:
-        return sa.false()
-    return sa.or_(*[sa.and_(Frame.camera_id == cam, Frame.captured_at >= at - reach, Frame.captured_at <= at + reach)
-                    for cam, at in found])
-
+MAX_ANCHORS = 200  # the newest found misses the review queue looks around (bounded work per request; shadow.review_queue)
 
 def is_follow_up(session: Session, camera_id: int, captured_at: datetime, cooldown_s: float) -> bool:
     """Whether an unflagged frame is within the cooldown of a found miss on its camera."""

@@ -25,6 +25,7 @@ from bearwatch.errors import AlreadyDecided, InvalidVerdict, NotFound, UndoRefus
 from bearwatch.schema import (
     Alert,
     AlertDelivery,
+    AlertFlag,
     AlertSource,
     AlertStatus,
     Camera,
@@ -43,7 +44,6 @@ from shadow.alert_rules import FLAG_MAX_AGE_S, Effect
 from shadow.alerts import (
     apply_decision,
     apply_decision_to_alert,
-    flag_alert,
     process_flag,
     rollout_prediction,
     set_status,
@@ -96,6 +96,45 @@ def _frame_site(session: Session, frame_id: int) -> tuple[Frame, Site, float | N
 
 
 @dataclass(frozen=True)
+class _VerdictContext:
+    """What a verdict needs to know before it is recorded."""
+
+    user_id: int
+    frame: Frame
+    site: Site
+    model_threshold: float | None  # the site's rollout model's
+    prediction: Prediction | None  # the rollout model's
+    flag: AlertFlag | None  # the flag processor's marker of that prediction, once processed
+    flag_alert: Alert | None  # the alert the flag made or joined
+    existing: Decision | None  # this ranger's verdict on the frame, if any
+
+
+def _verdict_context(session: Session, actor: Actor, frame_id: int) -> _VerdictContext:
+    """The ranger, the frame, its site and rollout prediction, the flag's alert and the
+    ranger's earlier verdict, in one query (outer joins from the user, so a missing user
+    and a missing frame are told apart)."""
+    row = session.execute(
+        sa.select(User.id, Frame, Site, ModelVersion.threshold, Prediction, AlertFlag, Alert, Decision)
+        .select_from(User)
+        .outerjoin(Frame, Frame.id == frame_id)
+        .outerjoin(Camera, Camera.id == Frame.camera_id)
+        .outerjoin(Site, Site.id == Camera.site_id)
+        .outerjoin(ModelVersion, ModelVersion.id == Site.rollout_model_id)
+        .outerjoin(Prediction, sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == Site.rollout_model_id))
+        .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
+        .outerjoin(Alert, Alert.id == AlertFlag.alert_id)
+        .outerjoin(Decision, sa.and_(Decision.frame_id == Frame.id, Decision.reviewer_id == User.id))
+        .where(User.name == actor.name)
+    ).first()
+    if row is None:
+        raise NotFound(f"no user named {actor.name!r}; verdicts are recorded for registered users (`bearwatch user add`)")
+    user_id, frame, site, threshold, prediction, flag, alert, existing = row
+    if frame is None:
+        raise NotFound(f"no frame with id {frame_id}")
+    return _VerdictContext(user_id, frame, site, threshold, prediction, flag, alert, existing)
+
+
+@dataclass(frozen=True)
 class ReviewDesign:
     """Why a frame was before the ranger, and the chance the review design had of it."""
 
@@ -129,33 +168,34 @@ def submit_verdict(
     """Record a ranger's verdict on a frame and apply it to alerts, in one transaction."""
     with write_transaction(factory) as session:
         lock_alerts(session)
-        user = _reviewer(session, actor)
-        frame, site, model_threshold = _frame_site(session, frame_id)
-        prediction = rollout_prediction(session, site, frame.id)
+        require_role(actor, Role.RANGER, "record a verdict")
+        known = _verdict_context(session, actor, frame_id)
+        frame, site, prediction = known.frame, known.site, known.prediction
         flagged = bool(prediction is not None and prediction.flagged)
         problem = alert_rules.check_verdict_fits(verdict, flagged, frame.id)
         if problem:
             raise InvalidVerdict(problem)
-        existing = session.scalar(sa.select(Decision).where(Decision.frame_id == frame.id, Decision.reviewer_id == user.id))
-        if existing is not None:
+        if known.existing is not None:
+            existing = known.existing
             if existing.verdict is not verdict:
                 raise AlreadyDecided(
                     f"{actor.name} already marked frame {frame.id} '{existing.verdict.value}' at "
                     f"{existing.decided_at:%Y-%m-%d %H:%M:%S}Z; undo it first (within {UNDO_WINDOW_S:g} s) to change it"
                 )
-            alert = (flag_alert(session, prediction.id)[1] if prediction is not None and flagged else None) or sighting_alert(session, frame.id)
+            alert = (known.flag_alert if flagged else None) or sighting_alert(session, frame.id)
             return VerdictResult(existing.id, frame.id, verdict, False, Effect.NONE, alert.id if alert else None)
         model_alert = None
         if flagged and prediction is not None:
-            # Make sure the flag has made its alert (or its 'no alert' marker) first. Its
-            # alert is then in the session already: session.get costs no statement.
-            flag = process_flag(session, site, frame, prediction, now, max_age_s=FLAG_MAX_AGE_S)
-            model_alert = session.get(Alert, flag.alert_id) if flag.alert_id is not None else None
-        design = review_design(site, frame, prediction, model_threshold, model_alert)
+            if known.flag is not None:  # the flag processor has made its alert (or its 'no alert' marker)
+                model_alert = known.flag_alert
+            else:  # not yet: do it first. Its alert is then in the session: session.get costs no statement.
+                flag = process_flag(session, site, frame, prediction, now, max_age_s=FLAG_MAX_AGE_S)
+                model_alert = session.get(Alert, flag.alert_id) if flag.alert_id is not None else None
+        design = review_design(site, frame, prediction, known.model_threshold, model_alert)
         if design.reason is ReviewReason.MISSED_REPORT and prediction is not None and follow_up.is_follow_up(
                 session, frame.camera_id, frame.captured_at, thresholds_of(site).alert_cooldown_s):
             design = ReviewDesign(ReviewReason.FOLLOW_UP, design.stratum, design.inclusion_prob)
-        decision = Decision(frame_id=frame.id, reviewer_id=user.id, verdict=verdict, note=note, decided_at=now,
+        decision = Decision(frame_id=frame.id, reviewer_id=known.user_id, verdict=verdict, note=note, decided_at=now,
                             review_reason=design.reason, audit_stratum=design.stratum, inclusion_prob=design.inclusion_prob)
         session.add(decision)
         session.flush()

@@ -22,7 +22,9 @@ class ReviewQueue:
 
 
 def review_queue_page(session: Session, reviewer: Actor, now: datetime, *, site: str | None) -> ReviewQueue:
-    """The next frames for ``reviewer`` (of one site, or all) and how many wait in all."""
+    """The next frames for ``reviewer`` (of one site, or all) and how many wait in all, in
+    the same few statements whatever the number of sites (shadow.review_queue); with the
+    verdict before it (shadow.verdicts.submit_verdict) at most 10 that read or write rows."""
     items, waiting = review_queue_and_size(session, reviewer, now, site=site)
     return ReviewQueue(tuple(items), waiting)
 

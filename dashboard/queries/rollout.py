@@ -40,18 +40,26 @@ def scope_text(scope: dict | None, camera_names: dict[int, str]) -> str:
 
 
 def site_rollouts(session: Session, now: datetime, site: str | None = None) -> tuple[SiteRollout, ...]:
+    """Every site (or the one named) with its rollout model and cameras, in two queries
+    whatever the number of sites."""
     query = sa.select(Site, ModelVersion.name).outerjoin(ModelVersion, ModelVersion.id == Site.rollout_model_id).order_by(Site.name)
     if site:
         query = query.where(Site.name == site)
-    out = []
-    for s, model in session.execute(query).all():
-        cams = dict(session.execute(sa.select(Camera.id, Camera.name).where(Camera.site_id == s.id).order_by(Camera.name)).all())
-        out.append(SiteRollout(
+    sites = session.execute(query).all()
+    cameras: dict[int, dict[int, str]] = {s.id: {} for s, _ in sites}
+    if sites:
+        for site_id, camera_id, name in session.execute(
+            sa.select(Camera.site_id, Camera.id, Camera.name).where(Camera.site_id.in_(cameras)).order_by(Camera.name)
+        ):
+            cameras[site_id][camera_id] = name
+    return tuple(
+        SiteRollout(
             site=s.name, stage=s.stage, stage_since=s.stage_since, trial_start=s.trial_start, trial_end=s.trial_end,
-            trial_scope=scope_text(s.trial_scope, cams) if s.stage is Stage.LIMITED else "", model=model,
-            cameras=tuple(cams.values()),
-        ))
-    return tuple(out)
+            trial_scope=scope_text(s.trial_scope, cameras[s.id]) if s.stage is Stage.LIMITED else "", model=model,
+            cameras=tuple(cameras[s.id].values()),
+        )
+        for s, model in sites
+    )
 
 
 def site_gate(session: Session, site: str, now: datetime) -> GateResult | None:
