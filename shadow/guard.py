@@ -183,10 +183,15 @@ def gather_findings(session: Session, site: Site, now: datetime, t: Thresholds,
         .order_by(DriftEvent.id)
     ))
     health = session.scalars(sa.select(Camera.health).where(Camera.site_id == site.id, Camera.enabled)).all()
-    last = session.scalar(
-        sa.select(sa.func.max(Frame.captured_at)).join(Camera, Camera.id == Frame.camera_id)
-        .where(Camera.site_id == site.id, Camera.enabled, Frame.captured_at <= now, usable_frame())
+    # Each camera's newest usable frame, one step back along its (camera_id, captured_at)
+    # index: a max over the site's joined frames read every frame of the park (1M at 1M).
+    newest_of_camera = (
+        sa.select(Frame.captured_at)
+        .where(Frame.camera_id == Camera.id, Frame.captured_at <= now, usable_frame())
+        .order_by(Frame.captured_at.desc()).limit(1)
+        .scalar_subquery()
     )
+    last = session.scalar(sa.select(sa.func.max(newest_of_camera)).where(Camera.site_id == site.id, Camera.enabled))
     since = max(last, site.stage_since) if last else site.stage_since
     model_id = site.rollout_model_id
     if model_problems is not None and model_id is not None and model_id in model_problems:
