@@ -84,6 +84,11 @@ def _camera(factory: sessionmaker[Session], camera_id: int) -> Camera:
         return row
 
 
+def _frame_count(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(Frame)) or 0
+
+
 def _assert_no_row_without_its_file(factory: sessionmaker[Session], root: Path) -> int:
     with factory() as session:
         frames = list(session.scalars(sa.select(Frame)))
@@ -130,6 +135,9 @@ def test_a_frame_store_that_cannot_write_marks_the_camera_and_stores_no_row_with
         else:
             assert stored_while_broken == 0
             _mount("-o", "remount,bind,rw", str(frames_dir))  # the operator fixes the mount
+        # A write can squeeze in while the disk is nearly full (a failed write's temp file
+        # is removed), so the camera may be online already: wait for a frame stored after the fix.
+        assert poll(lambda: _frame_count(factory) > stored_while_broken, timeout_s=30), "no frame stored after the fix"
         assert poll(lambda: _camera(factory, camera_id).health is CameraHealth.ONLINE, timeout_s=30)
         assert _camera(factory, camera_id).last_error is None
     finally:
