@@ -59,14 +59,6 @@ def utc_text(moment: datetime | None, *, seconds: bool = True) -> str:
     return _aware(moment).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + "Z"
 
 
-def local_hours_text(hours: list[int], zone_name: str | None, at: datetime) -> str:
-    """UTC trial hours as local clock hours on the day of ``at`` (a limited trial's hours are
-    stored in UTC; shown to rangers in their own time)."""
-    z = zone(zone_name)
-    day = _aware(at).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    return ", ".join(str(day.replace(hour=h).astimezone(z).hour) for h in hours)
-
-
 def park_zone(zone_names: Iterable[str]) -> str:
     """The zone for what belongs to no one site (users, models, park-wide lists): the sites'
     zone when they share one, else UTC."""
