@@ -14,16 +14,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+from filelock import FileLock
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import make_engine, session_factory
 from bearwatch.migrations import alembic_config as make_alembic_config
 from bearwatch.migrations import upgrade_to_head
+
+T = TypeVar("T")
 
 PG_ADMIN_URL = os.environ.get("BEARWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _pg_problem: str | None = None
@@ -106,9 +110,25 @@ def data_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch)
 
 def _asset_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """Where session-wide demo assets go. BEARWATCH_TEST_ASSETS (a developer's choice,
-    unset in CI) keeps them between runs; they are made once either way."""
+    unset in CI) keeps them between runs. Under pytest-xdist (`make test` runs two workers)
+    every worker's temporary folder sits in one shared parent, so the assets go there and
+    are made once for the whole run (see `_made_once`)."""
     keep = os.environ.get("BEARWATCH_TEST_ASSETS")
-    return Path(keep) / name if keep else tmp_path_factory.mktemp(name)
+    if keep:
+        return Path(keep) / name
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / "assets" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _made_once(folder: Path, make: Callable[[], T]) -> T:
+    """Run ``make`` holding a lock beside ``folder``: the first worker builds, the others wait
+    and then find the finished files (every builder skips what already exists)."""
+    with FileLock(str(folder) + ".lock"):
+        return make()
 
 
 # Tests that train the demo model wait on it: about 70 s on a quiet 2-core machine, over
@@ -122,7 +142,8 @@ def demo_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Only tests about the demo itself use it; mark them ``timeout(DEMO_MODEL_TIMEOUT_S)``."""
     from bearwatch.demo.model import ensure_demo_model
 
-    return ensure_demo_model(_asset_dir(tmp_path_factory, "demo-model"))
+    folder = _asset_dir(tmp_path_factory, "demo-model")
+    return _made_once(folder, lambda: ensure_demo_model(folder))
 
 
 TINY_MODEL_NAME = "tiny-bear-model.pkl"
@@ -137,7 +158,9 @@ def model_export_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bearwatch.demo.model import train_demo_model
 
     path = _asset_dir(tmp_path_factory, "tiny-model") / TINY_MODEL_NAME
-    return path if path.exists() else train_demo_model(path, per_class=60, epochs=1, image_size=32)
+    return _made_once(
+        path.parent, lambda: path if path.exists() else train_demo_model(path, per_class=60, epochs=1, image_size=32)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +168,8 @@ def demo_footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The four demo camera clips, generated once per test session."""
     from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage
 
-    return ensure_demo_footage(_asset_dir(tmp_path_factory, "footage"), DEMO_CAMERAS)
+    folder = _asset_dir(tmp_path_factory, "footage")
+    return _made_once(folder, lambda: ensure_demo_footage(folder, DEMO_CAMERAS))
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1) -> None:
