@@ -182,7 +182,9 @@ def status() -> None:
             error = f", last error: {cam.last_error}" if cam.last_error else ""
             typer.echo(f"  camera {cam.name}: {state}, last frame {last}, every {cam.interval_s:g}s, {cam.source}{error}")
     by_status = ", ".join(f"{k} {v}" for k, v in totals.frames_by_status.items())
-    typer.echo(f"frames {totals.frames} ({by_status}); predictions {totals.predictions}, flagged {totals.flagged}; models {totals.models}")
+    about = "about " if totals.approximate else ""  # the planner's estimate on a big PostgreSQL database
+    typer.echo(f"frames {about}{totals.frames} ({by_status}); predictions {about}{totals.predictions}, "
+               f"flagged {totals.flagged}; models {totals.models}")
     for proc in processes:
         detail = f", {proc.detail}" if proc.detail else ""
         typer.echo(

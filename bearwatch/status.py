@@ -50,6 +50,14 @@ class Counts:
     predictions: int
     flagged: int
     models: int
+    # True when frames and predictions are the planner's estimates (PostgreSQL, tables
+    # over EXACT_COUNT_LIMIT rows); the queue, flagged and models counts stay exact.
+    approximate: bool = False
+
+
+# Past this many rows a PostgreSQL count(*) reads the whole table (seconds at a season's
+# 10M frames), so `status` shows the planner's estimate, kept current by autovacuum/ANALYZE.
+EXACT_COUNT_LIMIT = 1_000_000
 
 
 def site_statuses(session: Session) -> list[SiteStatus]:
@@ -71,18 +79,46 @@ def site_statuses(session: Session) -> list[SiteStatus]:
     ]
 
 
-def counts(session: Session) -> Counts:
-    by_status = dict(session.execute(sa.select(Frame.status, sa.func.count()).group_by(Frame.status)).all())
-    # A frame is pending in frames until its result; its lease is in frame_queue.
+def _estimated_rows(session: Session, table: str) -> int | None:
+    """PostgreSQL's estimate of a table's rows; None elsewhere or before its first ANALYZE."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    rows = session.scalar(sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table})
+    return rows if rows is not None and rows >= 0 else None
+
+
+def _rows(session: Session, table: type[Frame] | type[Prediction], exact_limit: int) -> tuple[int, bool]:
+    """(rows, approximate): the estimate for a big PostgreSQL table, else an exact count."""
+    estimate = _estimated_rows(session, table.__tablename__)
+    if estimate is not None and estimate > exact_limit:
+        return estimate, True
+    return session.scalar(sa.select(sa.func.count()).select_from(table)) or 0, False
+
+
+def counts(session: Session, exact_limit: int = EXACT_COUNT_LIMIT) -> Counts:
+    """Row counts whose cost stops growing with history. The queue is exact (frame_queue
+    holds every pending frame and its lease). Up to ``exact_limit`` rows the totals and the
+    split by status are exact; past it, on PostgreSQL, the totals are the planner's estimate
+    and scored/failed are left out: no index of frames may hold ``status`` (that would make
+    each frame's result update non-HOT, see schema.Frame), so counting them reads every frame."""
+    queued = session.scalar(sa.select(sa.func.count()).select_from(FrameQueueEntry)) or 0
     claimed = session.scalar(
         sa.select(sa.func.count()).where(FrameQueueEntry.claimed_until >= utcnow())
     ) or 0
-    by_status[FrameStatus.CLAIMED] = by_status.get(FrameStatus.CLAIMED, 0) + claimed
-    by_status[FrameStatus.PENDING] = by_status.get(FrameStatus.PENDING, 0) - claimed
+    frames, frames_approx = _rows(session, Frame, exact_limit)
+    predictions, predictions_approx = _rows(session, Prediction, exact_limit)
+    by_status = {FrameStatus.PENDING: queued - claimed, FrameStatus.CLAIMED: claimed}
+    if not frames_approx:
+        done = dict(session.execute(
+            sa.select(Frame.status, sa.func.count())
+            .where(Frame.status.in_([FrameStatus.SCORED, FrameStatus.FAILED])).group_by(Frame.status)
+        ).all())
+        by_status |= {s: done.get(s, 0) for s in (FrameStatus.SCORED, FrameStatus.FAILED)}
     return Counts(
-        frames=sum(by_status.values()),
-        frames_by_status={s.value: by_status.get(s, 0) for s in FrameStatus},
-        predictions=session.scalar(sa.select(sa.func.count()).select_from(Prediction)) or 0,
+        frames=frames,
+        frames_by_status={s.value: n for s, n in by_status.items()},
+        predictions=predictions,
         flagged=session.scalar(sa.select(sa.func.count()).where(Prediction.flagged)) or 0,
         models=session.scalar(sa.select(sa.func.count()).select_from(ModelVersion)) or 0,
+        approximate=frames_approx or predictions_approx,
     )
