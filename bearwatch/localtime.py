@@ -71,3 +71,15 @@ def when_html(moment: datetime | None, zone_name: str | None, *, seconds: bool =
     if moment is None:
         return ""
     return f'<span title="{utc_text(moment)}">{local_text(moment, zone_name, seconds=seconds, date=date)}</span>'
+
+
+def utc_hours_text(hours: Iterable[int], zone_name: str | None, on: datetime) -> str:
+    """Trial hours, which are whole UTC hours, as the site's clock reads them on the day of
+    ``on`` (the offset changes with daylight saving): ``19:00, 20:00 MST (2, 3 UTC)``."""
+    hours = sorted(hours)
+    utc_list = ", ".join(map(str, hours))
+    if zone(zone_name).key == UTC_NAME:
+        return f"{utc_list} UTC"
+    day = _aware(on).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    starts = [local(day.replace(hour=h), zone_name) for h in hours]
+    return f"{', '.join(t.strftime('%H:%M') for t in starts)} {starts[0].strftime('%Z')} ({utc_list} UTC)"

@@ -119,7 +119,7 @@ def site_alert_rates(session: Session, site_name: str, start: datetime, end: dat
     t = thresholds_of(site)
     scope = trial_scope_of(site)
     cameras = dict(session.execute(sa.select(Camera.id, Camera.name).where(Camera.site_id == site.id)).all())
-    scope_line = scope_text(site.trial_scope, cameras) if site.stage is Stage.LIMITED else "all cameras, all hours"
+    scope_line = scope_text(site.trial_scope, cameras, site.timezone, end) if site.stage is Stage.LIMITED else "all cameras, all hours"
     period = latest_manual_period(session, site, end)
     note = "the guard's baseline now"
     if site.stage is Stage.MANUAL:

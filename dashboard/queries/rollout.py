@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.humanize import duration_text
+from bearwatch.localtime import utc_hours_text
 from bearwatch.schema import Camera, ModelVersion, Site, Stage
 from shadow.gates import Check, GateOutcome, GateResult, evaluate_gate
 from shadow.promotion import LedgerRow, ledger
@@ -31,12 +32,13 @@ class SiteRollout:
     cameras: tuple[str, ...]
 
 
-def scope_text(scope: dict | None, camera_names: dict[int, str]) -> str:
+def scope_text(scope: dict | None, camera_names: dict[int, str], zone_name: str | None, now: datetime) -> str:
+    """A limited trial's place and time box; its hours in the site's clock and in UTC."""
     scope = scope or {}
     cams = [camera_names.get(int(c), str(c)) for c in scope.get("cameras") or []]
     hours = [int(h) for h in scope.get("hours") or []]
     return (f"cameras {', '.join(cams)}" if cams else "all cameras") + ", " + (
-        f"hours {', '.join(map(str, hours))} UTC" if hours else "all hours")
+        f"hours {utc_hours_text(hours, zone_name, now)}" if hours else "all hours")
 
 
 def site_rollouts(session: Session, now: datetime, site: str | None = None) -> tuple[SiteRollout, ...]:
@@ -55,7 +57,7 @@ def site_rollouts(session: Session, now: datetime, site: str | None = None) -> t
     return tuple(
         SiteRollout(
             site=s.name, stage=s.stage, stage_since=s.stage_since, trial_start=s.trial_start, trial_end=s.trial_end,
-            trial_scope=scope_text(s.trial_scope, cameras[s.id]) if s.stage is Stage.LIMITED else "", model=model,
+            trial_scope=scope_text(s.trial_scope, cameras[s.id], s.timezone, now) if s.stage is Stage.LIMITED else "", model=model,
             cameras=tuple(cameras[s.id].values()),
         )
         for s, model in sites

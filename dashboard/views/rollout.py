@@ -73,7 +73,7 @@ def _promote_form(chosen: SiteRollout, g: GateResult, looked_at: Stage) -> None:
         hours = ""
         if g.to_stage is Stage.LIMITED:
             cameras = st.multiselect("Trial cameras (none: all)", list(chosen.cameras), key="promote_cameras")
-            hours = st.text_input("Trial hours UTC (e.g. 20-6; empty: all)", key="promote_hours")
+            hours = st.text_input("Trial hours, in UTC (e.g. 20-6; empty: all)", key="promote_hours")
         override = st.checkbox("Override the gate (admins, with a reason)", key="promote_override") if actor.may(Role.ADMIN) else False
         if st.form_submit_button("Promote", type="primary"):
             try:

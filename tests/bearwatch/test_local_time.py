@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from bearwatch.errors import ConfigError
-from bearwatch.localtime import local_text, park_zone, utc_text, when_html, zone
+from bearwatch.localtime import local_text, park_zone, utc_hours_text, utc_text, when_html, zone
 from bearwatch.park_apply import apply_config
 from bearwatch.park_file import check_config_text
 from bearwatch.schema import Frame, Role, Site, utcnow
@@ -35,6 +35,17 @@ def test_local_text_names_the_zone_and_follows_daylight_saving() -> None:
     with pytest.raises(ConfigError, match="unknown time zone 'Mars/Base'"):
         zone("Mars/Base")
     assert park_zone([DENVER, DENVER]) == DENVER and park_zone([DENVER, "Europe/Oslo"]) == "UTC" and park_zone([]) == "UTC"
+
+
+def test_trial_hours_read_in_the_sites_clock_with_utc_beside() -> None:
+    """A limited trial's hours are stored as UTC hours; the rollout and alert-rate pages say them
+    as the site's clock reads them that day (they moved an hour with daylight saving)."""
+    winter = datetime(2026, 1, 15, 12, tzinfo=timezone.utc)
+    summer = datetime(2026, 7, 15, 12, tzinfo=timezone.utc)
+    assert utc_hours_text([3, 2], DENVER, winter) == "19:00, 20:00 MST (2, 3 UTC)"
+    assert utc_hours_text([2, 3], DENVER, summer) == "20:00, 21:00 MDT (2, 3 UTC)"
+    assert utc_hours_text([2], "Asia/Kolkata", summer) == "07:30 IST (2 UTC)"
+    assert utc_hours_text([2, 3], None, summer) == "2, 3 UTC"
 
 
 def test_the_park_file_sets_each_sites_zone_and_refuses_an_unknown_one(factory: sessionmaker[Session]) -> None:
