@@ -180,7 +180,8 @@ def status() -> None:
             last = f"{cam.last_frame_at:%Y-%m-%d %H:%M:%S}Z" if cam.last_frame_at else "never"
             state = cam.health.value if cam.enabled else "disabled"
             error = f", last error: {cam.last_error}" if cam.last_error else ""
-            typer.echo(f"  camera {cam.name}: {state}, last frame {last}, every {cam.interval_s:g}s, {cam.source}{error}")
+            sampling = f", {cam.sampling}" if cam.sampling else ""
+            typer.echo(f"  camera {cam.name}: {state}, last frame {last}, every {cam.interval_s:g}s, {cam.source}{sampling}{error}")
     by_status = ", ".join(f"{k} {v}" for k, v in totals.frames_by_status.items())
     about = "about " if totals.approximate else ""  # the planner's estimate on a big PostgreSQL database
     typer.echo(f"frames {about}{totals.frames} ({by_status}); predictions {about}{totals.predictions}, "

@@ -12,6 +12,7 @@ from bearwatch.redact import redact_text, redact_url
 from bearwatch.schema import (
     Camera,
     CameraHealth,
+    CameraHealthEvent,
     Frame,
     FrameQueueEntry,
     FrameStatus,
@@ -32,6 +33,9 @@ class CameraStatus:
     health: CameraHealth
     last_frame_at: datetime | None
     last_error: str | None  # redacted
+    # How ingest samples it, when that changed: its newest health event that changes no
+    # state, e.g. "persistent reader: opening took 2.4 s at a 2 s interval" (ingest.sampler).
+    sampling: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,14 @@ def site_statuses(session: Session) -> list[SiteStatus]:
     sites = session.scalars(sa.select(Site).order_by(Site.name)).all()
     cameras = session.scalars(sa.select(Camera).order_by(Camera.name)).all()
     models = dict(session.execute(sa.select(ModelVersion.id, ModelVersion.name)).all())
+    newest_note = (
+        sa.select(sa.func.max(CameraHealthEvent.id))
+        .where(CameraHealthEvent.from_health == CameraHealthEvent.to_health)
+        .group_by(CameraHealthEvent.camera_id)
+    )
+    sampling = dict(session.execute(
+        sa.select(CameraHealthEvent.camera_id, CameraHealthEvent.reason).where(CameraHealthEvent.id.in_(newest_note))
+    ).all())
     return [
         SiteStatus(
             name=s.name, stage=s.stage, stage_since=s.stage_since,
@@ -71,7 +83,7 @@ def site_statuses(session: Session) -> list[SiteStatus]:
             cameras=tuple(
                 # last_error again: a row written by an older version may hold what it failed to mask
                 CameraStatus(c.name, redact_url(c.source), c.interval_s, c.enabled, c.health, c.last_frame_at,
-                             redact_text(c.last_error) if c.last_error else None)
+                             redact_text(c.last_error) if c.last_error else None, sampling.get(c.id))
                 for c in cameras if c.site_id == s.id
             ),
         )

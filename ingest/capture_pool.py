@@ -4,6 +4,11 @@ Each capture goes to an idle child process (ingest.capture_child); the parent wa
 for the reply up to the deadline. A child that outlives it is killed (SIGKILL) and
 replaced, so a capture stuck inside FFmpeg never holds anything for long. The pool
 starts children lazily, up to ``size``.
+
+:class:`ReaderProcess` is one camera's persistent reader (ingest.reader) in a child
+process of its own, for a camera whose open-grab-release takes about its interval
+(ingest.sampler switches it): the same deadlines, the child killed when a frame does not
+come in time, when the stream fails, and when the camera is released.
 """
 
 from __future__ import annotations
@@ -145,3 +150,58 @@ class CapturePool:
             child.kill()
 
 
+
+
+class ReaderProcess:
+    """One camera's persistent reader in a capture process of its own (not a pool child:
+    it holds its stream open between samples). Started at the first capture; after a
+    failure (no frame by the deadline, the stream stopped or could not be opened) the
+    process is killed and the next capture starts a fresh one, which opens the stream
+    again. ``close`` kills it for good: the camera was released or ingest is stopping."""
+
+    def __init__(self) -> None:
+        self._child: _Child | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self.starts = 0  # processes started (the first open and every reopen)
+
+    @property
+    def pid(self) -> int | None:
+        with self._lock:
+            return self._child.proc.pid if self._child is not None else None
+
+    def capture(self, kind: str, url: str, timeout_s: float, deadline_s: float) -> np.ndarray | None:
+        """The next frame of the stream; FrameError on failure (the process is then killed)."""
+        with self._lock:
+            if self._closed:
+                raise FrameError("the persistent reader was closed (camera released or ingest stopping)")
+            if self._child is None:
+                self._child = _Child()
+                self.starts += 1
+            child = self._child
+        deadline = time.monotonic() + deadline_s
+        try:
+            ok, payload = child.ask(("stream", kind, url, timeout_s), deadline)
+        except TimeoutError:
+            self._end(child)
+            raise FrameError(f"the stream gave no frame within {deadline_s:g}s; its reader process was killed") from None
+        except (EOFError, OSError, ValueError):
+            self._end(child)
+            raise FrameError("the persistent reader process died") from None
+        if not ok:
+            self._end(child)  # it ends by itself after a failed stream; reaped here
+            raise FrameError(str(payload))
+        return payload
+
+    def _end(self, child: _Child) -> None:
+        with self._lock:
+            if self._child is child:
+                self._child = None
+        child.kill()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            child, self._child = self._child, None
+        if child is not None:
+            child.kill()

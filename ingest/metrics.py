@@ -28,6 +28,20 @@ CAMERA_UP = Gauge(
 LAST_FRAME = Gauge(
     "bearwatch_camera_last_frame_timestamp_seconds", "Unix time of the camera's last stored frame", ["site", "camera"]
 )
+SLOTS_MISSED = Counter(
+    "bearwatch_ingest_slots_missed_total",
+    "Slots with no sample (outcome missed in bearwatch_ingest_slots_total), by why: capture_slower_than_interval "
+    "(the previous sample still ran and its capture got a frame: the camera is slower than its interval), "
+    "capture_failing (the previous sample still ran and its capture failed: a stalled or dead camera), "
+    "late (the scheduler ran the slot too late: the worker is overloaded)",
+    ["site", "camera", "reason"],
+)
+PERSISTENT_READER = Gauge(
+    "bearwatch_camera_persistent_reader",
+    "1 when the camera is sampled by a persistent reader (its open-grab-release took about its interval), "
+    "0 when opened per sample (cameras this worker holds)",
+    ["site", "camera"],
+)
 RECONNECTS = Counter(
     "bearwatch_camera_reconnects_total", "Attempts to reach a camera again after a failed sample", ["site", "camera"]
 )
@@ -35,7 +49,7 @@ RECONNECTS = Counter(
 
 def forget_camera(site: str, camera: str) -> None:
     """Stop exporting the camera's gauges (this worker no longer holds it); counters stay."""
-    for gauge in (CAMERA_UP, LAST_FRAME):
+    for gauge in (CAMERA_UP, LAST_FRAME, PERSISTENT_READER):
         try:
             gauge.remove(site, camera)
         except KeyError:  # never set (no sample yet)

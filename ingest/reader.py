@@ -1,10 +1,15 @@
-"""The persistent latest-frame reader: the strategy open-grab-release was measured against.
+"""The persistent latest-frame reader: keeps one stream open and hands over fresh frames.
 
 A thread keeps the stream open and grabs every frame as it arrives (so nothing piles up
 in a decoder buffer); when a sample is wanted, the next grabbed frame is decoded to BGR
 and handed over. Fresh (one frame period at most) and no reconnect per sample, but it
 decodes every frame of the stream all the time. bench/ingest.py measures both; see
 docs/architecture.md ("Ingest") for the numbers and the choice.
+
+Ingest switches a camera to it by itself when the camera's open-grab-release takes
+about as long as its interval (ingest.sampler); it then runs in a capture process of
+the camera's own (ingest.capture_child, ingest.capture_pool.ReaderProcess), never in
+the ingest process. Memory is bounded: at most one decoded frame is held, while it is handed over.
 """
 
 from __future__ import annotations
@@ -38,9 +43,16 @@ class LatestFrameReader:
         return self
 
     def _run(self) -> None:
-        cap = self._open()
+        try:
+            cap = self._open()
+        except cv2.error as exc:
+            self.error = f"cannot open the source ({exc})"
+            self._ready.set()  # a waiting latest() learns it now, not at its timeout
+            return
         if not cap.isOpened():
             self.error = "cannot open the source"
+            self._ready.set()
+            cap.release()
             return
         next_at = time.monotonic()
         try:
@@ -49,7 +61,8 @@ class LatestFrameReader:
                     if self._pace:  # a file: loop it
                         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                         continue
-                    self.error = "the stream ended"
+                    # A live stream that stops sending runs into the read deadline here.
+                    self.error = "the stream stopped (no frame within the read deadline, or it ended)"
                     return
                 self._grabbed += 1
                 if self._want.is_set():
@@ -60,20 +73,33 @@ class LatestFrameReader:
                 if self._pace:
                     next_at += 1.0 / self._pace
                     time.sleep(max(0.0, next_at - time.monotonic()))
+        except cv2.error as exc:
+            self.error = f"the stream failed ({exc})"
         finally:
             cap.release()
+            self._ready.set()  # wake a waiting latest(): it raises self.error
 
     @property
     def grabbed(self) -> int:
         return self._grabbed
 
+    @property
+    def alive(self) -> bool:
+        """Still reading (False once the stream stopped, failed or was closed)."""
+        return self._thread.is_alive()
+
     def latest(self, timeout_s: float) -> np.ndarray:
-        """The next frame the stream delivers, decoded."""
+        """The next frame the stream delivers, decoded. FrameError when the stream has
+        stopped or gives none within ``timeout_s``."""
+        if self.error is not None:
+            raise FrameError(self.error)
+        self._frame = None  # never hand over the previous frame again
         self._ready.clear()
         self._want.set()
         if not self._ready.wait(timeout_s) or self._frame is None:
             raise FrameError(self.error or f"no frame within {timeout_s:g}s")
-        return self._frame
+        frame, self._frame = self._frame, None
+        return frame
 
     def close(self) -> None:
         self._stop.set()

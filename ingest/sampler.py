@@ -4,6 +4,15 @@ One :class:`CameraSampler` per camera keeps what a camera's samples share: the l
 thumbnail and fingerprint (change score, frozen check), the failure count and the reconnect backoff,
 the source's replay state. The row is committed only after the JPEG is durable, and
 only while this worker still holds the camera's lease; a failed commit deletes the file.
+
+An RTSP or device camera is opened per sample (open-grab-release) until its captures
+take about its interval: after SWITCH_AFTER successful captures in a row that each took
+more than SWITCH_SHARE of the interval, it is switched to a persistent reader in a
+process of its own (ingest.capture_pool.ReaderProcess), for as long as this worker holds
+it with this interval. The switch is logged, written as a health event ("persistent
+reader: opening took 2.4 s at a 2 s interval") and exported as
+bearwatch_camera_persistent_reader. Slots missed while a sample still ran are counted
+in bearwatch_ingest_slots_missed_total by why (see ingest.metrics).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import random
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,9 +39,19 @@ from bearwatch.errors import FrameError
 from bearwatch.images import ImageRefused
 from bearwatch.redact import redact_text
 from bearwatch.schema import Camera, CameraHealth, Frame, utcnow
-from ingest.capture_pool import CapturePool, CapturePoolBusy
-from ingest.health import backoff_s, health_after, set_health
-from ingest.metrics import CAMERA_UP, CAPTURE_SECONDS, FRAMES_CAPTURED, LAST_FRAME, RECONNECTS, SLOTS, forget_camera
+from ingest.capture_pool import CapturePool, CapturePoolBusy, ReaderProcess
+from ingest.health import backoff_s, health_after, last_note, note_health, set_health
+from ingest.metrics import (
+    CAMERA_UP,
+    CAPTURE_SECONDS,
+    FRAMES_CAPTURED,
+    LAST_FRAME,
+    PERSISTENT_READER,
+    RECONNECTS,
+    SLOTS,
+    SLOTS_MISSED,
+    forget_camera,
+)
 from ingest.quality import check_frame, frame_stats, is_repeat
 from ingest.sources import Captured, NoNewFrame, SourceKind, SourceState, capture, resolve_source, source_kind
 from ingest.store import FrameStore
@@ -67,6 +87,13 @@ class LeaseLost(Exception):
 
 FIRST_CAPTURE_GUESS_S = 3.0  # an RTSP open-grab-release, until this camera's own are measured
 CAPTURE_TIME_WEIGHT = 0.3  # of the newest capture in the running average
+# A camera whose last SWITCH_AFTER successful open-grab-release captures each took more
+# than SWITCH_SHARE of its interval is switched to a persistent reader: at that share,
+# the open's own jitter makes a sample outlast its slot, and every such slot is lost.
+SWITCH_SHARE = 0.5
+SWITCH_AFTER = 3
+READER_NOTE = "persistent reader"  # how its health note (and `bearwatch status`) starts
+PER_SAMPLE_NOTE = "opened per sample again (ingest started or took the camera over); measuring its capture time"
 
 
 @dataclass(frozen=True)
@@ -148,8 +175,20 @@ class CameraSampler:
         # RTSP and device captures take a capture process; their measured time sizes the pool.
         self.uses_pool = source_kind(spec.source) in (SourceKind.RTSP, SourceKind.DEVICE)
         self.capture_s = FIRST_CAPTURE_GUESS_S
+        # The persistent reader, once this camera's captures take about its interval.
+        self.reader: ReaderProcess | None = None
+        self.reader_note: str | None = None  # why it was switched (also a health event)
+        self._slow = deque[float](maxlen=SWITCH_AFTER)  # the last successful open-grab-release times
+        self._captured = False  # the current (or last) sample's capture gave a frame
+        self._busy_misses = 0  # slots missed while the current sample runs (counted when it ends)
+        self._misses_lock = threading.Lock()
+        self._pending_note: str | None = None  # written at the first sample, under the lease
+        if self.uses_pool:
+            PERSISTENT_READER.labels(*self.labels).set(0)
         with factory() as session:
             camera = session.get(Camera, spec.id)
+            if camera is not None and self.uses_pool and (last_note(session, spec.id) or "").startswith(READER_NOTE):
+                self._pending_note = PER_SAMPLE_NOTE  # the note `bearwatch status` shows is no longer true
             if camera is not None:
                 self._failures = camera.consecutive_failures
                 self.last_frame_at = camera.last_frame_at
@@ -161,6 +200,9 @@ class CameraSampler:
 
     def sample(self) -> Outcome:
         try:
+            if self._pending_note is not None:
+                self._note(self._pending_note)
+                self._pending_note = None
             outcome = self._sample()
         except sa.exc.OperationalError as exc:
             # A database restart: the file was removed with its row; the next slot tries
@@ -169,12 +211,28 @@ class CameraSampler:
                         str(exc.orig or exc).strip().splitlines()[0])
             outcome = Outcome.NO_DATABASE
         SLOTS.labels(*self.labels, outcome.value).inc()
+        with self._misses_lock:
+            missed, self._busy_misses = self._busy_misses, 0
+        if missed:
+            reason = "capture_slower_than_interval" if self._captured else "capture_failing"
+            SLOTS_MISSED.labels(*self.labels, reason).inc(missed)
         return outcome
+
+    def slot_missed(self, *, still_running: bool) -> None:
+        """A slot with no sample (ingest.scheduler). ``still_running``: the previous sample
+        had not ended; it is counted when that sample ends, by whether its capture got a
+        frame (a slow camera) or not (a failing one). Else the run came too late."""
+        SLOTS.labels(*self.labels, "missed").inc()  # a slot, not a frame captured
+        if still_running:
+            with self._misses_lock:
+                self._busy_misses += 1
+        else:
+            SLOTS_MISSED.labels(*self.labels, "late").inc()
 
     @property
     def pool_share(self) -> float:
         """The share of the time this camera keeps a capture process busy (0 if it needs none)."""
-        return min(1.0, self.capture_s / self.spec.interval_s) if self.uses_pool else 0.0
+        return min(1.0, self.capture_s / self.spec.interval_s) if self.uses_pool and self.reader is None else 0.0
 
     def _set_up(self, up: bool, frame_at: datetime | None = None) -> None:
         """The camera's gauges, unless this worker has let the camera go (a sample still in
@@ -187,10 +245,51 @@ class CameraSampler:
                 LAST_FRAME.labels(*self.labels).set(frame_at.timestamp())
 
     def forget(self) -> None:
-        """This worker no longer samples the camera: stop exporting its gauges."""
+        """This worker no longer samples the camera: stop exporting its gauges, and end
+        its persistent reader's process."""
         with self._gauges:
             self._forgotten = True
             forget_camera(*self.labels)
+        self.close_reader()
+
+    def close_reader(self) -> None:
+        """Kill the persistent reader's process, if any (a capture in flight fails now)."""
+        with self._gauges:
+            reader = self.reader
+        if reader is not None:
+            reader.close()
+
+    def _took(self, took: float, *, by_reader: bool) -> None:
+        """A capture got a frame in ``took`` seconds. An RTSP or device camera opened per
+        sample is switched to a persistent reader when its last SWITCH_AFTER such
+        captures each took more than SWITCH_SHARE of the interval."""
+        if by_reader or not self.uses_pool:
+            return
+        self._slow.append(took)
+        if len(self._slow) == SWITCH_AFTER and min(self._slow) > SWITCH_SHARE * self.spec.interval_s:
+            self._switch_to_reader()
+
+    def _switch_to_reader(self) -> None:
+        """The last captures each took more than SWITCH_SHARE of the interval: keep the
+        stream open from now on (a process of its own), and say so."""
+        took = sorted(self._slow)[len(self._slow) // 2]
+        note = f"persistent reader: opening took {took:.1f} s at a {self.spec.interval_s:g} s interval"
+        with self._gauges:
+            if self._forgotten:
+                return
+            self.reader, self.reader_note = ReaderProcess(), note
+            PERSISTENT_READER.labels(*self.labels).set(1)
+        log.warning("camera %d: switched to a %s", self.spec.id, note)
+        self._note(note)
+
+    def _note(self, note: str) -> None:
+        """A health event that changes no state (how the camera is sampled), under the lease."""
+        now = utcnow()
+        try:
+            with write_transaction(self.factory) as session:
+                note_health(session, self._locked_camera(session, now), note, now)
+        except LeaseLost:
+            pass
 
     def _sample(self) -> Outcome:
         if time.monotonic() < self._retry_at:
@@ -200,11 +299,14 @@ class CameraSampler:
         timeout = self.options.capture_timeout_s
         started = time.perf_counter()
         pool_busy = False
+        self._captured = False
+        reader = self.reader
+        took = 0.0
         try:
             got = self.watchdog.run(
                 self.spec.id,
                 lambda: capture(self.spec.source, self.state, timeout_s=timeout, now=utcnow(), pool=self.pool,
-                                tls=self.options.tls),
+                                tls=self.options.tls, reader=reader),
                 timeout + self.options.watchdog_grace_s,
             )
         except CapturePoolBusy:
@@ -223,6 +325,8 @@ class CameraSampler:
                 took = time.perf_counter() - started
                 CAPTURE_SECONDS.labels(self.labels[0]).observe(took)
                 self.capture_s += CAPTURE_TIME_WEIGHT * (took - self.capture_s)
+        self._captured = True
+        self._took(took, by_reader=reader is not None)
         check = check_frame(got.image, self._previous_fp, self._repeats)
         if check.fingerprint is not None:
             self._repeats = self._repeats + 1 if is_repeat(check.fingerprint, self._previous_fp) else 0

@@ -32,7 +32,6 @@ from bearwatch.db import write_transaction
 from bearwatch.schema import utcnow
 from ingest.capture_pool import CapturePool, auto_pool_size
 from ingest.leases import WorkerPresence, claim_cameras, new_worker_id, release_cameras
-from ingest.metrics import SLOTS
 from ingest.sampler import CameraSampler, CameraSpec, SamplerOptions, Watchdog
 from ingest.store import FrameStore
 
@@ -95,7 +94,7 @@ class IngestService:
         """A slot with no sample: the previous one still ran, or the run came too late."""
         sampler = self.samplers.get(int(event.job_id.split("-", 1)[1])) if event.job_id.startswith("camera-") else None
         if sampler is not None:
-            SLOTS.labels(*sampler.labels, "missed").inc()  # a slot, not a frame captured
+            sampler.slot_missed(still_running=event.code == EVENT_JOB_MAX_INSTANCES)
 
     def reconcile(self) -> None:
         """Renew leases, claim free cameras, and make the jobs match what we own."""
@@ -156,6 +155,10 @@ class IngestService:
         except Exception:
             log.exception("could not release camera leases; they expire by themselves")
         self.pool.close()  # capture children killed: RTSP and device captures end now
+        with self._lock:
+            held = list(self.samplers.values())
+        for sampler in held:
+            sampler.close_reader()  # persistent readers' processes too
         self._capture_threads.shutdown(wait=True)  # the others end within their deadline
         with self._lock:
             for sampler in self.samplers.values():

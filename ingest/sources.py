@@ -9,7 +9,9 @@ stored footage.
 
 Per sample the source is opened, one frame is taken, and it is released
 ("open-grab-release"): docs/architecture.md explains the measurement behind that
-choice; ``ingest.reader`` holds the persistent latest-frame reader it was compared with.
+choice; ``ingest.reader`` holds the persistent latest-frame reader it was compared with,
+which an RTSP or device camera is switched to when its open takes about its interval
+(ingest.sampler).
 Credentials come from ``${VAR}`` placeholders filled at capture time; every error
 message passes through :func:`bearwatch.redact.redact_text`.
 """
@@ -36,7 +38,7 @@ import numpy as np
 from bearwatch.errors import ConfigError, FrameError
 from bearwatch.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, ImageRefused, ImageTooLarge, check_image, read_image_file
 from bearwatch.redact import redact_text, redact_url
-from ingest.capture_pool import CapturePool
+from ingest.capture_pool import CapturePool, ReaderProcess
 from ingest.opencv_capture import grab_frame, open_device, open_ffmpeg
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -128,11 +130,12 @@ def camera_tls_context(ca_file: Path | None) -> ssl.SSLContext:
 
 def capture(
     source: str, state: SourceState, *, timeout_s: float, now: datetime, pool: CapturePool | None = None,
-    tls: ssl.SSLContext | None = None,
+    tls: ssl.SSLContext | None = None, reader: ReaderProcess | None = None,
 ) -> Captured:
     """Take one fresh frame from ``source`` within about ``timeout_s`` seconds. RTSP and
-    device sources go to the capture ``pool`` (child processes killed past their
-    deadline) when one is given, else they are opened in this process.
+    device sources go to the camera's persistent ``reader`` when it has one (a process
+    of its own keeping the stream open), else to the capture ``pool`` (child processes
+    killed past their deadline) when one is given, else they are opened in this process.
 
     Raises FrameError (message redacted) when the source cannot give one."""
     url = resolve_source(source)
@@ -144,8 +147,11 @@ def capture(
             return _folder_frame(Path(_local_path(url)), state)
         if kind is SourceKind.FILE:
             return Captured(_file_frame(url, state), now)
-        if pool is not None and kind in (SourceKind.RTSP, SourceKind.DEVICE):
+        if (pool is not None or reader is not None) and kind in (SourceKind.RTSP, SourceKind.DEVICE):
             target = re.sub(r"\D", "", url.split("://", 1)[-1]) or "0" if kind is SourceKind.DEVICE else url
+            if reader is not None:
+                return Captured(reader.capture(kind.value, target, timeout_s, timeout_s + 0.5), now)
+            assert pool is not None
             return Captured(pool.capture(kind.value, target, timeout_s, timeout_s + 0.5), now)
         if kind is SourceKind.DEVICE:
             index = int(re.sub(r"\D", "", url.split("://", 1)[-1]) or 0)

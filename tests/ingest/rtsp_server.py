@@ -8,6 +8,9 @@ segments; each client gets its own pipeline starting at the segment of the curre
 second, so like a live camera it shows the current picture, not the clip's first
 frame. With --auth=USER:PASS, clients must log in. With --full=CLIP.mp4, /full serves
 that whole clip from its start (for clients that stay connected, like a persistent reader).
+With --live=FPS, /live is a camera that never ends: a ball moving with the wall clock, encoded as
+they are made (x264, FPS frames a second, a key frame every second), for clients that
+stay connected for longer than any clip.
 Prints "ready" once listening.
 """
 
@@ -22,10 +25,35 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402 - only after gi.require_version
 
 
+def permit(factory: GstRtspServer.RTSPMediaFactory, auth: str | None) -> None:
+    """With --auth=USER:PASS, only USER may use the mount."""
+    if auth:
+        user = auth.split(":", 1)[0]
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role(user, "media.factory.access", True)
+        permissions.add_permission_for_role(user, "media.factory.construct", True)
+        factory.set_permissions(permissions)
+
+
+def live_camera(fps: int) -> GstRtspServer.RTSPMediaFactory:
+    """A live camera: a ball moving with the wall clock (each client sees where it is now),
+    encoded as it is made, ``fps`` frames a second, a key frame every second."""
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        "( videotestsrc is-live=true pattern=ball animation-mode=wall-time background-color=0xff3a5f2b"
+        f" ! video/x-raw,width=320,height=240,framerate={fps}/1"
+        f" ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate=400"
+        " ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
+    factory.set_shared(False)
+    return factory
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     auth = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--auth=")), None)
     full = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--full=")), None)
+    live = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--live=")), None)
     port, footage = args[0], Path(args[1])
     segments = sorted(footage.glob("*.mp4")) if footage.is_dir() else [footage]
     mounts = args[2].split(",") if len(args) > 2 else ["cam"]
@@ -49,17 +77,17 @@ def main() -> None:
         factory.set_launch(launch())
         factory.set_shared(False)
         factories.append(factory)
-        if auth:
-            user, password = auth.split(":", 1)
-            permissions = GstRtspServer.RTSPPermissions()
-            permissions.add_permission_for_role(user, "media.factory.access", True)
-            permissions.add_permission_for_role(user, "media.factory.construct", True)
-            factory.set_permissions(permissions)
+        permit(factory, auth)
         server.get_mount_points().add_factory(f"/{mount}", factory)
     if full:
         whole = GstRtspServer.RTSPMediaFactory()
         whole.set_launch(f"( filesrc location={full} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )")
+        permit(whole, auth)
         server.get_mount_points().add_factory("/full", whole)
+    if live:
+        camera = live_camera(live)
+        permit(camera, auth)
+        server.get_mount_points().add_factory("/live", camera)
     if auth:
         user, password = auth.split(":", 1)
         authn = GstRtspServer.RTSPAuth()

@@ -52,14 +52,18 @@ def h264_clip(tmp_path_factory: pytest.TempPathFactory, demo_footage: dict[str, 
 
 
 class RtspServer:
-    def __init__(self, clip: Path, port: int, auth: str | None = None) -> None:
-        self.clip, self.port, self.auth = clip, port, auth
+    """``live``: also serve /live, a never-ending camera encoded as it goes at ``live`` fps."""
+
+    def __init__(self, clip: Path, port: int, auth: str | None = None, live: int | None = None) -> None:
+        self.clip, self.port, self.auth, self.live = clip, port, auth, live
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         args = [SYSTEM_PYTHON, str(SERVER), str(self.port), str(self.clip), "cam"]
         if self.auth:
             args.append(f"--auth={self.auth}")
+        if self.live:
+            args.append(f"--live={self.live}")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"
@@ -68,6 +72,8 @@ class RtspServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 @pytest.fixture
