@@ -221,6 +221,15 @@ class CameraHealthEvent(Base):
 # it has (0 non-HOT updates per frame, also under a long transaction; 70%: about half
 # non-HOT, 100%: nearly all; docs/benchmarks.md "Dead tuples per frame").
 FRAMES_FILLFACTOR = 50
+# The frames that may be in any site's audit sample whose stratum rates are at most
+# AUDIT_INDEX_RATE (the default's highest, audit_near_rate): the id hash of
+# shadow.alert_rules.audit_hash below audit_threshold(AUDIT_INDEX_RATE). A partial index
+# holds them (a tenth of the frames), so the review queue reads only those (migration 0016).
+AUDIT_INDEX_RATE = 0.10
+AUDIT_INDEX_PREDICATE = "(id * 2654435761) % 4294967296 < 429496730"
+# The same frames' unflagged predictions (PostgreSQL): the audit sample's scores without
+# reading the rows (migration 0016).
+AUDIT_PREDICTION_PREDICATE = "NOT flagged AND (frame_id * 2654435761) % 4294967296 < 429496730"
 
 
 class Frame(Base):
@@ -228,6 +237,11 @@ class Frame(Base):
     __table_args__ = (
         sa.UniqueConstraint("camera_id", "captured_at"),
         sa.Index("ix_frames_captured_at", "captured_at"),
+        # The review queue's audit sample (shadow.review_queue, migration 0016): the frames
+        # whose id hash is below the audit threshold of AUDIT_INDEX_RATE, by capture time.
+        # (id, camera_id and is_night with it on PostgreSQL: counted without reading the rows)
+        sa.Index("ix_frames_audit_captured_at", "captured_at", sqlite_where=sa.text(AUDIT_INDEX_PREDICATE),
+                 postgresql_where=sa.text(AUDIT_INDEX_PREDICATE), postgresql_include=["id", "camera_id", "is_night"]),
         {"postgresql_with": {"fillfactor": FRAMES_FILLFACTOR}},
     )
     # The inference queue is frame_queue (the claims churn there); a frame is updated
@@ -303,6 +317,14 @@ class Prediction(Base):
         sa.Index("ix_predictions_model_version_id_flagged", "model_version_id", "flagged"),
         # The flag processor's read of new flags (about 1% of predictions): shadow.flag_cursor.
         sa.Index("ix_predictions_flagged_id", "id", sqlite_where=sa.text("flagged = 1"), postgresql_where=sa.text("flagged")),
+        # The review queue's flagged frames, newest scored first (migration 0016): a flag is
+        # scored after its frame was captured, so the newest flags by capture time are among
+        # the newest by scoring time (shadow.review_queue).
+        sa.Index("ix_predictions_flagged_scored_at", "scored_at", sqlite_where=sa.text("flagged = 1"),
+                 postgresql_where=sa.text("flagged")),
+        sa.Index("ix_predictions_audit_frame_id", "frame_id", "model_version_id",
+                 postgresql_where=sa.text(AUDIT_PREDICTION_PREDICATE), postgresql_include=["positive_score", "id"],
+                 sqlite_where=sa.text("flagged = 0 AND (frame_id * 2654435761) % 4294967296 < 429496730")),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
@@ -559,3 +581,22 @@ class DashboardSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)  # refreshed at most once a minute
     revoked_at: Mapped[datetime | None]
     client_address: Mapped[str] = mapped_column(sa.String(150))  # as the login throttle saw it
+
+
+class PredictionHeatmap(Base):
+    """Where the model looked in a frame it flagged: a class-activation map (Grad-CAM on
+    a feature map of the learner's body) stored as a small grid of uint8 cells,
+    row-major, 255 the strongest (inference.heatmap). Only flagged predictions get one;
+    it goes with its prediction (and so with its frame)."""
+
+    __tablename__ = "prediction_heatmaps"
+
+    prediction_id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True, autoincrement=False,
+    )
+    method: Mapped[str] = mapped_column(sa.String(16))  # "grad-cam"
+    grid_rows: Mapped[int]
+    grid_cols: Mapped[int]
+    cells: Mapped[bytes] = mapped_column(sa.LargeBinary)  # grid_rows * grid_cols uint8
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

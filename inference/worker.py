@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,15 @@ from bearwatch.heartbeat import HeartbeatWriter
 from bearwatch.schema import Frame, FrameQueueEntry, utcnow
 from inference import metrics
 from inference.decode import FrameDecoder, PreparedBatch
+from inference.heatmap import (
+    HEATMAP_FAILURES,
+    HEATMAPS_STORED,
+    GradCam,
+    HeatmapRow,
+    gradcam_for,
+    heatmap_rows,
+    store_heatmaps,
+)
 from inference.queue import Claim, ScoreRow, claim_batch, commit_results, release
 from inference.registry import LoadedModel, active_versions, load_model
 from inference.runner import ModelRunner, embedding_bytes, pick_device
@@ -51,6 +61,7 @@ STOP_POLL_S = 0.2  # how often a wait for decoding looks at the stop flag
 class ActiveModel:
     info: LoadedModel
     runner: ModelRunner
+    gradcam: GradCam | None = None  # heat maps of its flagged frames (inference.heatmap)
 
 
 def load_active_models(factory: sessionmaker[Session], device: torch.device) -> list[ActiveModel]:
@@ -64,14 +75,20 @@ def load_active_models(factory: sessionmaker[Session], device: torch.device) -> 
     for version in versions:
         try:
             info = load_model(version)
-            models.append(ActiveModel(info, ModelRunner(info.learner, device, info.reference)))
+            runner = ModelRunner(info.learner, device, info.reference)
+            models.append(ActiveModel(info, runner, gradcam_for(runner.model, info.name)))
         except BearwatchError as exc:
             metrics.SCORING_FAILURES.labels("model_load").inc()
             log.error("not scoring with this model: %s", exc)
     return models
 
 
-def score_prepared(models: list[ActiveModel], prepared: PreparedBatch) -> list[ScoreRow]:
+def score_prepared(
+    models: list[ActiveModel], prepared: PreparedBatch, heatmaps: list[HeatmapRow] | None = None
+) -> list[ScoreRow]:
+    """Every frame's prediction by every model. With a ``heatmaps`` list, the heat map of
+    each flagged prediction is added to it; one that cannot be made is logged and counted,
+    and the predictions are the same either way."""
     rows: list[ScoreRow] = []
     if not prepared.frame_ids:
         return rows
@@ -92,7 +109,24 @@ def score_prepared(models: list[ActiveModel], prepared: PreparedBatch) -> list[S
                 )
             )
         metrics.FRAMES_SCORED.labels(info.name).inc(len(prepared.frame_ids))
+        if model.gradcam is not None:
+            if heatmaps is not None:
+                flagged = [i for i, r in enumerate(rows[-len(prepared.frame_ids):]) if r.flagged]
+                heatmaps.extend(_heatmaps(model.gradcam, info, prepared.frame_ids, flagged, positive_idx))
+            model.gradcam.forget()
     return rows
+
+
+def _heatmaps(gradcam: GradCam, info: LoadedModel, frame_ids: Sequence[int], flagged: list[int],
+              positive_idx: list[int]) -> list[HeatmapRow]:
+    if not flagged:
+        return []
+    try:
+        return heatmap_rows(gradcam, frame_ids, flagged, positive_idx, info.version_id)
+    except Exception as exc:  # a heat map is context for rangers: never worth a prediction
+        HEATMAP_FAILURES.labels("compute").inc(len(flagged))
+        log.warning("no heat maps for %d flagged frame(s) of model %s: %s", len(flagged), info.name, exc, exc_info=True)
+        return []
 
 
 class InferenceWorker:
@@ -139,7 +173,8 @@ class InferenceWorker:
         return claim, self._batcher.submit(self.decoder.prepare, claim.frames, preprocessors)
 
     def _finish(self, claim: Claim, prepared: PreparedBatch, started: float) -> int:
-        rows = score_prepared(self.models, prepared)
+        heatmaps: list[HeatmapRow] = []
+        rows = score_prepared(self.models, prepared, heatmaps)
         if prepared.errors:
             for frame_id, error in prepared.errors.items():
                 metrics.SCORING_FAILURES.labels(prepared.reasons.get(frame_id, "decode")).inc()  # decode, too_large
@@ -147,10 +182,21 @@ class InferenceWorker:
         done = commit_results(self.factory, claim, rows, prepared.errors, self.options.max_attempts)
         if done < len(claim.frames):
             log.warning("lost the lease on %d frames of a batch; another worker scores them", len(claim.frames) - done)
+        self._store_heatmaps(heatmaps)
         metrics.BATCH_SIZE.observe(len(claim.frames))
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         self.heartbeat.beat(progressed=True)
         return done
+
+    def _store_heatmaps(self, heatmaps: list[HeatmapRow]) -> None:
+        """After the predictions are committed, in a transaction of their own."""
+        if not heatmaps:
+            return
+        try:
+            HEATMAPS_STORED.inc(store_heatmaps(self.factory, heatmaps))
+        except Exception as exc:
+            HEATMAP_FAILURES.labels("store").inc(len(heatmaps))
+            log.warning("could not store %d heat map(s): %s", len(heatmaps), exc, exc_info=True)
 
     def run_once(self) -> int:
         """Claim, decode and score one batch synchronously; returns frames committed."""

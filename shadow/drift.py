@@ -24,7 +24,9 @@ each drawn in SQL in the order of a seeded hash of the frame id (the same check 
 same data reads the same sample) and stratified by day/night in proportion to the
 window's frames (brightness, sharpness, scores and embeddings all differ between day and
 night, so the sample keeps the window's exact night share). :func:`compute_drifts` reads
-every site's windows in two statements whatever the number of sites.
+every site's windows in two statements whatever the number of sites (three with a
+reference that ended: a closed reference is read once per process and kept, so the hourly
+pass reads only the current windows; drift_windows).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ from shadow.periods import Period, latest_manual_period, latest_manual_periods, 
 from shadow.stats import ks_compare, mmd_test, share_compare
 
 MMD_PERMUTATIONS = 200
+# A reference window that ended this long ago is closed: its frames were scored and no
+# longer change, so its counts and sample are read once per process (shadow.drift_windows).
+REFERENCE_SETTLED = timedelta(minutes=5)
 THRESHOLD_KEYS = ("drift_window_hours", "drift_min_frames", "drift_significance",
                   "drift_min_ks", "drift_min_share_change", "drift_min_mmd")
 
@@ -147,7 +152,8 @@ def _judge(site: Site, window: tuple[datetime, datetime], reference: tuple[datet
 
 def compute_drifts(session: Session, sites: Sequence[Site], now: datetime) -> list[DriftCheck]:
     """Read-only: the drift numbers of ``sites`` at ``now`` (nothing stored), in order.
-    Two statements whatever the number of sites: the ledger, then every window's counts
+    Two statements whatever the number of sites (three when a reference is closed: its
+    streaming cameras, for the cache): the ledger, then every window's counts
     and samples (read_windows)."""
     custom = [s for s in sites if s.drift_reference_start is not None and s.drift_reference_end is not None]
     periods = latest_manual_periods(session, [s.id for s in sites if s not in custom], now)
@@ -156,8 +162,10 @@ def compute_drifts(session: Session, sites: Sequence[Site], now: datetime) -> li
         t = thresholds_of(site)
         window = (now - timedelta(hours=t.drift_window_hours), now)
         plans.append((site, t, window, _reference_of(site, periods.get(site.id), now, t)))
-    specs = [WindowSpec(site.id, site.rollout_model_id, *span, sample_seed(site))
-             for site, _, window, reference in plans if reference is not None for span in (reference, window)]
+    specs = [spec for site, _, window, reference in plans if reference is not None
+             for spec in (WindowSpec(site.id, site.rollout_model_id, *reference, sample_seed(site),
+                                     closed=reference[1] <= now - REFERENCE_SETTLED),
+                          WindowSpec(site.id, site.rollout_model_id, *window, sample_seed(site)))]
     data = iter(read_windows(session, specs))
     checks = []
     for site, t, window, reference in plans:

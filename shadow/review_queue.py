@@ -14,16 +14,22 @@ runs in SQL (audit_design.audit_rate_sql), the same formula as audit_design.in_a
 Each item carries its stratum and inclusion probability (flagged frames and held alerts:
 'flagged', 1), as the verdict on it will store them.
 
-Two statements whatever the number of sites (on PostgreSQL a SET LOCAL before the
-second). The first reads the sites (each with its rollout model's threshold and its
-cameras' ids) and the ranger's user id. The second is built from that list: each section
-of each site is one branch of a UNION ALL, ordered and limited as the site's own query,
-so each branch walks an index: alerts by (site, status, created_at) and alert_flags by
-alert, frames by (camera, captured_at) (on PostgreSQL a page per camera, LATERAL, for
-the sections read in capture-time order), the neighbours of a found miss by (camera,
-captured_at) range. Then a frame keeps its first section, the first ``limit`` in queue
-order (the same over all sites as within one) are joined to their rows, and the size of
-the whole queue comes with them.
+Two statements whatever the number of sites (on PostgreSQL with a SET LOCAL before the
+second and one after it, which only set the planner: ``_INDEX_PLANS``). The first reads
+the sites (each with its rollout model's threshold and its cameras' ids) and the ranger's
+user id. The second is built from that list: each section of each site is one branch of
+a UNION ALL, ordered and limited as the site's own query, so each branch walks an index:
+alerts by (site, status, created_at) and alert_flags by alert, frames by (camera,
+captured_at), the neighbours of a found miss by (camera, captured_at) range. On
+PostgreSQL the flagged frames, the second looks and (for sites whose audit rates are at
+most bearwatch.schema.AUDIT_INDEX_RATE) the audit sample of all sites are one branch
+each, reading the partial indexes of migration 0016: the newest flags by scoring time
+(``_indexed_flagged``), the frames whose id hash may put them in an audit sample
+(``_indexed_audit``); a page reads a page's worth of them whatever the window holds. Then
+a frame keeps its first section, the first ``limit`` in queue order (the same over all
+sites as within one) are joined to their rows, and the size of the whole queue comes with
+them: the true count, which still reads every flag and every audit-index frame of the
+window (index only) and every verdict of the window (docs/benchmarks.md, season).
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from sqlalchemy.orm import Session
 from bearwatch.auth import Actor
 from bearwatch.park_file import Thresholds
 from bearwatch.schema import (
+    AUDIT_INDEX_PREDICATE,
+    AUDIT_INDEX_RATE,
+    AUDIT_PREDICTION_PREDICATE,
     Alert,
     AlertFlag,
     AlertStatus,
@@ -55,6 +64,7 @@ from bearwatch.schema import (
     Verdict,
 )
 from shadow import alert_rules, audit_design, follow_up
+from shadow.alert_rules import HASH_MODULUS, HASH_MULTIPLIER, audit_threshold
 from shadow.escalation import escalates_at
 from shadow.periods import thresholds_of
 from shadow.truth import bear_vote_sql
@@ -124,15 +134,17 @@ def review_queue_and_size(
 ) -> tuple[list[QueueItem], int]:
     """``review_queue``, and how many frames the queue holds in all whatever its page size
     (with ``count``: the union of every site's sections, a frame once). Two statements
-    whatever the number of sites; on PostgreSQL it turns JIT off for the rest of the
-    session's transaction."""
+    whatever the number of sites (on PostgreSQL two SET LOCALs around the second)."""
     sites, user_id = _sites(session, reviewer, site)
     if not sites:
         return [], 0
-    sections = [(s, _section_statements(session, s, user_id, now - window)) for s in sites]
+    since = now - window
     per_camera = session.get_bind().dialect.name == "postgresql"
-    top = _first_frames(sections, now, limit, per_camera=per_camera)
-    size = _queue_size(sections, per_camera=per_camera) if count else sa.literal(0, sa.Integer)
+    branches = _branches(session, sites, user_id, since, limit, indexed=per_camera)
+    top = _first_frames(branches, now, limit, per_camera=per_camera)
+    size = _queue_size(branches, per_camera=per_camera) if count else sa.literal(0, sa.Integer)
+    if per_camera:
+        session.execute(sa.text(_INDEX_PLANS))
     rows = session.execute(
         sa.select(Frame, Camera.name, Prediction, Alert, top.c.section, top.c.flag_id, size)
         .select_from(top)
@@ -142,6 +154,8 @@ def review_queue_and_size(
         .outerjoin(Alert, Alert.id == top.c.alert_id)
         .options(sa.orm.defer(Prediction.embedding))
     ).all()
+    if per_camera:
+        session.execute(sa.text(_DEFAULT_PLANS))
     site_of = {camera_id: s for s in sites for camera_id in s.camera_ids}
     items = [
         _queue_item(site_of[frame.camera_id], now, frame, camera, pred, _SECTIONS[section], alert, processed=flag_id is not None)
@@ -151,13 +165,22 @@ def review_queue_and_size(
     return items, (rows[0][-1] if rows else 0)
 
 
+# PostgreSQL, for the queue's statement only: every branch walks its indexes by nested
+# loops, a page's rows (or the sampled frames of the window, for the count). Estimating
+# the rows a LIMIT needs through several joins, the planner would hash whole windows
+# (every frame and prediction of the window read to keep 50: 10x the time at 100k frames).
+_INDEX_PLANS = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+_DEFAULT_PLANS = "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT"
+
 # The order in which the sections claim a frame: one that is in several is listed once,
 # in the first of them.
 _SECTIONS = (QueueReason.PENDING_ALERT, QueueReason.SECOND_LOOK, QueueReason.FLAGGED, QueueReason.AUDIT,
              QueueReason.FOLLOW_UP)
 # A site's flagged frames may be its held alerts and second looks too, which claim them
 # first: its flagged branch reads that many more rows (at most two pages) to keep a page.
-_PAGES = {QueueReason.FLAGGED: 3}
+# Second looks may be held alerts (at most a page less one, or the page is all held
+# alerts): their branch reads two pages.
+_PAGES = {QueueReason.FLAGGED: 3, QueueReason.SECOND_LOOK: 2}
 # The sections that page through the capture window in time order.
 _TIME_ORDERED = (QueueReason.FLAGGED, QueueReason.AUDIT)
 _SECTION_RANK = {QueueReason.PENDING_ALERT: 0, QueueReason.SECOND_LOOK: 2, QueueReason.FOLLOW_UP: 4, QueueReason.AUDIT: 5}
@@ -252,17 +275,49 @@ def _union(selects: list[sa.Select], *, distinct: bool = False) -> sa.CompoundSe
     return make(*selects)
 
 
-def _first_frames(
-    sections: list[tuple[_QueueSite, dict[QueueReason, sa.Select]]], now: datetime, limit: int, *, per_camera: bool,
-) -> sa.Subquery:
+@dataclass(frozen=True)
+class _Branch:
+    """One section's query, of one site (``qs``) or of several at once (``qs`` None:
+    ``page`` is already bounded by the page size, ``count`` reads the section's frames)."""
+
+    qs: _QueueSite | None
+    reason: QueueReason
+    page: sa.Select
+    count: sa.Select
+
+
+def _branches(
+    session: Session, sites: list[_QueueSite], user_id: int | None, since: datetime, limit: int, *, indexed: bool,
+) -> list[_Branch]:
+    """Every section of every site. ``indexed`` (PostgreSQL): the flagged frames of all
+    sites, and the audit sample of the sites whose rates the audit index covers, are each
+    one branch reading the partial indexes of migration 0016 (``_indexed_flagged``,
+    ``_indexed_audit``), a page's worth of rows whatever the window holds."""
+    audit_indexed = [qs for qs in sites if _audit_in_index(qs.thresholds)] if indexed else []
+    branches = []
+    for qs in sites:
+        skip = {QueueReason.FLAGGED, QueueReason.SECOND_LOOK} if indexed else set()
+        if qs in audit_indexed:
+            skip.add(QueueReason.AUDIT)
+        branches += [_Branch(qs, reason, stmt, stmt) for reason, stmt in
+                     _section_statements(session, qs, user_id, since).items() if reason not in skip]
+    if indexed:
+        branches.append(_indexed_flagged(sites, user_id, since, limit * _PAGES[QueueReason.FLAGGED]))
+        branches.append(_second_looks(sites, user_id, since))
+    if audit_indexed:
+        branches.append(_indexed_audit(audit_indexed, user_id, since))
+    return branches
+
+
+def _first_frames(branches: list[_Branch], now: datetime, limit: int, *, per_camera: bool) -> sa.Subquery:
     """The first ``limit`` frames of the queue (frame id, section, prediction, alert and
     flag ids): a page of each section of each site, read as the site's own query would,
-    each frame in its first section, in queue order. ``per_camera`` (PostgreSQL): the
+    each frame in its first section, in queue order. ``per_camera`` (PostgreSQL): a site's
     sections read in capture-time order page per camera, each from its camera's
     (camera_id, captured_at) index; given the site's cameras at once PostgreSQL walks
     every site's window by captured_at instead. SQLite walks that index by itself."""
-    pages = [_section_page(qs, reason, stmt, limit * _PAGES.get(reason, 1), per_camera=per_camera)
-             for qs, stmts in sections for reason, stmt in stmts.items()]
+    pages = [_section_page(b.qs, b.reason, b.page, limit * _PAGES.get(b.reason, 1), per_camera=per_camera)
+             for b in branches]
     candidates = _union(pages).subquery("candidates")
     nth = sa.func.row_number().over(partition_by=candidates.c.frame_id, order_by=candidates.c.section)
     claimed = sa.select(candidates, nth.label("nth")).subquery("claimed")
@@ -271,11 +326,13 @@ def _first_frames(
     )
 
 
-def _section_page(qs: _QueueSite, reason: QueueReason, stmt: sa.Select, size: int, *, per_camera: bool) -> sa.Select:
+def _section_page(
+    qs: _QueueSite | None, reason: QueueReason, stmt: sa.Select, size: int, *, per_camera: bool,
+) -> sa.Select:
     """The first ``size`` rows of a site's section, as a member of a union (SQLite takes a
     member's ORDER BY and LIMIT only inside a subquery); ``per_camera``: a section in
     capture-time order from the first ``size`` of each camera (LATERAL)."""
-    if not (per_camera and reason in _TIME_ORDERED):
+    if qs is None or not (per_camera and reason in _TIME_ORDERED):
         return sa.select(*_ROW_COLUMNS).select_from(stmt.limit(size).subquery())
     camera = _cameras(qs.camera_ids)
     of_camera = stmt.where(Frame.camera_id == camera.c.id).limit(size).lateral("of_camera")
@@ -297,23 +354,153 @@ def _queue_order(frames: sa.Subquery, now: datetime) -> tuple[sa.ColumnElement[o
     return rank, sa.case((flagged, at)).desc(), at, frames.c.frame_id
 
 
-def _queue_size(sections: list[tuple[_QueueSite, dict[QueueReason, sa.Select]]], *, per_camera: bool) -> sa.ScalarSelect[int]:
+def _queue_size(branches: list[_Branch], *, per_camera: bool) -> sa.ScalarSelect[int]:
     """SQL: how many frames the sections hold, a frame once (a site's sections share
     frames; sites do not). ``per_camera``: as in ``_first_frames``."""
-    def frame_ids(qs: _QueueSite, reason: QueueReason, stmt: sa.Select) -> sa.Select:
-        ids = stmt.order_by(None).with_only_columns(Frame.id)
-        if per_camera and reason in _TIME_ORDERED:
-            ids = ids.where(Frame.camera_id == _cameras(qs.camera_ids).c.id)
+    def frame_ids(b: _Branch) -> sa.Select:
+        ids = b.count.order_by(None).with_only_columns(Frame.id)
+        if b.qs is not None and per_camera and b.reason in _TIME_ORDERED:
+            ids = ids.where(Frame.camera_id == _cameras(b.qs.camera_ids).c.id)
         return ids
 
-    ids = _union([frame_ids(qs, reason, stmt) for qs, stmts in sections for reason, stmt in stmts.items()],
-                 distinct=True).subquery()
+    ids = _union([frame_ids(b) for b in branches], distinct=True).subquery()
     return sa.select(sa.func.count()).select_from(ids).scalar_subquery()
 
 
 def _cameras(camera_ids: tuple[int, ...]) -> sa.TableValuedAlias:
     """PostgreSQL: the cameras as rows (an array parameter, so the statement stays cacheable)."""
     return sa.func.unnest(sa.literal(list(camera_ids), sa.ARRAY(sa.Integer))).table_valued("id").render_derived(name="camera")
+
+
+# A flag is scored after its frame was captured; the clocks of the ingest and inference
+# machines may differ by this much at most (the flags read by scoring time allow for it).
+CLOCK_SLACK = timedelta(minutes=10)
+# The partial index's predicate, stated as the index states it so that PostgreSQL sees the
+# query is within it (bearwatch.schema.AUDIT_INDEX_PREDICATE, written out on frames).
+_AUDIT_INDEX_THRESHOLD = audit_threshold(AUDIT_INDEX_RATE)
+assert AUDIT_INDEX_PREDICATE == f"(id * {HASH_MULTIPLIER}) % {HASH_MODULUS} < {_AUDIT_INDEX_THRESHOLD}"
+_IN_AUDIT_INDEX = sa.literal_column(f"(frames.id * {HASH_MULTIPLIER}) % {HASH_MODULUS}", sa.BigInteger) < sa.literal_column(
+    str(_AUDIT_INDEX_THRESHOLD), sa.BigInteger)
+# and ix_predictions_audit_frame_id's (bearwatch.schema.AUDIT_PREDICTION_PREDICATE)
+_IN_AUDIT_PREDICTIONS = sa.and_(
+    sa.literal_column("NOT predictions.flagged", sa.Boolean),
+    sa.literal_column(f"(predictions.frame_id * {HASH_MULTIPLIER}) % {HASH_MODULUS}", sa.BigInteger)
+    < sa.literal_column(str(_AUDIT_INDEX_THRESHOLD), sa.BigInteger),
+)
+assert AUDIT_PREDICTION_PREDICATE == f"NOT flagged AND (frame_id * {HASH_MULTIPLIER}) % {HASH_MODULUS} < {_AUDIT_INDEX_THRESHOLD}"
+_NO_NEAR = 1e300  # a score no frame reaches: the site has no near stratum
+
+
+def _audit_in_index(t: Thresholds) -> bool:
+    """Whether every stratum rate of the site's audit is within the audit index's."""
+    return max(t.audit_rate, audit_design.night_rate(t), t.audit_near_rate) <= AUDIT_INDEX_RATE
+
+
+def _of_sites(sites: list[_QueueSite]) -> sa.ColumnElement[bool]:
+    """SQL: a frame of one of ``sites``' cameras (an array parameter: the statement stays
+    cacheable whatever the cameras); the query joins the frame's camera."""
+    ids = [camera_id for qs in sites for camera_id in qs.camera_ids]
+    return Frame.camera_id == sa.any_(sa.literal(ids, sa.ARRAY(sa.Integer)))
+
+
+def _per_site(sites: list[_QueueSite], value: Any, type_: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
+    """SQL: ``value(site)`` of the frame's site (the joined camera's): a constant when the
+    sites agree, as they do with the same thresholds."""
+    values = {qs.site.id: value(qs) for qs in sites}
+    if len(set(values.values())) == 1:
+        return sa.literal(next(iter(values.values())), type_)
+    return sa.case({site_id: sa.literal(v, type_) for site_id, v in values.items()}, value=Camera.site_id)
+
+
+def _indexed_flagged(sites: list[_QueueSite], user_id: int | None, since: datetime, size: int) -> _Branch:
+    """PostgreSQL: the flagged section of all ``sites`` at once, the newest ``size`` by
+    capture time, read through ix_predictions_flagged_scored_at. The newest ``size`` by
+    scoring time are read first; the oldest capture time among them bounds the page from
+    below (whatever ``size`` flags one takes, the page's last is no older), and a flag
+    captured after that bound was scored after it (less CLOCK_SLACK): so the page is read
+    from the flags scored since, about ``size`` of them, never the whole window."""
+    model = _per_site(sites, lambda qs: qs.site.rollout_model_id, sa.Integer())
+
+    def flags(*where: sa.ColumnElement[bool]) -> sa.Select:
+        return (
+            sa.select(*_row(QueueReason.FLAGGED, Prediction.id, AlertFlag.alert_id, AlertFlag.id))
+            .select_from(Prediction)
+            .join(Frame, Frame.id == Prediction.frame_id)
+            .join(Camera, Camera.id == Frame.camera_id)
+            .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
+            .where(Prediction.flagged == sa.true(), Prediction.model_version_id == model, _of_sites(sites),
+                   Frame.captured_at >= since, _undecided(user_id), *where)
+        )
+
+    newest_scored = flags().order_by(Prediction.scored_at.desc()).limit(size).subquery("newest_scored")
+    bound = sa.select(sa.func.min(newest_scored.c.captured_at)).scalar_subquery()
+    page = (flags(Prediction.scored_at >= bound - sa.literal(CLOCK_SLACK, sa.Interval()), Frame.captured_at >= bound)
+            .order_by(Frame.captured_at.desc()).limit(size))
+    return _Branch(None, QueueReason.FLAGGED, page, flags(Prediction.scored_at >= since - CLOCK_SLACK))
+
+
+def _second_looks(sites: list[_QueueSite], user_id: int | None, since: datetime) -> _Branch:
+    """PostgreSQL: the second looks of all ``sites`` at once (``_section_statements``' for
+    one site): the window's verdicts are read once, not once per site."""
+    model = _per_site(sites, lambda qs: qs.site.rollout_model_id, sa.Integer())
+    pred_join = sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == model)
+    votes, bears = sa.func.count(Decision.id), sa.func.sum(bear_vote_sql())
+    unsettled = (
+        sa.select(Decision.frame_id)
+        .join(Frame, Frame.id == Decision.frame_id)
+        .join(Camera, Camera.id == Frame.camera_id)
+        .join(Prediction, pred_join)
+        .where(_of_sites(sites), Frame.captured_at >= since)
+        .group_by(Decision.frame_id, Prediction.flagged)
+        .having(_against_the_model(votes, bears))
+    )
+    stmt = (
+        sa.select(*_row(QueueReason.SECOND_LOOK, Prediction.id, AlertFlag.alert_id, AlertFlag.id))
+        .select_from(Frame)
+        .join(Camera, Camera.id == Frame.camera_id)
+        .join(Prediction, pred_join)
+        .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
+        .where(Frame.id.in_(unsettled), _undecided(user_id))
+        .order_by(Frame.captured_at)
+    )
+    return _Branch(None, QueueReason.SECOND_LOOK, stmt, stmt)
+
+
+def _against_the_model(votes: sa.ColumnElement[int], bears: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
+    """SQL (HAVING, grouped by frame and the prediction's flag): shadow.truth.needs_another_look."""
+    return sa.or_(
+        sa.and_(votes == 1, Prediction.flagged.is_(True), bears == 0),
+        sa.and_(votes == 1, Prediction.flagged.is_(False), bears == 1),
+        sa.and_(votes == 2, bears == 1),
+    )
+
+
+def _indexed_audit(sites: list[_QueueSite], user_id: int | None, since: datetime) -> _Branch:
+    """PostgreSQL: the audit sample of all ``sites`` at once (each with its own rates, all
+    within the audit index's), oldest first, read through ix_frames_audit_captured_at:
+    only frames whose id hash may put them in a sample."""
+    def near_from(qs: _QueueSite) -> float:
+        t = qs.thresholds
+        return t.audit_near_from * qs.model_threshold if t.audit_near_rate > 0 else _NO_NEAR
+
+    big = sa.BigInteger()
+    below = sa.case(
+        (Prediction.positive_score >= _per_site(sites, near_from, sa.Float()),
+         _per_site(sites, lambda qs: audit_threshold(qs.thresholds.audit_near_rate), big)),
+        (Frame.is_night.is_(True), _per_site(sites, lambda qs: audit_threshold(audit_design.night_rate(qs.thresholds)), big)),
+        else_=_per_site(sites, lambda qs: audit_threshold(qs.thresholds.audit_rate), big),
+    )
+    model = _per_site(sites, lambda qs: qs.site.rollout_model_id, sa.Integer())
+    stmt = (
+        sa.select(*_row(QueueReason.AUDIT, Prediction.id))
+        .select_from(Frame)
+        .join(Camera, Camera.id == Frame.camera_id)
+        .join(Prediction, sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == model))
+        .where(_IN_AUDIT_INDEX, _IN_AUDIT_PREDICTIONS, _of_sites(sites), Frame.captured_at >= since,
+               audit_design.id_hash_sql(Frame.id) < below, _undecided(user_id))
+        .order_by(Frame.captured_at)
+    )
+    return _Branch(None, QueueReason.AUDIT, stmt, stmt)
 
 
 _IdColumn = sa.orm.InstrumentedAttribute[int] | sa.orm.InstrumentedAttribute[int | None]
@@ -384,11 +571,7 @@ def _section_statements(
         .join(Prediction, pred_join)
         .where(of_site, Frame.captured_at >= since)
         .group_by(Decision.frame_id, Prediction.flagged)
-        .having(sa.or_(
-            sa.and_(votes == 1, Prediction.flagged.is_(True), bears == 0),
-            sa.and_(votes == 1, Prediction.flagged.is_(False), bears == 1),
-            sa.and_(votes == 2, bears == 1),
-        ))
+        .having(_against_the_model(votes, bears))
     )
     stmts[QueueReason.SECOND_LOOK] = (
         sa.select(*_row(QueueReason.SECOND_LOOK, Prediction.id, AlertFlag.alert_id, AlertFlag.id))

@@ -116,8 +116,12 @@ def test_drift_reads_the_same_bounded_sample_after_ten_times_the_history(
             site = session.scalars(sa.select(Site).where(Site.name == name)).one()
             check = drift.compute_drift(session, site, NOW)
         assert check.metrics, check.detail
-        if name in checks:  # the second look at the same data: the same sample, the same numbers
-            assert check.metrics == checks[name] and rows == read[name]
+        if name in checks:
+            # The second look at the same data: the same numbers; its reference ended (a closed
+            # period), so it comes from the cache and only the current window is read again.
+            assert check.metrics == checks[name]
+            assert sum(rows) <= KS_SAMPLE + MMD_SAMPLE + 3 + 10 < sum(read[name]), (rows, read[name])
+            continue
         checks[name], read[name] = check.metrics, rows
     # Ten times the history, the same rows into Python (the old code read every frame: 5,760 and 31,680).
     assert sum(read["long"]) <= bound and abs(sum(read["long"]) - sum(read["short"])) <= 6, read
@@ -157,7 +161,7 @@ def test_the_drift_pass_runs_the_same_statements_for_one_site_as_for_four(
 
     one = pass_statements(1)
     four = pass_statements(4)  # and the first one, whose reference window is now empty
-    assert one == four <= 8, (one, four)
+    assert one == four <= 9, (one, four)  # 9: with the cameras whose closed references the cache may hold
 
 
 def _promoted_site(factory: sessionmaker[Session], tmp_path: Path, name: str) -> tuple[int, Path]:
