@@ -1,14 +1,22 @@
-"""Dashboard pages in a real browser on a large database: load time and server memory.
+"""Dashboard pages in a real browser on the demo: first and warm open per role, server CPU and memory.
 
-    .venv/bin/python bench/dashboard.py --frames 1000000 --keep /tmp/bw-1m.db
-    .venv/bin/python bench/dashboard_pages.py --database-url sqlite:////tmp/bw-1m.db [--rounds 5]
+    .venv/bin/python bench/dashboard_pages.py [--rounds 5] [--roles ranger,ops,admin]
+    .venv/bin/python bench/dashboard_pages.py --as-is --database-url sqlite:////tmp/bw-1m.db   # any database
 
-Starts `bearwatch dashboard` on the database, logs in with Debian's chromium
-(Playwright) as an admin it adds (`bench-admin`), opens every page `rounds` times through
-the sidebar and prints, per page, the median time from the click until the page's
-content is on screen, and the Streamlit server's resident memory (VmRSS, and its peak
-VmHWM) after each round. The bench database has no frame files, so the live wall shows
-"frame file missing" tiles: this measures queries, rendering and memory, not JPEG work.
+By default it runs `bearwatch demo` (bench/demo_park.py: the demo's park, footage, model and
+meadow's three weeks of history, in bearwatch-data/bench-demo/, built once and reused) and
+measures while the demo runs, as a user of the demo would see it. For each role (bench-ranger,
+bench-ops, bench-admin, added to the demo's users) it starts a fresh `bearwatch dashboard`
+(cold: new process, empty Streamlit caches, page modules not yet imported), logs in with
+Debian's chromium (Playwright) and opens every page of that role once through the sidebar:
+the FIRST open (the Live wall's is from the login click). Then it opens them all again
+`rounds` times: the WARM opens (median and maximum). A page's time runs from the click until
+its content is on screen; "server CPU" is the Streamlit process's user+system CPU seconds over
+the same span. It prints the server's resident memory (VmRSS, peak VmHWM) after the first
+opens and after the rounds, and the machine's load average.
+
+With --as-is it benches the database given as it is (no demo; a temporary data dir, so the
+live wall shows "frame file missing" tiles there).
 """
 
 from __future__ import annotations
@@ -16,34 +24,45 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bearwatch.db import make_engine, session_factory
-from bearwatch.schema import Role, User
-from bearwatch.users import add_user, set_password
+from bearwatch.auth import Actor
+from bearwatch.schema import Role
+from bench.demo_park import (
+    DEFAULT_DATA_DIR,
+    PASSWORD,
+    ROLE_USERS,
+    add_role_users,
+    database_url,
+    free_port,
+    running_demo,
+)
+from dashboard.app import visible_pages
 
-PASSWORD = "bench password 1"
-# (sidebar link, what shows that the page has rendered: looked for in element containers
-# of the new run only, since Streamlit keeps the previous page's elements, marked stale,
-# until they are replaced)
-PAGES = [("Live wall", ".bw-tile"), ("Latest frames", "text=newest scored frames"),
-         ("Cameras", "[data-testid=stDataFrame]"), ("Models", "[data-testid=stDataFrame]"),
-         ("Users", "[data-testid=stDataFrame]"),
-         ("Review", "text=/in the queue|Nothing to review/"), ("Rollout", "text=/Gate .* → |Expanded is the last stage/"),
-         ("Alert rates", "[data-testid=stVegaLiteChart]"), ("Drift", "[data-testid=stVegaLiteChart]")]
+# What shows that a page has rendered: looked for in element containers of the new run only,
+# since Streamlit keeps the previous page's elements, marked stale, until they are replaced.
+READY = {
+    "Live wall": ".bw-tile", "Latest frames": "text=newest scored frames",
+    "Cameras": "[data-testid=stDataFrame]", "Models": "[data-testid=stDataFrame]",
+    "Users": "[data-testid=stDataFrame]", "Review": "text=/in the queue|Nothing to review|[Nn]othing (left )?to review/",
+    "Rollout": "text=/Gate .* → |Expanded is the last stage/",
+    "Alert rates": "[data-testid=stVegaLiteChart]", "Drift": "[data-testid=stVegaLiteChart]",
+}
 FRESH = '[data-testid=stElementContainer][data-stale="false"]'
-
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _memory_mb(pid: int) -> tuple[float, float]:
@@ -51,75 +70,135 @@ def _memory_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def _cpu_s(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / TICKS  # utime, stime
+
+
 def _streamlit_pid(parent: int) -> int:
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     return int(children[0])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@dataclass
+class PageTimes:
+    first: float = 0.0
+    first_cpu: float = 0.0
+    warm: list[float] = field(default_factory=list)
+    warm_cpu: list[float] = field(default_factory=list)
+
+
+@contextmanager
+def _dashboard(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A fresh `bearwatch dashboard` on a free port: (its URL, the Streamlit server's pid)."""
+    port = free_port()
+    full_env = {**os.environ, **env, "BEARWATCH_DASHBOARD_PORT": str(port), "BEARWATCH_DASHBOARD_ADDRESS": "127.0.0.1",
+                "BEARWATCH_DASHBOARD_METRICS_PORT": str(free_port())}
+    proc = subprocess.Popen([sys.executable, "-m", "bearwatch", "dashboard"], env=full_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                    if resp.read() == b"ok":
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the dashboard did not start") from None
+                time.sleep(0.3)
+        yield url, _streamlit_pid(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _open(page: object, server: int, title: str, times: PageTimes, first: bool, login: bool = False) -> None:
+    cpu0, t0 = _cpu_s(server), time.perf_counter()
+    if login:
+        page.get_by_role("button", name="Log in").click()  # type: ignore[attr-defined]
+    else:
+        page.get_by_role("link", name=title, exact=True).click()  # type: ignore[attr-defined]
+    page.get_by_role("heading", name=title).wait_for()  # type: ignore[attr-defined]
+    if title in READY:  # a page new to this bench counts as open when its heading is
+        page.locator(FRESH).locator(READY[title]).first.wait_for()  # type: ignore[attr-defined]
+    elapsed, cpu = time.perf_counter() - t0, _cpu_s(server) - cpu0
+    if first:
+        times.first, times.first_cpu = elapsed, cpu
+    else:
+        times.warm.append(elapsed)
+        times.warm_cpu.append(cpu)
+
+
+def bench_role(role: Role, env: dict[str, str], rounds: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    engine = make_engine(args.database_url)
-    with session_factory(engine).begin() as session:
-        if session.query(User).filter(User.name == "bench-admin").first() is None:
-            add_user(session, "bench-admin", Role.ADMIN, PASSWORD)
+    titles = [spec.title for spec in visible_pages(Actor(ROLE_USERS[role], role))]
+    times = {title: PageTimes() for title in titles}
+    with _dashboard(env) as (url, server), sync_playwright() as pw:
+        start_rss = _memory_mb(server)[0]
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        page.get_by_label("User name").fill(ROLE_USERS[role])
+        page.get_by_role("textbox", name="Password").fill(PASSWORD)
+        _open(page, server, titles[0], times[titles[0]], first=True, login=True)
+        for title in titles[1:]:
+            _open(page, server, title, times[title], first=True)
+        first_rss, first_peak = _memory_mb(server)
+        for _ in range(rounds):
+            for title in titles:
+                if title == titles[0]:  # leave it first, so that the click really loads it again
+                    _open(page, server, titles[-1], PageTimes(), first=True)
+                _open(page, server, title, times[title], first=False)
+        rss, peak = _memory_mb(server)
+        browser.close()
+    print(f"\n### {role.value} ({ROLE_USERS[role]}), load average {_load()}\n")
+    print(f"server RSS: {start_rss:.0f} MB started, {first_rss:.0f} MB after the first opens (peak {first_peak:.0f}), "
+          f"{rss:.0f} MB after {rounds} rounds (peak {peak:.0f})\n")
+    print("| page | first open s | server CPU s | warm median s | warm max s | warm server CPU s (median) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for title, t in times.items():
+        median = f"{statistics.median(t.warm):.2f}" if t.warm else "—"
+        most = f"{max(t.warm):.2f}" if t.warm else "—"
+        cpu = f"{statistics.median(t.warm_cpu):.2f}" if t.warm_cpu else "—"
+        print(f"| {title}{'' if title in READY else ' (heading only)'} | {t.first:.2f} | {t.first_cpu:.2f} | {median} | {most} | {cpu} |")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="the demo's data dir (built if new)")
+    parser.add_argument("--database-url", help="the demo's database (default: SQLite in the data dir)")
+    parser.add_argument("--as-is", action="store_true", help="bench --database-url as it is: no demo")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--roles", default="ranger,ops,admin")
+    args = parser.parse_args()
+    roles = [Role(r.strip()) for r in args.roles.split(",")]
+    print(f"machine: {os.cpu_count()} CPUs, load average {_load()} at the start")
+    with ExitStack() as stack:
+        if args.as_is:
+            if not args.database_url:
+                parser.error("--as-is needs --database-url")
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            env = {"BEARWATCH_DATABASE_URL": args.database_url, "BEARWATCH_DATA_DIR": data_dir}
         else:
-            set_password(session, "bench-admin", PASSWORD)
-    engine.dispose()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as data_dir:
-        env = {**os.environ, "BEARWATCH_DATABASE_URL": args.database_url, "BEARWATCH_DATA_DIR": data_dir,
-               "BEARWATCH_DASHBOARD_PORT": str(port)}
-        proc = subprocess.Popen([sys.executable, "-m", "bearwatch", "dashboard"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.3)
-            server = _streamlit_pid(proc.pid)
-            print(f"server RSS after start: {_memory_mb(server)[0]:.0f} MB")
-            loads: dict[str, list[float]] = {page: [] for page, _ in PAGES}
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 860})
-                page.set_default_timeout(60_000)
-                page.goto(url)
-                page.get_by_label("User name").fill("bench-admin")
-                page.get_by_role("textbox", name="Password").fill(PASSWORD)
-                page.get_by_role("button", name="Log in").click()
-                page.locator(".bw-tile").first.wait_for()
-                print("| round | server RSS MB | peak RSS MB |\n|---:|---:|---:|")
-                for r in range(args.rounds):
-                    for name, ready in PAGES:
-                        # Leave the page first so the click really loads it again.
-                        other = "Models" if name != "Models" else "Users"
-                        page.get_by_role("link", name=other).click()
-                        page.get_by_role("heading", name=other).wait_for()
-                        t0 = time.perf_counter()
-                        page.get_by_role("link", name=name).click()
-                        page.get_by_role("heading", name=name).wait_for()
-                        page.locator(FRESH).locator(ready).first.wait_for()
-                        loads[name].append(time.perf_counter() - t0)
-                    rss, peak = _memory_mb(server)
-                    print(f"| {r + 1} | {rss:.0f} | {peak:.0f} |")
-                browser.close()
-            print("\n| page | median load s (click to content) | max s |\n|---|---:|---:|")
-            for name, times in loads.items():
-                print(f"| {name} | {statistics.median(times):.2f} | {max(times):.2f} |")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+            demo = stack.enter_context(running_demo(args.data_dir, database_url_=args.database_url))
+            env = demo.env
+        add_role_users(database_url(env))
+        for role in roles:
+            bench_role(role, env, args.rounds)
+    print(f"\nload average at the end: {_load()}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Single-key shortcuts for buttons. Streamlit has no key bindings of its own: this adds
-one keydown listener to the page that clicks the button whose widget key is bound to
-the pressed letter (Streamlit puts `st-key-<key>` on every keyed widget's container).
-Keys typed into a text field, or with Ctrl/Alt/Meta, are left alone; a disabled button
-is not clicked. Rendering it again replaces the previous listener."""
+"""Single-key shortcuts for buttons and toggles. Streamlit has no key bindings of its own:
+this adds one keydown listener to the page that clicks the button (or the toggle's
+input) whose widget key is bound to the pressed letter (Streamlit puts `st-key-<key>` on
+every keyed widget's container). Keys typed into a text field, or with Ctrl/Alt/Meta,
+are left alone; a disabled button or toggle is not clicked. Rendering it again replaces
+the previous listener: the app's own keys (the sidebar's, :func:`bind_app_keys`) are
+merged into every page's :func:`bind_keys`."""
 
 from __future__ import annotations
 
@@ -31,15 +33,30 @@ def shortcut_script(bindings: Mapping[str, str]) -> str:
     if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
     const key = keys[(ev.key || "").toLowerCase()];
     if (!key) return;
-    const button = doc.querySelector(".st-key-" + key + " button");
-    if (!button || button.disabled) return;
+    const box = doc.querySelector(".st-key-" + key);
+    if (!box) return;
+    const button = box.querySelector("button");
+    const input = box.querySelector("input");
+    const target = button || input;  // a toggle or checkbox: its input takes the click
+    if (!target || target.disabled) return;
     ev.preventDefault();
-    button.click();
+    target.click();
   };
   doc.addEventListener("keydown", doc.bwShortcuts);
 })();
 </script>""" % json.dumps(dict(bindings))
 
 
+_APP_KEYS = "bw_app_keys"
+
+
+def bind_app_keys(bindings: Mapping[str, str]) -> None:
+    """The keys of the app around the pages (the sidebar's), bound now and kept in every
+    page's :func:`bind_keys` of this run."""
+    st.session_state[_APP_KEYS] = dict(bindings)
+    bind_keys({})
+
+
 def bind_keys(bindings: Mapping[str, str]) -> None:
-    st.html(shortcut_script(bindings), unsafe_allow_javascript=True)
+    merged = {**st.session_state.get(_APP_KEYS, {}), **bindings}
+    st.html(shortcut_script(merged), unsafe_allow_javascript=True)

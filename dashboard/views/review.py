@@ -1,8 +1,11 @@
 """Review: the ranger's queue (shadow.review_queue), one frame at a time, large, with the
 model's label and score, the camera, the time, the site's stage and what the verdict
-will do. Confirm / dismiss / bear missed / undo by button or by key (c, d, m, u).
-Reads come from dashboard.queries.review; the verdict functions (shadow.verdicts) check
-the role and apply the stage rules."""
+will do. Confirm / dismiss / bear missed / undo by button or by key (c, d, m, u); next and
+previous (n, p) move through the queue without deciding (the position is kept in the
+session: the frame shown, else its place); a burst of open flags at one camera is
+dismissed in one action after a confirmation (b, then y or x; shadow.bursts), and undo
+right after it takes back the whole burst. Reads come from dashboard.queries; the verdict
+functions (shadow.verdicts, shadow.bursts) check the role and apply the stage rules."""
 
 from __future__ import annotations
 
@@ -15,14 +18,31 @@ from bearwatch.errors import BearwatchError
 from bearwatch.schema import Role, Verdict, utcnow
 from bearwatch.users import set_preference
 from dashboard.context import factory, page_actor, settings, site_names_cached, when, when_hover
+from dashboard.frame_context_view import show_frame_context
 from dashboard.keys import bind_keys
+from dashboard.queries.bursts import BURST_WINDOW, burst_of
 from dashboard.queries.review import SITE_PREFERENCE, remembered_site, review_queue_page
 from shadow.alert_rules import EFFECT_TEXT
+from shadow.bursts import BurstResult, dismiss_burst, undo_burst
 from shadow.review_queue import QueueReason
 from shadow.verdicts import UNDO_WINDOW_S, submit_verdict, undo_last_verdict
 
 FLASH = "review_flash"
 ALL_SITES = "all sites"
+AT = "review_at"  # the frame id on screen (None: the one at AT_INDEX)
+AT_INDEX = "review_index"  # its place in the queue
+ARMED = "review_burst_armed"  # (frame id, the burst's frame ids) awaiting the ranger's yes
+LAST_BURST = "review_last_burst"  # the burst dismiss undo would take back
+KEY_LEGEND = ("Keys: **c** confirm · **d** dismiss · **m** missed · **u** undo · **n** next · **p** previous · "
+              "**b** dismiss the burst, then **y** yes / **x** cancel · **t** dark theme")
+# Large targets for gloves and tired eyes: the verdict buttons are big.
+BIG_BUTTONS = """<style>
+.st-key-review_confirm button, .st-key-review_dismiss button, .st-key-review_missed button,
+.st-key-review_burst button, .st-key-review_burst_yes button {
+  min-height: 3.6rem; font-size: 1.25rem; font-weight: 600; }
+.st-key-review_undo button, .st-key-review_prev button, .st-key-review_next button,
+.st-key-review_burst_no button { min-height: 3rem; font-size: 1.1rem; }
+</style>"""
 
 actor = page_actor(Role.RANGER)
 
@@ -43,19 +63,60 @@ def _decide(frame_id: int, verdict: Verdict) -> None:
         st.session_state[FLASH] = ("error", str(exc))
     else:
         st.session_state[FLASH] = ("success", f"frame {frame_id}: {verdict.value} — {EFFECT_TEXT[result.effect]} (u to undo)")
+        st.session_state[AT] = None  # the frame leaves the queue: the next one takes its place
+        st.session_state.pop(LAST_BURST, None)
 
 
 def _undo() -> None:
+    burst: BurstResult | None = st.session_state.pop(LAST_BURST, None)
     try:
+        if burst is not None:  # right after a burst dismiss: the whole burst
+            undone = undo_burst(factory(), actor, burst, utcnow())
+            st.session_state[FLASH] = ("info", f"undone: the burst dismiss of {undone} frame(s); their alerts are held again")
+            st.session_state[AT] = burst.dismissed[-1]
+            return
         result = undo_last_verdict(factory(), actor, utcnow())
     except BearwatchError as exc:
         st.session_state[FLASH] = ("error", str(exc))
     else:
         st.session_state[FLASH] = ("info", f"undone: frame {result.frame_id} '{result.verdict.value}' ({result.reverted})")
+        st.session_state[AT] = result.frame_id  # back on screen: the frame just undone
+
+
+def _move(frame_id: int, index: int) -> None:
+    st.session_state[AT], st.session_state[AT_INDEX] = frame_id, index
+    st.session_state.pop(ARMED, None)
+
+
+def _arm(frame_id: int, frame_ids: tuple[int, ...]) -> None:
+    st.session_state[ARMED] = (frame_id, frame_ids)
+
+
+def _disarm() -> None:
+    st.session_state.pop(ARMED, None)
+
+
+def _dismiss_burst() -> None:
+    armed = st.session_state.pop(ARMED, None)
+    if armed is None:
+        return
+    frame_id, frame_ids = armed
+    try:
+        result = dismiss_burst(factory(), frame_id, frame_ids, actor, utcnow())
+    except BearwatchError as exc:
+        st.session_state[FLASH] = ("error", str(exc))
+        return
+    held = f"; held alert(s) {', '.join(map(str, result.suppressed_alerts))} suppressed" if result.suppressed_alerts else ""
+    skipped = f"; {len(result.skipped)} were decided meanwhile and left as they are" if result.skipped else ""
+    st.session_state[FLASH] = ("success", f"dismissed {len(result.dismissed)} frame(s), one verdict each{held}{skipped} "
+                                          "(u undoes the whole burst)")
+    st.session_state[LAST_BURST] = result
+    st.session_state[AT] = None
 
 
 
 def _remember_site() -> None:
+    st.session_state[AT], st.session_state[AT_INDEX] = None, 0  # a new queue starts at its head
     with write_transaction(factory()) as session:
         set_preference(session, actor.name, SITE_PREFERENCE, st.session_state["review_site"])
 
@@ -83,18 +144,20 @@ if not queue:
     bind_keys({"u": "review_undo"})
     st.stop()
 
-item = queue[0]
+# The position: the frame on screen if it is still in the queue, else the one now in its place.
+ids = [i.frame_id for i in queue]
+at = st.session_state.get(AT)
+index = ids.index(at) if at in ids else min(int(st.session_state.get(AT_INDEX, 0)), len(queue) - 1)
+st.session_state[AT], st.session_state[AT_INDEX] = ids[index], index
+item = queue[index]
+st.html(BIG_BUTTONS)
 pending = sum(1 for i in queue if i.reason is QueueReason.PENDING_ALERT)
 st.caption(f"{waiting} in the queue" + (f" · {pending} held alert(s) waiting" if pending else "")
            + (f" · the next {len(queue)} below" if waiting > len(queue) else ""))
 
 left, right = st.columns([3, 1])
-with left:
-    path = settings().frames_dir / item.path
-    if path.is_file():
-        st.image(str(path), width="stretch")
-    else:
-        st.warning(f"frame file missing: {item.path}")
+with left:  # the frame with zoom and heat map, its neighbours, the camera's score (dashboard.frame_context_view)
+    show_frame_context(item.frame_id, item.path, item.site)
 with right:
     label = item.model_label or "no prediction"
     score = "—" if item.model_score is None else f"{item.model_score:.2f}"
@@ -121,9 +184,37 @@ with right:
               on_click=_decide, args=(item.frame_id, Verdict.MISSED))
     st.button("Undo my last verdict (u)", key="review_undo", width="stretch", on_click=_undo,
               help=f"within {UNDO_WINDOW_S:g} s, unless its alert has already gone out")
-bind_keys({"c": "review_confirm", "d": "review_dismiss", "m": "review_missed", "u": "review_undo"})
+    prev, nxt = st.columns(2)
+    prev.button("◀ Previous (p)", key="review_prev", width="stretch", disabled=index == 0,
+                on_click=_move, args=(ids[max(index - 1, 0)], max(index - 1, 0)))
+    nxt.button("Next (n) ▶", key="review_next", width="stretch", disabled=index >= len(queue) - 1,
+               on_click=_move, args=(ids[min(index + 1, len(ids) - 1)], min(index + 1, len(ids) - 1)))
+    st.caption(f"frame {index + 1} of the {len(queue)} shown; next and previous decide nothing")
+    if flagged:
+        with factory()() as session:
+            burst = burst_of(session, item.frame_id)
+        armed = st.session_state.get(ARMED)
+        minutes = f"{BURST_WINDOW.total_seconds() / 60:g} min"
+        if armed is not None and armed[0] == item.frame_id:
+            count = len(armed[1])
+            st.warning(f"Dismiss all {count} open flags of {item.camera} within {minutes} of this frame, one verdict each? "
+                       "Held alerts among them are suppressed, as a single dismiss would.")
+            new = len(set(burst.frame_ids) - set(armed[1]))
+            if new:
+                st.caption(f"{new} new flag(s) arrived since you asked: they stay in the queue")
+            st.button(f"Yes, dismiss all {count} (y)", key="review_burst_yes", type="primary", width="stretch",
+                      on_click=_dismiss_burst)
+            st.button("Cancel (x)", key="review_burst_no", width="stretch", on_click=_disarm)
+        elif burst.others and item.frame_id in burst.frame_ids:
+            st.caption(f"This camera has {burst.others} more open flag(s) within {minutes} of this frame")
+            st.button(f"Dismiss all {len(burst.frame_ids)} (b)", key="review_burst", width="stretch",
+                      on_click=_arm, args=(item.frame_id, burst.frame_ids),
+                      help="asks first; frames another ranger judged stay in the queue")
+    st.caption(KEY_LEGEND)
+bind_keys({"c": "review_confirm", "d": "review_dismiss", "m": "review_missed", "u": "review_undo",
+           "n": "review_next", "p": "review_prev", "b": "review_burst", "y": "review_burst_yes", "x": "review_burst_no"})
 
-rest = queue[1:]
+rest = queue[index + 1:]
 if rest:
     st.subheader("Next in the queue")
     st.dataframe(

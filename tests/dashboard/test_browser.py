@@ -2,8 +2,8 @@
 `bearwatch dashboard` process on a loopback port, on a seeded SQLite park (plus sites
 with simulated history). A ranger logs in with the keyboard and watches the live wall;
 an admin opens every page; a ranger confirms a held alert with the keyboard's `c`; ops
-promote a site whose gate passes. Each page is screenshotted to
-docs/screenshots/<page>.png (committed; the README shows them)."""
+promote a site whose gate passes. Each page is screenshotted (to the test's tmp_path: the
+README's screenshots in docs/screenshots/ come from the demo, by scripts/screenshots.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from tests.ingest.helpers import free_port
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 
@@ -85,8 +84,9 @@ def _open(page: object, link: str, heading: str) -> None:
     page.get_by_role("heading", name=heading).wait_for()  # type: ignore[attr-defined]
 
 
-def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str, metrics_port: int) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str, metrics_port: int, tmp_path: Path) -> None:
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
     with playwright_sync.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 860})
@@ -101,7 +101,7 @@ def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str,
 
         page.goto(f"{dashboard}/")
         page.get_by_label("User name").wait_for()
-        page.screenshot(path=str(SCREENSHOTS / "login.png"))
+        page.screenshot(path=str(shots / "login.png"))
 
         _login(page, "ranger")
         page.locator(".bw-tile").nth(2).wait_for()
@@ -114,7 +114,7 @@ def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str,
         assert "DARK" in page.locator(".bw-dark").inner_text()
         sidebar = page.get_by_test_id("stSidebar").inner_text()
         assert "Cameras" in sidebar and "Users" not in sidebar and "Models" not in sidebar
-        page.screenshot(path=str(SCREENSHOTS / "live-wall.png"))
+        page.screenshot(path=str(shots / "live-wall.png"))
         page.get_by_role("link", name="Recent frames of creek").click()  # the camera's recent frames
         page.get_by_role("heading", name="Latest frames").wait_for()
         page.locator(".bw-tile").first.wait_for()
@@ -137,10 +137,10 @@ def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str,
             else:
                 page.locator(".bw-tile").first.wait_for()
             assert SECRET not in page.content()
-            page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"))
+            page.screenshot(path=str(shots / f"{shot}.png"))
         browser.close()
     for shot in ("login", "live-wall", "latest-frames", "cameras", "rollout", "models", "users"):
-        assert (SCREENSHOTS / f"{shot}.png").stat().st_size > 10_000
+        assert (shots / f"{shot}.png").stat().st_size > 10_000
     # the dashboard process serves its own /metrics: how long each page took, page by page
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
         metrics = resp.read().decode()
@@ -149,11 +149,14 @@ def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str,
 
 
 def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
-    dashboard: str, factory: sessionmaker[Session]
+    dashboard: str, factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     import sqlalchemy as sa
 
     from bearwatch.schema import Decision, Site, StageChange, User, Verdict
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
 
     def verdicts() -> list[Verdict]:  # the ranger's own (the simulated sites have simulated rangers' too)
         with factory() as session:
@@ -169,7 +172,7 @@ def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
         page.get_by_text("confirming sends the alert").wait_for()
         page.get_by_text("held alert").first.wait_for()
         page.get_by_test_id("stImage").first.wait_for()
-        page.screenshot(path=str(SCREENSHOTS / "review.png"))
+        page.screenshot(path=str(shots / "review.png"))
         page.evaluate("document.activeElement && document.activeElement.blur()")  # keys go to the page, not a widget
         page.keyboard.press("c")
         wait_for("the confirm to reach the database", lambda: verdicts() == [Verdict.CONFIRM], timeout=15.0)
@@ -186,7 +189,7 @@ def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
             page.get_by_text(f"{site} is manual").wait_for()
             page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").first.wait_for()
             page.wait_for_timeout(800)  # let the charts finish drawing
-            page.screenshot(path=str(SCREENSHOTS / f"{shot}.png"), full_page=True)
+            page.screenshot(path=str(shots / f"{shot}.png"), full_page=True)
         _open(page, "Rollout", "Rollout")
         _pick(page, "rollout_site", "oak")
         page.get_by_role("heading", name="oak: manual").wait_for()
@@ -201,4 +204,4 @@ def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
         assert (row.to_stage.value, row.actor, row.reason) == ("limited", "ops", "shadow numbers are good")
         browser.close()
     for shot in ("review", "alert-rates", "drift"):
-        assert (SCREENSHOTS / f"{shot}.png").stat().st_size > 10_000
+        assert (shots / f"{shot}.png").stat().st_size > 10_000
