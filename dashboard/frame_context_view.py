@@ -50,6 +50,13 @@ _BLUR_SCRIPT = """<script>(() => {
 })();</script>"""
 
 
+def _step(key: str, options: list[str]) -> None:
+    """The next option of a selectbox, round: what the z and o keys do (a key cannot pick an
+    option of a selectbox, but it can click a button)."""
+    current = st.session_state.get(key)
+    st.session_state[key] = options[(options.index(current) + 1) % len(options)] if current in options else options[1]
+
+
 def _changed() -> None:
     st.session_state[_BLUR] = st.session_state.get(_BLUR + "_count", 0) + 1
     st.session_state[_BLUR + "_count"] = st.session_state[_BLUR]
@@ -180,9 +187,15 @@ def show_frame_context(frame_id: int, path: str, site: str) -> None:
     zoom = ZOOMS[zoom_col.selectbox("Zoom", list(ZOOMS), key="review_zoom", on_change=_changed)]
     focus = focus_col.selectbox("Zoom on", list(FOCUS), key="review_zoom_on", disabled=zoom == 1, on_change=_changed)
     heatmap = ctx.heatmap if ctx is not None else None
-    show_heat = heat_col.toggle("Heat map: where the model looked", key="review_heatmap", disabled=heatmap is None,
+    show_heat = heat_col.toggle("Heat map: where the model looked (h)", key="review_heatmap", disabled=heatmap is None,
                                 on_change=_changed,
                                 help="Grad-CAM of the rollout model, computed by the inference worker for flagged frames")
+    # Single keys for the three (bound on the Review page): z zooms in one step (4x -> 1x),
+    # o moves what the zoom is centred on, h toggles the heat map.
+    zoom_col.button("Zoom (z)", key="review_zoom_step", on_click=_step, args=("review_zoom", list(ZOOMS)),
+                    help="1× → 2× → 3× → 4× → 1×")
+    focus_col.button("Zoom on next (o)", key="review_zoom_on_step", on_click=_step, args=("review_zoom_on", list(FOCUS)),
+                     disabled=zoom == 1)
     changed = st.session_state.pop(_BLUR, 0)
     if changed:
         st.html(_BLUR_SCRIPT % changed, unsafe_allow_javascript=True)

@@ -35,9 +35,8 @@ def shortcut_script(bindings: Mapping[str, str]) -> str:
     if (!key) return;
     const box = doc.querySelector(".st-key-" + key);
     if (!box) return;
-    const button = box.querySelector("button");
-    const input = box.querySelector("input");
-    const target = button || input;  // a toggle or checkbox: its input takes the click
+    // A toggle or checkbox: its input takes the click (its help "?" is a button too).
+    const target = box.querySelector("input[type=checkbox]") || box.querySelector("button");
     if (!target || target.disabled) return;
     ev.preventDefault();
     target.click();

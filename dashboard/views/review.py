@@ -34,7 +34,8 @@ AT_INDEX = "review_index"  # its place in the queue
 ARMED = "review_burst_armed"  # (frame id, the burst's frame ids) awaiting the ranger's yes
 LAST_BURST = "review_last_burst"  # the burst dismiss undo would take back
 KEY_LEGEND = ("Keys: **c** confirm · **d** dismiss · **m** missed · **u** undo · **n** next · **p** previous · "
-              "**b** dismiss the burst, then **y** yes / **x** cancel · **t** dark theme")
+              "**b** dismiss the burst, then **y** yes / **x** cancel · **z** zoom · **o** zoom on next · "
+              "**h** heat map · **t** dark theme")
 # Large targets for gloves and tired eyes: the verdict buttons are big.
 BIG_BUTTONS = """<style>
 .st-key-review_confirm button, .st-key-review_dismiss button, .st-key-review_missed button,
@@ -212,7 +213,8 @@ with right:
                       help="asks first; frames another ranger judged stay in the queue")
     st.caption(KEY_LEGEND)
 bind_keys({"c": "review_confirm", "d": "review_dismiss", "m": "review_missed", "u": "review_undo",
-           "n": "review_next", "p": "review_prev", "b": "review_burst", "y": "review_burst_yes", "x": "review_burst_no"})
+           "n": "review_next", "p": "review_prev", "b": "review_burst", "y": "review_burst_yes", "x": "review_burst_no",
+           "z": "review_zoom_step", "o": "review_zoom_on_step", "h": "review_heatmap"})
 
 rest = queue[index + 1:]
 if rest:

@@ -238,6 +238,14 @@ def test_review_screen_shows_the_strip_the_chart_and_the_heat_map_toggle(
     zoomed_in = _image_urls(app)
     assert len(zoomed_in) == 1 and zoomed_in != plain
     assert not app.exception
+    # The buttons behind the z and o keys step the zoom and its centre, round.
+    app.button(key="review_zoom_step").click().run()
+    assert "zoom 3× on the heat map peak" in page_text(app)
+    app.button(key="review_zoom_on_step").click().run()
+    assert "zoom 3× on the top left" in page_text(app)
+    app.button(key="review_zoom_step").click().run()
+    app.button(key="review_zoom_step").click().run()
+    assert app.selectbox(key="review_zoom").value == "1×" and "× on the" not in page_text(app)  # 4× -> 1×: no zoom
 
     # Dismiss: the next frame (south's audit frame, not flagged) has no heat map to show.
     app.button(key="review_dismiss").click().run()

@@ -1,8 +1,8 @@
 """The Review page's frame context in a real browser (Debian's chromium via Playwright,
 a real `bearwatch dashboard` process, SQLite): a ranger sees the strip of the camera's
 frames (pictures loaded, the frame under review outlined) and the score chart drawn,
-turns the heat map on and zooms with the keyboard only, and the verdict key works right
-after, without touching the mouse."""
+turns the heat map on and zooms with the keyboard only (the widgets, then the single keys
+h, z and o), and the verdict key works right after, without touching the mouse."""
 
 from __future__ import annotations
 
@@ -85,19 +85,31 @@ def test_ranger_sees_the_context_and_zooms_and_decides_with_the_keyboard(
         # The score chart is drawn.
         page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").first.wait_for()
 
-        # Heat map on, from the keyboard: focus the toggle, Space.
+        # Heat map on, from the keyboard: focus the toggle, Space; off and on again with h.
         toggle = page.locator(".st-key-review_heatmap input")
         assert toggle.is_enabled()
         toggle.focus()
         page.keyboard.press("Space")
         page.get_by_text("red is where demo-bear looked most").wait_for()
+        page.wait_for_function("() => { const d = window.parent.document; return d.activeElement === d.body; }")
+        page.keyboard.press("h")
+        page.get_by_text("red is where demo-bear looked most").wait_for(state="detached")
+        page.keyboard.press("h")
+        page.get_by_text("red is where demo-bear looked most").wait_for()
 
         # Zoom 2x from the keyboard: focus the selectbox, type to pick the option, Enter.
+        page.wait_for_function("() => { const d = window.parent.document; return d.activeElement === d.body; }")
         page.locator(".st-key-review_zoom input").focus()
         page.keyboard.type("2")
         page.get_by_role("option", name="2×", exact=True).wait_for()
         page.keyboard.press("Enter")
         page.get_by_text("zoom 2× on the centre").wait_for()
+        # Single keys: z zooms one step further, o centres the zoom on the next spot (the heat map's peak).
+        page.wait_for_function("() => { const d = window.parent.document; return d.activeElement === d.body; }")
+        page.keyboard.press("z")
+        page.get_by_text("zoom 3× on the centre").wait_for()
+        page.keyboard.press("o")
+        page.get_by_text("zoom 3× on the heat map peak").wait_for()
         page.screenshot(path=str(tmp_path / "review-context.png"))
 
         # The focus has left the widgets, so the verdict key works at once.
