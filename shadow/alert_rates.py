@@ -19,7 +19,7 @@ out of the current exposure, and so are its alerts.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Unpack
@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from bearwatch.park_file import Thresholds
 from bearwatch.schema import Alert, Camera, Decision, Frame, Site, Stage
 from shadow.episodes import episode_band, episode_gap_s
+from shadow.lru import LruCache
 from shadow.periods import Period, hour_bucket, latest_manual_period, usable_frame
 from shadow.stats import RateRatio, rate_ratio_test
 from shadow.truth import bear_vote_sql, is_bear_sql
@@ -205,10 +206,12 @@ def _of_site_cameras(session: Session, site: Site, frames: sa.Select[Unpack[tupl
     return sa.select(*of_camera.c).select_from(site_cameras).join(of_camera, sa.true())
 
 
-def _site_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
+def _read_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
     """One key per (camera, clock hour) with a usable frame in [start, end): its hour and
     whether most of its frames are night frames. Aggregated in SQL, so a pass reads one
     row per camera-hour, not every frame (3 weeks x 4 cameras: 2,016 rows, not 1.4M)."""
+    if end <= start:
+        return []
     bucket = hour_bucket(session, Frame.captured_at)
     night = sa.func.sum(sa.case((Frame.is_night.is_(True), 1), else_=0))
     rows = session.execute(_of_site_cameras(session, site, (
@@ -218,6 +221,49 @@ def _site_hours(session: Session, site: Site, start: datetime, end: datetime) ->
     ))).all()
     return [(c, datetime.strptime(str(b)[:13], "%Y-%m-%d %H").replace(tzinfo=timezone.utc), 2 * int(n or 0) > int(k))
             for c, b, n, k in rows]
+
+
+# The camera-hours of a clock hour stop changing once its frames are in, so each process
+# reads a closed hour once: the guard (every minute) and the gates then read only the hours
+# since the last closed one, not the whole baseline and period since promotion (667k frames
+# a pass at a season's 1M). An hour counts as closed SETTLED after it ended, measured from
+# the end of the span asked for; a frame written later still into a closed hour is missed
+# until the process restarts.
+SETTLED = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class _ClosedHours:
+    upto: datetime  # an hour boundary: the keys cover [start, upto)
+    keys: tuple[FrameKey, ...]
+
+
+# Per (database, site, span start, the site's cameras): a camera moved in or out reads again.
+_CLOSED_HOURS: LruCache[Hashable, _ClosedHours] = LruCache(256)
+
+
+def clear_hours_cache() -> None:
+    _CLOSED_HOURS.clear()
+
+
+def _site_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
+    """:func:`_read_hours` of [start, end), the closed hours from this process's cache."""
+    start, end = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (start, end))  # naive is UTC
+    boundary = _hour(end - SETTLED)
+    if boundary <= start:
+        return _read_hours(session, site, start, end)
+    cameras = tuple(session.scalars(sa.select(Camera.id).where(Camera.site_id == site.id).order_by(Camera.id)))
+    key = (str(session.get_bind().engine.url), site.id, start, cameras)
+    cached = _CLOSED_HOURS.get(key)
+    if cached is None:
+        closed = tuple(_read_hours(session, site, start, boundary))
+    elif cached.upto >= boundary:  # asked about an earlier end: its closed hours are all in hand
+        closed = tuple(k for k in cached.keys if k[1] < boundary)
+    else:
+        closed = cached.keys + tuple(_read_hours(session, site, cached.upto, boundary))
+    if cached is None or cached.upto < boundary:
+        _CLOSED_HOURS.put(key, _ClosedHours(boundary, closed))
+    return [*closed, *_read_hours(session, site, boundary, end)]
 
 
 def bear_frames(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:

@@ -15,8 +15,6 @@ drift pass then reads only the current windows.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
 from bearwatch.schema import Camera, CameraHealth, Frame, Prediction, Site
+from shadow.lru import LruCache
 from shadow.periods import usable_frame
 
 OOD_THRESHOLD = 1.0  # inference.ood: 1.0 is as far as the farthest 1% of the reference
@@ -258,9 +257,8 @@ class _Gathered:
         )
 
 
-_CACHE: OrderedDict[Hashable, WindowData] = OrderedDict()  # closed windows read, the most recent last
-_CACHE_SIZE = 512  # windows: a reference per site and rollout model (at most ~3 MB each)
-_CACHE_LOCK = threading.Lock()
+# Closed windows read: a reference per site and rollout model, at most ~3 MB each.
+_CACHE: LruCache[Hashable, WindowData] = LruCache(512)
 
 
 def _streaming_cameras(session: Session, site_ids: set[int]) -> dict[int, tuple[int, ...]]:
@@ -278,8 +276,7 @@ def _streaming_cameras(session: Session, site_ids: set[int]) -> dict[int, tuple[
 
 def clear_cache() -> None:
     """Forget the closed windows read so far."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 def _cache_keys(session: Session, specs: Sequence[WindowSpec], sample_frames: int,
@@ -295,20 +292,12 @@ def _cache_keys(session: Session, specs: Sequence[WindowSpec], sample_frames: in
 
 
 def _cached(keys: dict[int, Hashable]) -> dict[int, WindowData]:
-    with _CACHE_LOCK:
-        found = {i: _CACHE[key] for i, key in keys.items() if key in _CACHE}
-        for i in found:
-            _CACHE.move_to_end(keys[i])
-    return found
+    return {i: window for i, key in keys.items() if (window := _CACHE.get(key)) is not None}
 
 
 def _keep(windows: dict[Hashable, WindowData]) -> None:
-    with _CACHE_LOCK:
-        for key, window in windows.items():
-            _CACHE[key] = window
-            _CACHE.move_to_end(key)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    for key, window in windows.items():
+        _CACHE.put(key, window)
 
 
 def read_windows(session: Session, specs: Sequence[WindowSpec], *, sample_frames: int = SAMPLE_FRAMES,

@@ -5,9 +5,6 @@ the planner's estimate, said so, and the queue stays exact."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -17,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.schema import Frame, FrameQueueEntry, FrameStatus, utcnow
 from bearwatch.status import counts
 from tests.shadow.helpers import add_frame, at, make_park
+from tests.statements import buffers_touched, statements_sent
 
 BIG = 200_000
 
@@ -47,35 +45,6 @@ def test_small_databases_get_exact_counts_by_status(factory: sessionmaker[Sessio
     assert (got.frames, got.predictions, got.flagged, got.approximate) == (7, 3, 1, False)
 
 
-@contextmanager
-def _statements(engine: sa.Engine) -> Iterator[list[tuple[str, object]]]:
-    sent: list[tuple[str, object]] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("SELECT"):
-            sent.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
-def _blocks(engine: sa.Engine, statements: list[tuple[str, object]]) -> int:
-    """Shared buffers (hit + read) the statements touch, by EXPLAIN (ANALYZE, BUFFERS)."""
-    total = 0
-    with engine.connect() as conn:
-        for statement, parameters in statements:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            row = raw.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", parameters).fetchone()  # type: ignore[arg-type]
-            assert row is not None
-            plan = (json.loads(row[0]) if isinstance(row[0], str) else row[0])[0]["Plan"]
-            total += plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
-    return total
-
-
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_big_postgresql_database_is_counted_without_reading_its_frames(
     engine: sa.Engine, factory: sessionmaker[Session]
@@ -91,11 +60,11 @@ def test_a_big_postgresql_database_is_counted_without_reading_its_frames(
         conn.execute(sa.text("ANALYZE frames"))
         frame_pages = conn.scalar(sa.text("SELECT relpages FROM pg_class WHERE relname = 'frames'"))
     pending = [_pending_frame(factory, cam, -1 - i) for i in range(4)]
-    with factory() as session, _statements(engine) as sent:
+    with factory() as session, statements_sent(engine) as sent:
         got = counts(session, exact_limit=BIG // 2)
     assert got.approximate
     assert abs(got.frames - BIG) < BIG * 0.05
     assert got.frames_by_status == {"pending": len(pending), "claimed": 0}  # exact; scored/failed left out
-    touched = _blocks(engine, sent)
+    touched = buffers_touched(engine, sent)
     assert frame_pages > 1_000
     assert touched < 100, f"status read {touched} blocks; frames alone has {frame_pages} pages"

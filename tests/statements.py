@@ -1,0 +1,56 @@
+"""What code sends to the database, for tests that bound its work: the statements with
+their parameters as the driver sends them, and on PostgreSQL the shared buffers that the
+reading ones touch (EXPLAIN (ANALYZE, BUFFERS): pages read or found in cache, which does
+not depend on the machine's load)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+
+@dataclass(frozen=True)
+class Sent:
+    sql: str
+    parameters: Any
+
+    @property
+    def reads(self) -> bool:
+        return self.sql.lstrip().upper().startswith(("SELECT", "WITH"))
+
+
+@contextmanager
+def statements_sent(engine: sa.Engine) -> Iterator[list[Sent]]:
+    """Every statement the engine sends while the block runs."""
+    sent: list[Sent] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        sent.append(Sent(statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def buffers_touched(engine: sa.Engine, sent: Iterable[Sent]) -> int:
+    """Shared buffers (hit + read) the reading statements touch, run again under EXPLAIN
+    (ANALYZE, BUFFERS) on PostgreSQL."""
+    total = 0
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for statement in sent:
+            if not statement.reads:
+                continue
+            row = raw.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement.sql}", statement.parameters).fetchone()
+            assert row is not None
+            plan = (json.loads(row[0]) if isinstance(row[0], str) else row[0])[0]["Plan"]
+            total += plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
+    return total
