@@ -39,6 +39,16 @@ def statements_sent(engine: sa.Engine) -> Iterator[list[Sent]]:
         sa.event.remove(engine, "before_cursor_execute", record)
 
 
+@contextmanager
+def sql_sent(engine: sa.Engine) -> Iterator[list[str]]:
+    """The SQL text of every statement the engine sends while the block runs; the list is
+    filled when the block ends."""
+    texts: list[str] = []
+    with statements_sent(engine) as sent:
+        yield texts
+    texts.extend(statement.sql for statement in sent)
+
+
 def buffers_touched(engine: sa.Engine, sent: Iterable[Sent]) -> int:
     """Shared buffers (hit + read) the reading statements touch, run again under EXPLAIN
     (ANALYZE, BUFFERS) on PostgreSQL."""

@@ -6,8 +6,6 @@ whatever the page."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -28,6 +26,7 @@ from dashboard.queries.history import (
 )
 from ingest.cameras import add_camera
 from shadow.sites import add_site, set_rollout_model
+from tests.statements import sql_sent
 
 # 2026-11-28 12:00 UTC is 05:00 in Denver (MST, UTC-7): 12 frames per camera, every 30 min
 # from then, all on Denver's 28 November.
@@ -80,20 +79,6 @@ def _build(factory: sessionmaker[Session]) -> Frames:
                     session.add(Decision(frame_id=f.id, reviewer_id=user_id, verdict=verdict, decided_at=at + timedelta(minutes=5)))
                     out.verdicts[f.id] = verdict
     return out
-
-
-@contextmanager
-def _counting(engine: sa.Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
 
 
 def _walk(session: Session, flt: HistoryFilter, page_size: int, scan: int = 2000) -> tuple[list[int], list[HistoryPage]]:
@@ -174,7 +159,7 @@ def test_a_page_looks_at_a_bounded_number_of_frames_in_the_same_few_statements(f
     engine = factory.kw["bind"]
     for flt in (HistoryFilter(verdict=VerdictFilter.CONFIRMED), HistoryFilter(site="north", verdict=VerdictFilter.CONFIRMED)):
         with factory() as session:
-            with _counting(engine) as statements:
+            with sql_sent(engine) as statements:
                 ids, pages = _walk(session, flt, page_size=50, scan=5)
             expected = [f for f in confirmed if flt.site is None or f not in frames.by_camera["shore"]]
             assert ids == _newest_first(frames, expected)

@@ -6,8 +6,6 @@ the ranger saw the count, other cameras and frames outside the window are untouc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,6 +36,7 @@ from shadow.bursts import dismiss_burst, find_burst, undo_burst
 from shadow.rollout import record_stage_change
 from shadow.sites import add_site, get_site, set_rollout_model
 from shadow.verdicts import submit_verdict
+from tests.statements import sql_sent
 
 ANN, BOB = Actor("ann", Role.RANGER), Actor("bob", Role.RANGER)
 
@@ -83,20 +82,6 @@ def _park(factory: sessionmaker[Session], now: datetime, flags: int, stage: Stag
     return Park(ids, late, quiet, other)
 
 
-@contextmanager
-def _counting(engine: sa.Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
-
-
 def _work(statements: list[str]) -> int:
     """Statements that read or write rows (not BEGIN, SET, PRAGMA, nor PostgreSQL's alerts lock)."""
     return sum(1 for s in statements
@@ -132,7 +117,7 @@ def test_a_burst_of_20_flags_is_dismissed_in_one_action_one_row_per_frame(factor
 
     # bob's confirm released the held alert; dismisses then change no alert (as one by one).
     engine = factory.kw["bind"]
-    with _counting(engine) as statements:
+    with sql_sent(engine) as statements:
         result = dismiss_burst(factory, park.branch[-1], burst.frame_ids, ANN, now)
     assert list(result.dismissed) == expected and result.skipped == () and result.suppressed_alerts == ()
     ann = [(f, v) for f, n, v in _verdicts(factory) if n == "ann"]
@@ -198,7 +183,7 @@ def test_the_same_few_statements_for_3_and_for_37_flags(factory: sessionmaker[Se
         with factory() as session:
             burst = find_burst(session, frames[0], window=timedelta(hours=1))
         ids = [f for f in burst.frame_ids if f in frames]
-        with _counting(engine) as statements:
+        with sql_sent(engine) as statements:
             result = dismiss_burst(factory, frames[0], ids, ANN, now, window=timedelta(hours=1))
         assert list(result.dismissed) == frames
         counts.append(_work(statements))

@@ -10,11 +10,8 @@ round trip per transaction, the same for every page.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import Actor
@@ -27,6 +24,7 @@ from shadow.review_queue import QueueReason, review_queue
 from shadow.sites import get_site
 from shadow.verdicts import submit_verdict
 from tests.shadow.helpers import Park, add_channel, add_frame, add_user, at, make_park
+from tests.statements import sql_sent
 
 ROUND_TRIP_MAX = 10
 NOW = at(10_000)
@@ -100,20 +98,6 @@ def _expected(frames: Frames) -> list[tuple[int, QueueReason]]:
     ]
 
 
-@contextmanager
-def _counting(engine: sa.Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
-
-
 def _work(statements: list[str]) -> list[str]:
     return [s for s in statements if not s.lstrip().upper().startswith(SET_UP)]
 
@@ -126,7 +110,7 @@ def _page(factory: sessionmaker[Session], ranger: Actor, now: datetime) -> Revie
 def _round_trip(factory: sessionmaker[Session], ranger: Actor, frame_id: int, verdict: Verdict, now: datetime,
                 expect: Effect) -> tuple[list[str], ReviewQueue]:
     """A verdict and the page's next queue over all sites: their statements and the queue."""
-    with _counting(factory.kw["bind"]) as statements:
+    with sql_sent(factory.kw["bind"]) as statements:
         result = submit_verdict(factory, frame_id, ranger, verdict, now)
         page = _page(factory, ranger, now)
     assert result.effect is expect
@@ -192,7 +176,7 @@ def test_the_rollout_page_lists_any_number_of_sites_in_two_statements(factory: s
     parks = _add_sites(factory, 0, 3)
 
     def listed() -> tuple[int, list[tuple[str, str, tuple[str, ...]]]]:
-        with _counting(engine) as statements, factory() as session:
+        with sql_sent(engine) as statements, factory() as session:
             rows = site_rollouts(session, NOW)
         return len(_work(statements)), [(r.site, r.trial_scope, r.cameras) for r in rows]
 
