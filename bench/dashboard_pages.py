@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from bench.demo_park import (
     database_url,
     free_port,
     running_demo,
+    wait_healthy,
 )
 from dashboard.app import visible_pages
 
@@ -102,16 +102,7 @@ def _dashboard(env: dict[str, str]) -> Iterator[tuple[str, int]]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                    if resp.read() == b"ok":
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the dashboard did not start") from None
-                time.sleep(0.3)
+        wait_healthy(url, proc, time.monotonic() + 120, "the dashboard did not start")
         yield url, _streamlit_pid(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)

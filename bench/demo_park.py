@@ -109,6 +109,20 @@ def add_role_users(url: str, users: dict[Role, str] = ROLE_USERS) -> None:
         engine.dispose()
 
 
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline: float, failure: str) -> None:
+    """Until Streamlit's health check at ``url`` answers ok; SystemExit(``failure``) if the
+    process ends or ``deadline`` (time.monotonic) passes first."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.read() == b"ok":
+                    return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(failure) from None
+            time.sleep(0.3)
+
+
 @contextmanager
 def running_demo(data_dir: Path, *, database_url_: str | None = None, dashboard_port: int | None = None,
                  timeout_s: float = 3600) -> Iterator[Demo]:
@@ -144,15 +158,7 @@ def running_demo(data_dir: Path, *, database_url_: str | None = None, dashboard_
                 raise SystemExit(f"the demo had no live frames after {timeout_s:.0f} s; see {log.name}")
             time.sleep(1)
         if url is not None:
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                        if resp.read() == b"ok":
-                            break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"the demo's dashboard did not start; see {log.name}") from None
-                    time.sleep(0.3)
+            wait_healthy(url, proc, deadline, f"the demo's dashboard did not start; see {log.name}")
         print("the demo is live", file=sys.stderr)
         yield Demo(data_dir, env, url)
     finally:
