@@ -18,7 +18,8 @@ from bearwatch.errors import ModelError
 from bearwatch.schema import Frame, FrameQueueEntry, FrameStatus, ModelRole, ModelVersion, Prediction
 from inference.queue import claim_batch, commit_results
 from inference.registry import load_model
-from inference.worker import InferenceWorker, WorkerOptions, score_prepared
+from inference.scoring import score_prepared
+from inference.worker import InferenceWorker, WorkerOptions
 from ingest.store import FrameStore
 from tests.conftest import wait_for
 from tests.inference.helpers import SPEC, register, store_frames_at
