@@ -97,6 +97,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def by_socket_timeout(exc: BaseException) -> bool:
+    """Whether the client's own socket timeout ended the exchange. smtplib turns a timed-out
+    read of the reply into SMTPServerDisconnected("Connection unexpectedly closed: timed
+    out"), the TimeoutError kept as its context: on a busy machine that timeout can go off
+    before the deadline's timer thread runs, and ops must read the same message either way."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+
+
 def scrub(text: str, url: str, environ: Mapping[str, str]) -> str:
     """URLs redacted, and every secret the url's placeholders resolve to masked wherever it
     appears (a server may echo what it was sent)."""
@@ -141,7 +149,7 @@ def send_email(url: str, payload: Mapping[str, Any], *, frames_dir: Path | None 
             except (smtplib.SMTPException, OSError):
                 pass  # the message was accepted: a lost goodbye is no failure
         except (smtplib.SMTPException, OSError) as exc:
-            if cutter is not None and cutter.timed_out(isinstance(exc, TimeoutError)):
+            if cutter is not None and cutter.timed_out(by_socket_timeout(exc)):
                 raise SmtpDeadlineExceeded(f"no complete answer from {where} within {cutter.limit_s:g} s") from None
             raise RuntimeError(scrub(f"{where}: {_describe(exc)}", url, environ)) from None
         finally:

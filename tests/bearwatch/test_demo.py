@@ -88,8 +88,13 @@ def test_demo_serves_the_dashboard_and_stops_cleanly_on_sigterm(
         [sys.executable, "-m", "bearwatch", "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline, health = time.monotonic() + 120, ""
+        # Generous: on a loaded machine the demo seeds its park before the dashboard starts.
+        # A demo that died is reported at once, with its output.
+        deadline, health = time.monotonic() + 300, ""
         while time.monotonic() < deadline and health != "ok":
+            if proc.poll() is not None:
+                pytest.fail(f"the demo exited ({proc.returncode}) before its dashboard answered: "
+                            f"{(proc.stdout.read() if proc.stdout else '')[-3000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
                     health = resp.read().decode()

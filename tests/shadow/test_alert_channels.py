@@ -206,6 +206,38 @@ def test_a_hung_mail_server_delays_no_webhook(
         hung.stop()
 
 
+def test_a_timed_out_mail_server_reads_the_same_when_the_deadline_timer_runs_late(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On a busy machine smtplib's own socket timeout can end the exchange before the deadline's
+    timer thread runs; ops must still read "no complete answer", not smtplib's wording. The late
+    timer is simulated (its thread cannot be delayed on purpose here): it fires 30 s after the
+    deadline, so only the socket timeout ends the exchange."""
+    from contextlib import contextmanager
+
+    import shadow.email_channel as email_channel
+
+    real_cut_after = email_channel.cut_after
+
+    @contextmanager
+    def late_cutter(limit_s: float, find_socket=None):  # type: ignore[no-untyped-def]
+        with real_cut_after(limit_s + 30, find_socket) as cutter:
+            cutter.limit_s = limit_s
+            yield cutter
+
+    monkeypatch.setattr(email_channel, "cut_after", late_cutter)
+    hung = HungServer("silent")
+    payload = {"idempotency_key": "flag:1", "unconfirmed": False, "late": False, "alert_id": 1, "site": "north",
+               "camera": "cam0", "frame_id": 1, "captured_at": at(0).isoformat(), "frame_path": "1.jpg",
+               "score": 0.9, "stage": "expanded", "source": "model", "model_version_id": 1, "flag_count": 1,
+               "created_at": at(0).isoformat()}
+    try:
+        with pytest.raises(email_channel.SmtpDeadlineExceeded, match=r"no complete answer from smtp server 127\.0\.0\.1"):
+            email_channel.send_email(smtp_url(hung.port), payload, frames_dir=tmp_path, deadline_s=0.5)
+    finally:
+        hung.stop()
+
+
 def test_slack_and_home_assistant_webhooks_get_their_documented_bodies(
     factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
