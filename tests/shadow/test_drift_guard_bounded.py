@@ -25,6 +25,7 @@ from shadow import drift, guard
 from shadow.loop import run_drift_checks
 from shadow.rollout import record_stage_change
 from tests.shadow.scenario import SMALL
+from tests.statements import sql_sent
 
 NOW = datetime.fromisoformat("2026-06-20T00:00:00+00:00")
 DAY = timedelta(days=1)
@@ -85,20 +86,6 @@ def _rows_read(factory: sessionmaker[Session]) -> Iterator[list[int]]:
         sa.event.remove(factory, "do_orm_execute", count)
 
 
-@contextmanager
-def _statements(engine: sa.Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        seen.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", grab)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", grab)
-
-
 def test_drift_reads_the_same_bounded_sample_after_ten_times_the_history(
     factory: sessionmaker[Session], tmp_path: Path,
 ) -> None:
@@ -150,7 +137,7 @@ def test_the_drift_pass_runs_the_same_statements_for_one_site_as_for_four(
             for i in range(sites):
                 site = _manual_site(session, f"s{sites}-{i}", NOW - 3 * DAY, tmp_path, cameras=1)
                 _fill(session, site, NOW - 3 * DAY, NOW, timedelta(minutes=20), seed=10 * sites + i)
-        with _statements(engine) as seen:
+        with sql_sent(engine) as seen:
             run_drift_checks(factory, NOW)
         with factory.begin() as session:
             stored = session.scalar(sa.select(sa.func.count()).select_from(DriftEvent))

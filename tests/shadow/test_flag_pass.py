@@ -4,9 +4,8 @@ out of id order still handled, and no re-reading of old, handled flags (issue 13
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +34,7 @@ from shadow.alerts import process_flag, process_new_flags
 from shadow.flag_cursor import advance, open_cursor
 from shadow.verdicts import submit_verdict
 from tests.shadow.helpers import T0, Park, add_channel, add_frame, add_prediction, add_user, at, make_park
+from tests.statements import Sent, statements_sent
 
 COOLDOWN_S = 300
 VISIT = 4  # flags per visit of an animal at a camera, 90 s apart: one alert each
@@ -83,29 +83,14 @@ def _committed_state(factory: sessionmaker[Session]) -> dict[str, Any]:
 # -- counting statements -----------------------------------------------------------------
 
 
-@dataclass
-class Recorded:
-    statements: list[tuple[str, Any]] = field(default_factory=list)
-
-    def reads_of_new_flags(self) -> list[tuple[str, Any]]:
-        """The pass's reads of flagged predictions (the batch query)."""
-        return [(s, p) for s, p in self.statements
-                if s.lstrip().upper().startswith("SELECT") and "alert_flags" in s and "FROM predictions" in s]
+def reads_of_new_flags(sent: list[Sent]) -> list[tuple[str, Any]]:
+    """The pass's reads of flagged predictions (the batch query)."""
+    return [(s.sql, s.parameters) for s in sent
+            if s.sql.lstrip().upper().startswith("SELECT") and "alert_flags" in s.sql and "FROM predictions" in s.sql]
 
 
-@contextmanager
-def recorded(factory: sessionmaker[Session]) -> Iterator[Recorded]:
-    engine = factory.kw["bind"]
-    record = Recorded()
-
-    def on_execute(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        record.statements.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", on_execute)
-    try:
-        yield record
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", on_execute)
+def recorded(factory: sessionmaker[Session]) -> AbstractContextManager[list[Sent]]:
+    return statements_sent(factory.kw["bind"])
 
 
 # -- a park with every stage ---------------------------------------------------------------
@@ -173,7 +158,7 @@ def test_a_pass_over_many_flags_takes_a_constant_number_of_statements(factory: s
         expected = _per_flag_reference(factory, now, None)
         with recorded(factory) as record:
             reports.append(process_new_flags(factory, now, max_age_s=None))
-        counts.append(len(record.statements))
+        counts.append(len(record))
         assert _committed_state(factory) == expected  # the same alerts as the per-flag rules
     assert counts[0] == counts[1] <= PASS_STATEMENTS_MAX, counts
 
@@ -334,9 +319,9 @@ def test_a_pass_does_not_read_old_handled_flags(factory: sessionmaker[Session], 
                 session.execute(sa.text("ANALYZE"))
         with recorded(factory) as record:
             assert process_new_flags(factory, at(start + n + 2000), max_age_s=None).flags == 0
-        statements.append(len(record.statements))
+        statements.append(len(record))
         if postgresql:
-            (statement, parameters), = record.reads_of_new_flags()
+            (statement, parameters), = reads_of_new_flags(record)
             reads.append(_rows_read(factory, statement, parameters))
     assert statements[0] == statements[1]
     if reads:  # rows PostgreSQL read: none of the handled flags (the per-flag pass read them all)
@@ -354,7 +339,7 @@ def test_the_read_of_new_flags_uses_the_partial_index(factory: sessionmaker[Sess
     add_frame(factory, park.cameras[0], at(0), model_id=park.model_id, score=0.9)
     with recorded(factory) as record:
         process_new_flags(factory, at(100), max_age_s=None)
-    (statement, parameters), = record.reads_of_new_flags()
+    (statement, parameters), = reads_of_new_flags(record)
     with factory() as session:
         conn = session.connection()
         if conn.dialect.name == "postgresql":

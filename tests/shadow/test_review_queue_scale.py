@@ -7,7 +7,6 @@ statement reads the flags and the audit sample through the partial indexes of mi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from bearwatch.schema import Frame, FrameStatus, Prediction, Stage
 from shadow import audit_design
 from shadow.review_queue import FRESH_FLAG, QueueReason, review_queue_and_size
 from tests.shadow.helpers import T0, add_user, make_park
+from tests.statements import statements_sent
 
 EVERY = timedelta(seconds=10)
 PER_CAMERA = 1500  # two cameras: 3,000 frames in the last ~4 hours, 30 of them flagged
@@ -56,20 +56,6 @@ def _fill(factory: sessionmaker[Session]) -> tuple[list[int], list[int], dict[in
     return flagged, audit, {f["id"]: f["captured_at"] for f in frames}
 
 
-@contextmanager
-def _statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        seen.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", grab)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", grab)
-
-
 def _scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield plan
     for child in plan.get("Plans", []):
@@ -86,14 +72,14 @@ def test_a_busy_window_queues_fresh_flags_older_flags_then_the_audit_sample(
     expected = ([(f, QueueReason.FLAGGED) for f in fresh + older]
                 + [(f, QueueReason.AUDIT) for f in sorted(audit, key=lambda f: captured[f])])
     assert len(flagged) == 30 and 30 < len(audit) < 150
-    with _statements(engine) as seen, factory() as session:
+    with statements_sent(engine) as seen, factory() as session:
         items, waiting = review_queue_and_size(session, ana, NOW)
     assert [(i.frame_id, i.reason) for i in items] == expected[:50]
     assert waiting == len(expected)
     if engine.dialect.name != "postgresql":
         return
     # The queue's statement again under EXPLAIN, planned as the queue plans it.
-    statement, parameters = max(((s, p) for s, p in seen if not s.lstrip().upper().startswith("SET")),
+    statement, parameters = max(((st.sql, st.parameters) for st in seen if not st.sql.lstrip().upper().startswith("SET")),
                                 key=lambda sp: len(sp[0]))
     with engine.connect() as conn, conn.begin() as transaction:
         conn.exec_driver_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
