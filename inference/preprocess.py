@@ -7,6 +7,10 @@ augmentations. We run the item transforms with fastai's own objects on PIL image
 worker threads (so every resize method is exactly fastai's), keep the batch in uint8
 until it is on the device, and do the float conversion and normalisation there with the
 same operations in the same order, so fp32 results match ``learn.predict``.
+
+The tensor ("fast") path (inference.tensor_preprocess) replaces the item transforms with
+torchvision decode and tensor resize where the pipeline is one it can reproduce
+(``Preprocessor.tensor_resize``), within a measured tolerance of this exact path.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from PIL import Image
 
 from bearwatch.errors import ModelError
+from inference.tensor_preprocess import TensorResize, tensor_resize_for
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,9 @@ class Preprocessor:
     item_pipeline: Any  # fastai Pipeline (valid split), PIL image -> uint8 CHW TensorImage
     batch_steps: tuple[BatchStep, ...]
     key: str  # models with equal keys share the resized tensors
+    # The item pipeline as tensor ops for the fast path; None: only the exact path (and why).
+    tensor_resize: TensorResize | None = None
+    tensor_refusal: str = ""
 
     def item(self, image: Image.Image) -> torch.Tensor:
         from fastai.vision.core import PILImage  # fastai is heavy: loaded only where a model is used
@@ -88,5 +96,7 @@ def preprocessor_for(learner: Any) -> Preprocessor:
     # Resize crop at the centre instead of at random.
     item_pipeline = copy.copy(valid.after_item)
     item_pipeline.split_idx = 1
+    tensor_resize, refusal = tensor_resize_for(item_pipeline)
     # fastai's repr names every item transform with its settings (size, method, pad mode).
-    return Preprocessor(item_pipeline=item_pipeline, batch_steps=tuple(steps), key=repr(item_pipeline))
+    return Preprocessor(item_pipeline=item_pipeline, batch_steps=tuple(steps), key=repr(item_pipeline),
+                        tensor_resize=tensor_resize, tensor_refusal=refusal)

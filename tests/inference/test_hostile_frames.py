@@ -7,6 +7,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,8 +23,10 @@ def _failures(reason: str) -> float:
     return REGISTRY.get_sample_value("bearwatch_inference_failures_total", {"reason": reason}) or 0.0
 
 
+# Both preprocessing paths read and check the file the same way before any decoder runs.
+@pytest.mark.parametrize("preprocess", ["exact", "fast"])
 def test_a_hostile_stored_frame_fails_alone_and_the_others_are_scored(
-    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path, preprocess: str
 ) -> None:
     store = FrameStore(tmp_path / "frames")
     ids = store_frames_at(factory, store, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
@@ -39,7 +42,8 @@ def test_a_hostile_stored_frame_fails_alone_and_the_others_are_scored(
     register(factory, model_export_path)
     before = {reason: _failures(reason) for reason in ("too_large", "decode")}
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker = InferenceWorker(factory, store.root, WorkerOptions(device="cpu", max_attempts=1, decode_threads=2))
+    worker = InferenceWorker(factory, store.root, WorkerOptions(device="cpu", max_attempts=1, decode_threads=2,
+                                                                    preprocess=preprocess))
     worker.refresh_models()
     assert worker.run_once() == len(ids)  # one batch: the hostile frames did not stop it
     worker.close()
