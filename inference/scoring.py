@@ -1,5 +1,7 @@
-"""Scoring a decoded batch with every active model: the rows to commit and the heat maps
-of flagged frames. The worker's loop (inference.worker) claims, decodes and commits around it."""
+"""Scoring a decoded batch with every active model: the predictions to commit, as columns
+(inference.queue.ModelScores, made with array operations, not frame by frame), and the
+heat maps of flagged frames. The worker's loop (inference.worker) claims, decodes and
+commits around it."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,9 +18,9 @@ from bearwatch.errors import BearwatchError
 from inference import metrics
 from inference.decode import PreparedBatch
 from inference.heatmap import HEATMAP_FAILURES, GradCam, HeatmapRow, gradcam_for, heatmap_rows
-from inference.queue import ScoreRow
+from inference.queue import ModelScores
 from inference.registry import LoadedModel, active_versions, load_model
-from inference.runner import ModelRunner, embedding_bytes
+from inference.runner import BatchOutput, ModelRunner
 
 log = logging.getLogger(__name__)
 
@@ -49,36 +53,47 @@ def load_active_models(factory: sessionmaker[Session], device: torch.device) -> 
 
 def score_prepared(
     models: list[ActiveModel], prepared: PreparedBatch, heatmaps: list[HeatmapRow] | None = None
-) -> list[ScoreRow]:
-    """Every frame's prediction by every model. With a ``heatmaps`` list, the heat map of
-    each flagged prediction is added to it; one that cannot be made is logged and counted,
-    and the predictions are the same either way."""
-    rows: list[ScoreRow] = []
+) -> list[ModelScores]:
+    """Every frame's prediction by every model, one :class:`ModelScores` per model. With a
+    ``heatmaps`` list, the heat map of each flagged prediction is added to it; one that
+    cannot be made is logged and counted, and the predictions are the same either way."""
     if not prepared.frame_ids:
-        return rows
+        return []
+    frame_ids = np.fromiter(prepared.frame_ids, np.int64, len(prepared.frame_ids))
+    scored = []
     for model in models:
         out = model.runner(prepared.inputs[model.runner.preprocessor.key])
         info = model.info
-        positive_idx = [info.classes.index(c) for c in info.positive_classes]
-        probs = out.probabilities.tolist()
-        for i, frame_id in enumerate(prepared.frame_ids):
-            by_class = dict(zip(info.classes, probs[i], strict=True))
-            score = float(sum(probs[i][j] for j in positive_idx))
-            rows.append(
-                ScoreRow(
-                    frame_id=frame_id, model_version_id=info.version_id, probabilities=by_class,
-                    positive_score=score, flagged=score >= info.threshold,
-                    ood_score=float(out.ood[i]) if out.ood is not None else None,
-                    embedding=embedding_bytes(out.embeddings[i]) if out.embeddings is not None else None,
-                )
-            )
-        metrics.FRAMES_SCORED.labels(info.name).inc(len(prepared.frame_ids))
+        scores = model_scores(info, frame_ids, out)
+        scored.append(scores)
+        metrics.FRAMES_SCORED.labels(info.name).inc(len(frame_ids))
         if model.gradcam is not None:
             if heatmaps is not None:
-                flagged = [i for i, r in enumerate(rows[-len(prepared.frame_ids):]) if r.flagged]
-                heatmaps.extend(_heatmaps(model.gradcam, info, prepared.frame_ids, flagged, positive_idx))
+                flagged = np.flatnonzero(scores.flagged).tolist()
+                heatmaps.extend(_heatmaps(model.gradcam, info, prepared.frame_ids, flagged, _positive_indices(info)))
             model.gradcam.forget()
-    return rows
+    return scored
+
+
+def model_scores(info: LoadedModel, frame_ids: npt.NDArray[np.int64], out: BatchOutput) -> ModelScores:
+    """One model's outputs for a batch as the columns to store, with array operations."""
+    probabilities = out.probabilities.numpy()
+    exact = probabilities.astype(np.float64)
+    score = np.zeros(len(frame_ids))
+    for j in _positive_indices(info):  # class by class, in order: the same sums as Python's sum() per row
+        score += exact[:, j]
+    return ModelScores(
+        model_version_id=info.version_id, classes=info.classes, frame_ids=frame_ids, probabilities=probabilities,
+        positive_score=score, flagged=score >= info.threshold,
+        ood_score=out.ood.numpy() if out.ood is not None else None,
+        # float16: drift statistics need no more precision (shadow.drift_windows reads it so).
+        # torch rounds as numpy's astype does (bit for bit), several times faster.
+        embeddings=out.embeddings.to(torch.float16).numpy() if out.embeddings is not None else None,
+    )
+
+
+def _positive_indices(info: LoadedModel) -> list[int]:
+    return [info.classes.index(c) for c in info.positive_classes]
 
 
 def _heatmaps(gradcam: GradCam, info: LoadedModel, frame_ids: Sequence[int], flagged: list[int],
