@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -196,11 +196,21 @@ def status() -> None:
 
 @app.command()
 def infer(
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="frames per batch at most")] = 64,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, help="frames per batch at most (default by device: 64 on the CPU, 256 on CUDA)")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N")] = "auto",
     decode_threads: Annotated[int, typer.Option("--decode-threads", min=1, help="JPEG decode threads")] = 2,
     lease: Annotated[float, typer.Option("--lease", min=1, help="seconds a claimed batch stays ours")] = 120.0,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="serve /metrics on this port")] = None,
+    preprocess: Annotated[Literal["auto", "exact", "fast"], typer.Option(
+        "--preprocess", help="frame preprocessing: exact (PIL + fastai), fast (tensor decode and resize; nvJPEG on CUDA), "
+             "auto (fast on CUDA, exact on the CPU)")] = "auto",
+    prefetch: Annotated[int, typer.Option(
+        "--prefetch", min=1, help="batches claimed and decoding ahead of the one being scored")] = 2,
+    precision: Annotated[Literal["auto", "fp32", "fp16", "bf16"], typer.Option(
+        "--precision", help="forward precision: auto (fp16 autocast on CUDA, fp32 on the CPU), fp32, fp16, bf16")] = "auto",
+    compile_models: Annotated[bool, typer.Option(
+        "--compile/--no-compile", help="torch.compile each model while it loads (minutes; before any frame)")] = False,
 ) -> None:
     """Run the inference worker: score new frames with every active model until SIGTERM."""
     from bearwatch.settings import load_settings
@@ -208,7 +218,8 @@ def infer(
 
     settings = load_settings()
     options = WorkerOptions(batch_size=batch_size, lease_s=lease, decode_threads=decode_threads,
-                            device=None if device == "auto" else device)
+                            device=None if device == "auto" else device, preprocess=preprocess,
+                            prefetch=prefetch, precision=precision, compile=compile_models)
     with _database() as factory:
         serve_metrics(metrics_port, "inference")
         stop = stop_on_signals()

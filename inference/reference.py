@@ -46,7 +46,7 @@ def fit_model_reference(
             frames = [FrameFile(i, str(p.relative_to(directory))) for i, p in enumerate(paths[start:start + batch_size])]
             prepared = decoder.prepare(frames, {runner.preprocessor.key: runner.preprocessor})
             if prepared.frame_ids:
-                out = runner(prepared.inputs[runner.preprocessor.key])
+                out = runner(prepared.inputs[runner.preprocessor.key], features=True)
                 if out.ood_features is None:
                     raise ModelError("the model has neither a fastai body nor a linear head to take features from")
                 chunks.append(out.ood_features.numpy())

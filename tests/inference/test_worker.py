@@ -10,16 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import torch
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.demo.footage import animals_at, events_for
-from bearwatch.errors import ModelError
+from bearwatch.errors import ConfigError, ModelError
 from bearwatch.schema import Frame, FrameQueueEntry, FrameStatus, ModelRole, ModelVersion, Prediction
 from inference.queue import claim_batch, commit_results
 from inference.registry import load_model
 from inference.scoring import score_prepared
-from inference.worker import InferenceWorker, WorkerOptions
+from inference.worker import MAX_PENDING_COMMITS, InferenceWorker, WorkerOptions
 from ingest.store import FrameStore
 from tests.conftest import wait_for
 from tests.inference.helpers import SPEC, register, store_frames_at
@@ -224,3 +225,160 @@ def test_a_stopped_worker_gives_its_batches_back_without_decoding_them_to_the_en
     assert statuses == {FrameStatus.PENDING}
     assert sorted(q.frame_id for q in queued) == sorted(ids)  # all back in the queue, unclaimed, no attempt counted
     assert all(q.claimed_until is None and q.attempts == 0 for q in queued), queued
+
+
+def _run_in_thread(worker: InferenceWorker) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    return thread, stop
+
+
+def _claim_tokens(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        return session.scalar(sa.select(sa.func.count(sa.distinct(FrameQueueEntry.claim_token)))) or 0
+
+
+def test_batches_are_claimed_ahead_up_to_the_prefetch_and_no_further(
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a batch is scored, ``prefetch`` more are claimed and decoding (more than the one
+    of before), and never more than that plus the commits in flight."""
+    import inference.worker
+
+    store = FrameStore(tmp_path / "frames")
+    ids = store_frames_at(factory, store, [t * 0.9 for t in range(24)])
+    register(factory, model_export_path)
+    held_while_scoring: list[int] = []
+    real_score = inference.worker.score_prepared
+
+    def watched_score(*args: object) -> object:
+        held_while_scoring.append(_claim_tokens(factory))
+        return real_score(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inference.worker, "score_prepared", watched_score)
+    worker = _worker(factory, store, batch_size=4, prefetch=3)
+    thread, stop = _run_in_thread(worker)
+    wait_for("every frame scored", lambda: _scored_count(factory) == len(ids), timeout=120)
+    stop.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert held_while_scoring[0] == 1 + 3, held_while_scoring  # the batch scored and three claimed ahead
+    assert max(held_while_scoring) <= 1 + 3 + MAX_PENDING_COMMITS, held_while_scoring
+    assert _predictions_per_frame(factory) == {i: 1 for i in ids}
+
+
+def test_a_commit_that_fails_on_the_committing_thread_loses_no_frame(
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database drops the first commit: the worker goes on, and that batch's frames come
+    back when their lease ends and are scored, each exactly once."""
+    import inference.worker
+
+    store = FrameStore(tmp_path / "frames")
+    ids = store_frames_at(factory, store, [t * 0.9 for t in range(12)])
+    register(factory, model_export_path)
+    real_commit = inference.worker.commit_results
+    calls: list[threading.Thread] = []
+
+    def flaky_commit(*args: object) -> int:
+        calls.append(threading.current_thread())
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        return real_commit(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inference.worker, "commit_results", flaky_commit)
+    worker = _worker(factory, store, batch_size=4, lease_s=1.0)
+    thread, stop = _run_in_thread(worker)
+    wait_for("every frame scored", lambda: _scored_count(factory) == len(ids), timeout=120)
+    stop.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert all(t is not threading.main_thread() and t is not thread for t in calls), "commits run off the scoring thread"
+    assert len(calls) >= 4  # three batches, one of them twice
+    assert _predictions_per_frame(factory) == {i: 1 for i in ids}
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(FrameQueueEntry)) == 0
+
+
+def test_stopping_while_a_batch_is_scored_commits_it_and_gives_every_claim_ahead_back(
+    factory: sessionmaker[Session], tmp_path: Path, model_export_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM during a forward pass with three batches claimed ahead: the scored batch is
+    committed, the others go back to the queue unclaimed with no attempt counted."""
+    import inference.worker
+
+    store = FrameStore(tmp_path / "frames")
+    ids = store_frames_at(factory, store, [t * 0.9 for t in range(20)])
+    register(factory, model_export_path)
+    stop = threading.Event()
+    real_score = inference.worker.score_prepared
+
+    def score_then_stop(*args: object) -> object:
+        wait_for("three batches claimed ahead", lambda: _claim_tokens(factory) == 4)
+        stop.set()  # the signal arrives during the forward pass
+        return real_score(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inference.worker, "score_prepared", score_then_stop)
+    worker = _worker(factory, store, batch_size=4, prefetch=3)
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert _predictions_per_frame(factory) == {i: 1 for i in ids[:4]}  # the batch in hand, committed
+    with factory() as session:
+        queued = session.execute(
+            sa.select(FrameQueueEntry.frame_id, FrameQueueEntry.claimed_until, FrameQueueEntry.attempts)
+        ).all()
+    assert sorted(q.frame_id for q in queued) == ids[4:]
+    assert all(q.claimed_until is None and q.attempts == 0 for q in queued), queued
+
+
+def test_batch_size_preprocessing_and_precision_follow_the_device(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    store = FrameStore(tmp_path / "frames")
+    worker = InferenceWorker(factory, store.root, WorkerOptions(device="cpu"))
+    assert worker.batch_size == 64 and worker.decoder.mode == "exact"  # on the CPU: today's exact path
+    worker.close()
+    fast = InferenceWorker(factory, store.root, WorkerOptions(device="cpu", preprocess="fast", batch_size=8))
+    assert fast.batch_size == 8 and fast.decoder.mode == "fast"
+    fast.close()
+    with pytest.raises(ConfigError, match="precision"):
+        InferenceWorker(factory, store.root, WorkerOptions(device="cpu", precision="fp8"))
+
+
+def _scored_count(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        return session.scalar(sa.select(sa.func.count()).where(Frame.status == FrameStatus.SCORED)) or 0
+
+
+def _predictions_per_frame(factory: sessionmaker[Session]) -> dict[int, int]:
+    with factory() as session:
+        return dict(session.execute(
+            sa.select(Prediction.frame_id, sa.func.count()).group_by(Prediction.frame_id)
+        ).all())
+
+
+@pytest.mark.timeout(600)
+def test_a_compiled_model_padded_to_one_batch_shape_scores_as_the_eager_one(model_export_path: Path) -> None:
+    """``--compile``: torch.compile (on the CPU here: inductor, a C++ compiler, a minute or
+    two) with inputs padded to the batch size, so short batches reuse the one compilation;
+    the padding rows change nothing. OOD features are copied out only when asked for."""
+    from fastai.learner import load_learner
+
+    from inference.runner import ModelRunner, RunnerOptions
+
+    batch = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    eager = ModelRunner(load_learner(model_export_path, cpu=True), torch.device("cpu"))(batch)
+    compiled = ModelRunner(load_learner(model_export_path, cpu=True), torch.device("cpu"),
+                           options=RunnerOptions(compile=True, fixed_batch=8))
+    compiled.warm_up()
+    out = compiled(batch)
+    assert out.probabilities.shape == eager.probabilities.shape == (3, 3)
+    assert torch.allclose(out.probabilities, eager.probabilities, atol=1e-5)
+    assert out.embeddings is not None and eager.embeddings is not None
+    assert torch.allclose(out.embeddings, eager.embeddings, atol=1e-4)
+    assert eager.ood_features is None  # scoring does not copy them
+    features = compiled(batch[:2], features=True).ood_features
+    assert features is not None and features.shape[0] == 2

@@ -83,3 +83,33 @@ def test_repeated_sigkills_mid_batch_lose_nothing_and_score_nothing_twice(
         statuses = set(session.scalars(sa.select(Frame.status)))
     assert statuses == {FrameStatus.SCORED}
     assert per_frame == {i: 2 for i in ids}, "exactly one prediction per frame and active model"
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_with_batches_claimed_ahead_exits_cleanly_and_leaves_no_frame_claimed(
+    factory: sessionmaker[Session], database_url: str, tmp_path: Path, model_export_path: Path
+) -> None:
+    """The overlapped pipeline holds several batches at once (one scored, two claimed ahead,
+    commits in flight): SIGTERM ends the process with status 0, what was scored is committed
+    and every other claim goes back to the queue with no attempt counted."""
+    env = {"BEARWATCH_DATABASE_URL": database_url, "BEARWATCH_DATA_DIR": str(tmp_path)}
+    ids = store_frames_at(factory, FrameStore(tmp_path / "frames"), [t * 0.9 for t in range(80)])
+    register(factory, model_export_path, "demo")
+    proc = _infer(env)
+    try:
+        _wait_for_a_claim(factory, f"{os.uname().nodename}:{proc.pid}")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+    with factory() as session:
+        queued = session.execute(sa.select(FrameQueueEntry.frame_id, FrameQueueEntry.claimed_until,
+                                           FrameQueueEntry.attempts)).all()
+        scored = set(session.scalars(sa.select(Frame.id).where(Frame.status == FrameStatus.SCORED)))
+        predicted = session.execute(sa.select(Prediction.frame_id, sa.func.count()).group_by(Prediction.frame_id)).all()
+    assert all(q.claimed_until is None and q.attempts == 0 for q in queued), queued
+    assert {q.frame_id for q in queued} | scored == set(ids)  # each frame scored, or back in the queue
+    assert dict(predicted) == {i: 1 for i in scored}
