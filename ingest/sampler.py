@@ -340,11 +340,14 @@ class CameraSampler:
     def _store(self, got: Captured) -> Outcome:
         assert got.image is not None
         stats = frame_stats(got.image, self._previous)
-        ok, jpeg = cv2.imencode(".jpg", got.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            return self._fail(Outcome.FAILED, "cannot encode the frame as JPEG", backoff=False)
+        jpeg = got.jpeg  # a camera's JPEG as it came (ingest.jpeg), else the picture encoded
+        if jpeg is None:
+            ok, encoded = cv2.imencode(".jpg", got.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if not ok:
+                return self._fail(Outcome.FAILED, "cannot encode the frame as JPEG", backoff=False)
+            jpeg = encoded.tobytes()
         try:
-            stored = self.store.write(self.spec.site_id, self.spec.id, got.captured_at, jpeg.tobytes())
+            stored = self.store.write(self.spec.site_id, self.spec.id, got.captured_at, jpeg)
         except OSError as exc:
             return self._fail(Outcome.FAILED, f"frame store: cannot write the frame: {exc.strerror or exc}", backoff=False)
         now = utcnow()

@@ -14,12 +14,18 @@ which an RTSP or device camera is switched to when its open takes about its inte
 (ingest.sampler).
 Credentials come from ``${VAR}`` placeholders filled at capture time; every error
 message passes through :func:`bearwatch.redact.redact_text`.
+
+Pictures that arrive encoded (HTTP snapshots, MJPEG parts, image folders) are decoded
+once for the frame checks; a JPEG among them is stored byte for byte when every decoder
+sees it as the checks did (ingest.jpeg), anything else is encoded by the sampler as the
+frames of RTSP, device and video-file sources are.
 """
 
 from __future__ import annotations
 
 import base64
 import enum
+import logging
 import os
 import re
 import ssl
@@ -39,8 +45,10 @@ from bearwatch.errors import ConfigError, FrameError
 from bearwatch.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, ImageRefused, ImageTooLarge, check_image, read_image_file
 from bearwatch.redact import redact_text, redact_url
 from ingest.capture_pool import CapturePool, ReaderProcess
+from ingest.jpeg import reencode_reason
 from ingest.opencv_capture import grab_frame, open_device, open_ffmpeg
 
+log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # 20260704T221503Z, 2026-07-04_22-15-03, 20260704_221503_120000 ... read as UTC.
 _NAME_TIME = re.compile(
@@ -112,6 +120,9 @@ class SourceState:
 class Captured:
     image: np.ndarray | None  # BGR uint8; None when the source gave an empty frame
     captured_at: datetime
+    # The camera's own JPEG, when it is stored as it came (ingest.jpeg: it decodes to
+    # ``image`` everywhere); None: the frame store gets ``image`` encoded.
+    jpeg: bytes | None = None
 
 
 def camera_tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -142,7 +153,7 @@ def capture(
     kind = source_kind(url)
     try:
         if kind is SourceKind.HTTP:
-            return Captured(_http_frame(url, timeout_s, tls), now)
+            return _http_frame(url, timeout_s, now, tls)
         if kind is SourceKind.FOLDER:
             return _folder_frame(Path(_local_path(url)), state)
         if kind is SourceKind.FILE:
@@ -232,20 +243,26 @@ def _folder_frame(folder: Path, state: SourceState) -> Captured:
     if not target.is_relative_to(folder.resolve()):
         raise OutsideFolder(f"{best[1]}: a symbolic link to a file outside the image folder; refused")
     data = read_image_file(target, str(best[1]), follow_symlinks=False)
-    return Captured(_decode(data, str(best[1])), best[0])
+    return _decode(data, str(best[1]), best[0])
 
 
-def _decode(data: bytes, what: str) -> np.ndarray | None:
+def _decode(data: bytes, what: str, captured_at: datetime) -> Captured:
+    """An encoded picture from a camera (snapshot, MJPEG part, folder image), decoded
+    once for the frame checks; a JPEG that decodes to the same picture everywhere is
+    kept as it came (ingest.jpeg), anything else is re-encoded when stored."""
     if not data:
-        return None
+        return Captured(None, captured_at)
     check_image(data, what)  # byte and pixel caps, from the header, before decoding
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise FrameError(f"{what}: corrupt image ({len(data)} bytes could not be decoded)")
-    return image
+    why = reencode_reason(data, image.shape)
+    if why is not None:
+        log.debug("%s: stored re-encoded, not as it came: %s", redact_text(what), why)
+    return Captured(image, captured_at, data if why is None else None)
 
 
-def _http_frame(url: str, timeout_s: float, tls: ssl.SSLContext | None = None) -> np.ndarray | None:
+def _http_frame(url: str, timeout_s: float, now: datetime, tls: ssl.SSLContext | None = None) -> Captured:
     """A snapshot URL gives one JPEG; an MJPEG stream gives parts, and the first part of
     a fresh connection is the current picture."""
     deadline = time.monotonic() + timeout_s
@@ -264,11 +281,11 @@ def _http_frame(url: str, timeout_s: float, tls: ssl.SSLContext | None = None) -
                 match = re.search(r"boundary=\"?([^\";]+)", ctype)
                 if not match:
                     raise FrameError("MJPEG stream without a multipart boundary")
-                return _decode(_first_part(resp, match.group(1), deadline), "MJPEG part")
+                return _decode(_first_part(resp, match.group(1), deadline), "MJPEG part", now)
             declared = resp.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:  # refused before reading the body
                 raise ImageTooLarge(f"snapshot of {declared} bytes is larger than the {MAX_IMAGE_BYTES} bytes allowed")
-            return _decode(resp.read(MAX_IMAGE_BYTES + 1), "snapshot")  # never more than the cap
+            return _decode(resp.read(MAX_IMAGE_BYTES + 1), "snapshot", now)  # never more than the cap
     except urllib.error.HTTPError as exc:
         raise FrameError(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ingest.quality import Rejection, check_frame, frame_stats, is_repeat
+from ingest.quality import NIGHT_CHROMA_MAX, Rejection, check_frame, frame_stats, is_repeat
 from tests.ingest.helpers import scene
 
 
@@ -71,3 +71,24 @@ def test_stats_brightness_contrast_sharpness_night_and_change() -> None:
     prev = check_frame(colour, None, 0).thumb
     assert frame_stats(colour, prev).change_score == pytest.approx(0, abs=1e-6)
     assert frame_stats(scene(7), prev).change_score > 0.05
+
+
+@pytest.mark.parametrize("kind", ["colour", "night-ir", "dark", "720p"])
+def test_stats_are_their_definitions(kind: str) -> None:
+    # What drift and health views compare across cameras and releases: pinned to the
+    # plain definitions (however frame_stats computes them).
+    image = {
+        "colour": lambda: scene(9),
+        "night-ir": lambda: cv2.cvtColor(cv2.cvtColor(scene(10), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR),
+        "dark": lambda: (scene(11).astype(np.float32) * 0.1).astype(np.uint8),
+        "720p": lambda: scene(12, (1280, 720)),
+    }[kind]()
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float64)
+    chroma = np.abs(image.astype(np.float64) - grey[..., None]).mean()
+    laplacian = cv2.filter2D(grey, cv2.CV_64F, np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float64),
+                             borderType=cv2.BORDER_REFLECT_101)
+    stats = frame_stats(image)
+    assert stats.brightness == pytest.approx(grey.mean(), rel=1e-9)
+    assert stats.contrast == pytest.approx(grey.std(), rel=1e-9)
+    assert stats.sharpness == pytest.approx(laplacian.var(), rel=1e-9)
+    assert stats.is_night is bool(chroma < NIGHT_CHROMA_MAX)
