@@ -53,9 +53,12 @@ QUICK_NO_CHANCE_DRIFT = QUICK.model_copy(update={"drift_significance": 1e-6})
 
 
 def build_gate_sites(factory: sessionmaker[Session], root: Path, now: datetime) -> None:
+    """oak passes its manual gate; pine fails on sighting recall at any time of day the test
+    runs (at recall 0.4 and 0.3 visits an hour the evidence was thin enough for the
+    anytime-valid bound to say inconclusive when the clock put the nights badly)."""
     start = now - 3 * DAY - timedelta(hours=2)
     for name, spec in (("oak", SimSpec(seed=1, **GOOD)),
-                       ("pine", SimSpec(seed=2, model_recall=0.4, model_precision=0.9, visit_rate_per_hour=0.3))):
+                       ("pine", SimSpec(seed=2, model_recall=0.2, model_precision=0.9, visit_rate_per_hour=0.8))):
         with factory.begin() as session:
             site = create_site(session, name, spec, start, root / "models", QUICK_NO_CHANCE_DRIFT)
             simulate(session, site, spec, start, now, root / "frames")

@@ -175,7 +175,7 @@ def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
         page.screenshot(path=str(shots / "review.png"))
         page.evaluate("document.activeElement && document.activeElement.blur()")  # keys go to the page, not a widget
         page.keyboard.press("c")
-        wait_for("the confirm to reach the database", lambda: verdicts() == [Verdict.CONFIRM], timeout=15.0)
+        wait_for("the confirm to reach the database", lambda: verdicts() == [Verdict.CONFIRM], timeout=60.0)
         page.get_by_text("the alert is sent").wait_for()
         assert "confirming sends the alert" not in page.get_by_test_id("stMain").inner_text(), "the next frame is shown"
 
