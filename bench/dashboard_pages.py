@@ -1,6 +1,7 @@
 """Dashboard pages in a real browser on the demo: first and warm open per role, server CPU and memory.
 
-    .venv/bin/python bench/dashboard_pages.py [--rounds 5] [--roles ranger,ops,admin]
+    .venv/bin/python bench/dashboard_pages.py [--rounds 5] [--roles ranger,ops,admin] [--pages "Live wall,Review"]
+    .venv/bin/python bench/dashboard_pages.py --rounds 0 --pages "Live wall" --roles ranger,admin,ranger,admin   # the login only
     .venv/bin/python bench/dashboard_pages.py --as-is --database-url sqlite:////tmp/bw-1m.db   # any database
 
 By default it runs `bearwatch demo` (bench/demo_park.py: the demo's park, footage, model and
@@ -14,6 +15,10 @@ the FIRST open (the Live wall's is from the login click). Then it opens them all
 its content is on screen; "server CPU" is the Streamlit process's user+system CPU seconds over
 the same span. It prints the server's resident memory (VmRSS, peak VmHWM) after the first
 opens and after the rounds, and the machine's load average.
+
+--pages limits the pages opened to those named (the first page, where the login lands, is
+always measured); a role named twice in --roles gets a fresh server and login each time, and
+the end of the output lists every first open of the page after the login, per role.
 
 With --as-is it benches the database given as it is (no demo; a temporary data dir, so the
 live wall shows "frame file missing" tiles there).
@@ -130,10 +135,12 @@ def _open(page: object, server: int, title: str, times: PageTimes, first: bool, 
         times.warm_cpu.append(cpu)
 
 
-def bench_role(role: Role, env: dict[str, str], rounds: int) -> None:
+def bench_role(role: Role, env: dict[str, str], rounds: int, pages: set[str] | None = None) -> tuple[float, float]:
+    """Bench one role on a fresh server; the first open of the page after the login (s, server CPU s)."""
     from playwright.sync_api import sync_playwright
 
     titles = [spec.title for spec in visible_pages(Actor(ROLE_USERS[role], role))]
+    titles = [t for i, t in enumerate(titles) if i == 0 or pages is None or t in pages]
     times = {title: PageTimes() for title in titles}
     with _dashboard(env) as (url, server), sync_playwright() as pw:
         start_rss = _memory_mb(server)[0]
@@ -165,6 +172,7 @@ def bench_role(role: Role, env: dict[str, str], rounds: int) -> None:
         cpu = f"{statistics.median(t.warm_cpu):.2f}" if t.warm_cpu else "—"
         print(f"| {title}{'' if title in READY else ' (heading only)'} | {t.first:.2f} | {t.first_cpu:.2f} | {median} | {most} | {cpu} |")
     sys.stdout.flush()
+    return times[titles[0]].first, times[titles[0]].first_cpu
 
 
 def main() -> None:
@@ -174,8 +182,11 @@ def main() -> None:
     parser.add_argument("--as-is", action="store_true", help="bench --database-url as it is: no demo")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--roles", default="ranger,ops,admin")
+    parser.add_argument("--pages", help="comma-separated page titles to open (default: all of the role's)")
     args = parser.parse_args()
     roles = [Role(r.strip()) for r in args.roles.split(",")]
+    pages = {p.strip() for p in args.pages.split(",")} if args.pages else None
+    after_login: dict[Role, list[tuple[float, float]]] = {}
     print(f"machine: {os.cpu_count()} CPUs, load average {_load()} at the start")
     with ExitStack() as stack:
         if args.as_is:
@@ -188,8 +199,12 @@ def main() -> None:
             env = demo.env
         add_role_users(database_url(env))
         for role in roles:
-            bench_role(role, env, args.rounds)
+            after_login.setdefault(role, []).append(bench_role(role, env, args.rounds, pages))
     print(f"\nload average at the end: {_load()}")
+    for role, opens in after_login.items():
+        listed = ", ".join(f"{s:.2f} ({cpu:.2f})" for s, cpu in opens)
+        print(f"page after the login, {role.value}: first open s (server CPU s): {listed}; "
+              f"median {statistics.median(s for s, _ in opens):.2f} s")
 
 
 if __name__ == "__main__":

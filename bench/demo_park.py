@@ -148,7 +148,10 @@ def running_demo(data_dir: Path, *, database_url_: str | None = None, dashboard_
         url = f"http://127.0.0.1:{dashboard_port}"
     log = (data_dir / "bench-demo.log").open("a")
     print(f"starting the demo on {data_dir} (log: {log.name}) ...", file=sys.stderr)
-    proc = subprocess.Popen(args, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    # SIGINT back to its default in the demo: a bench started in the background (`cmd &`)
+    # has it ignored, which the demo would inherit, and then it would not stop on it.
+    proc = subprocess.Popen(args, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + timeout_s
         while live_frames(database_url(env), 20) < 4:

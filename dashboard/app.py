@@ -83,7 +83,7 @@ def main() -> None:
 
     from dashboard.context import metrics_server, sso_section
     from dashboard.keys import bind_app_keys
-    from dashboard.login import login_view, logout, resolve_actor
+    from dashboard.login import login_view, logout, resolve_actor, set_cookie_in_background
     from dashboard.metrics import PAGE_SECONDS
     from dashboard.theme import DARK_CSS, THEMED_PAGES
 
@@ -106,6 +106,7 @@ def main() -> None:
         st.button("Log out", key="logout", on_click=logout, args=(sso,))
         dark = _theme_toggle(actor.name)
         bind_app_keys({"t": THEME_KEY})
+        set_cookie_in_background()
     page = st.navigation(pages)
     if dark and id(page) in themed:  # the ranger pages: ops and admin pages keep the server's theme
         st.html(DARK_CSS)

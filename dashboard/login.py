@@ -5,10 +5,17 @@ A password login is a dashboard session (bearwatch.logins) that outlives the pag
 tab keeps its id in st.session_state, and the browser keeps a signed cookie
 (dashboard.session_cookie) that logs in every later page load, reload and link, until
 logout, the idle timeout, the session lifetime, a password change or a disable.
+
+After a login on the main page the tab goes straight on to the first page, and the browser
+fetches the cookie route in the background (:func:`set_cookie_in_background`): sending the
+tab itself there loaded the whole app a second time, the slowest part of the page after the
+login (issue 16). A login from a link to another page still goes through the route, which
+opens that page with its query.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
@@ -51,6 +58,8 @@ ENDED_KEY = "bearwatch_session_ended"
 COOKIE_READ_KEY = "bearwatch_cookie_read"
 WANTED_KEY = "bearwatch_wanted_page"  # the URL the tab was opened at, for after the login
 LEAVING_KEY = "bearwatch_leaving"  # the browser was sent to a cookie route: say so, not the form
+HANDOFF_KEY = "bearwatch_cookie_handoff"  # a handoff URL for the browser to fetch on the next run
+FETCHED_KEY = "bearwatch_cookie_fetched"  # this tab had its cookie set in the background
 
 ENDED_MESSAGES = {
     SessionEnd.UNKNOWN: "Your session ended. Log in again.",
@@ -223,10 +232,30 @@ def _log_in(name: str, password: str) -> None:
     st.session_state[ACTIVE_KEY] = time.monotonic()
     _store(login)
     browser = browser_id(st.context.cookies)
-    if not browser:  # no Streamlit XSRF cookie (AppTest, protection off): this tab only
-        st.rerun()
-    _send_browser_to(handoff_url(signing_key(settings()), token, browser, st.session_state.get(WANTED_KEY)))
-    st.success("Logged in. Opening the dashboard…")
+    wanted = safe_next(st.session_state.get(WANTED_KEY))
+    if browser and wanted != "/":  # a link to another page: the route sets the cookie and opens it
+        _send_browser_to(handoff_url(signing_key(settings()), token, browser, wanted))
+        st.success("Logged in. Opening the page…")
+        return
+    if browser:  # else no Streamlit XSRF cookie (AppTest, protection off): this tab only
+        st.session_state[HANDOFF_KEY] = handoff_url(signing_key(settings()), token, browser, "/")
+    st.rerun()
+
+
+# fetch() follows no redirect here (the route's 303 to the app would load its page for
+# nothing); a Set-Cookie on the redirect response is kept all the same.
+_FETCH_COOKIE = '<script>fetch(%s, {credentials: "same-origin", redirect: "manual", cache: "no-store"});</script>'
+
+
+def set_cookie_in_background() -> None:
+    """On the first run after a login on the main page: the browser fetches the cookie
+    route (the handoff: signed, bound to this browser, good once) while the tab shows the
+    first page. Render it where it stays for the run (the sidebar): the script runs when
+    the element mounts, and the fetch goes on when a later run removes it."""
+    url = st.session_state.pop(HANDOFF_KEY, None)
+    if isinstance(url, str):
+        st.session_state[FETCHED_KEY] = True
+        st.html(_FETCH_COOKIE % json.dumps(url), unsafe_allow_javascript=True)
 
 
 def _human_wait(seconds: float) -> str:
@@ -245,6 +274,9 @@ def logout(sso: dict[str, Any] | None) -> None:
     if isinstance(login, DashboardLogin):
         _revoke(login.id)
     browser = browser_id(st.context.cookies)
-    if browser and COOKIE_NAME in st.context.cookies:
+    # The tab's cookies are those of its first request: a cookie set in the background
+    # since (set_cookie_in_background) is not among them.
+    fetched = st.session_state.pop(FETCHED_KEY, False)
+    if browser and (fetched or COOKIE_NAME in st.context.cookies):
         _send_browser_to(logout_url(signing_key(settings()), browser))
         st.session_state[LEAVING_KEY] = "Logging out…"

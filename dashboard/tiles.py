@@ -1,6 +1,10 @@
 """HTML for frame tiles (the live wall, latest frames): the frame, outlined in red when
 flagged, with a text marker too (a ranger must not need colour alone to see a flag, a
-stale or dark camera)."""
+stale or dark camera).
+
+Pages show a tile with st.html (sanitised, then set as it is), not st.markdown: the browser
+ran Markdown's parser and raw-HTML plugin (a script bundle of its own, fetched on a page's
+first tile) over every tile and its inline JPEG, on every refresh."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import html
 from pathlib import Path
 
 import cv2
+import numpy as np
 
+from bearwatch.images import image_size
 from bearwatch.localtime import when_html
 from dashboard.queries.cameras import CameraState
 from dashboard.queries.frames import ScoredFrame
@@ -19,9 +25,26 @@ THUMB_WIDTH = 480
 _BORDER = {"flagged": "#d32f2f", "stale": "#f9a825", "dark": "#616161", "disabled": "#9e9e9e", "live": "#c8c8c8"}
 
 
+# libjpeg scales while it decodes (by 1/2, 1/4, 1/8): far less work than a full decode.
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
 def thumbnail_b64(path: Path) -> str | None:
-    """A JPEG thumbnail of a stored frame, base64; None when the file is missing or unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """A JPEG thumbnail of a stored frame, base64; None when the file is missing or unreadable.
+
+    A stored JPEG no wider than THUMB_WIDTH (the demo's 320 px frames, a camera's sub-stream)
+    is its own thumbnail: its bytes go as they are, neither decoded nor encoded again (nor
+    blurred by a second compression). A wider one is decoded at the smallest libjpeg scale
+    still THUMB_WIDTH wide, then resized."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    size = image_size(data) if data.startswith(b"\xff\xd8") else None  # the JPEG header alone
+    if size is not None and size[0] <= THUMB_WIDTH:
+        return base64.b64encode(data).decode("ascii")
+    flag = next((f for factor, f in _REDUCED if size is not None and size[0] // factor >= THUMB_WIDTH), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if image is None:
         return None
     height, width = image.shape[:2]

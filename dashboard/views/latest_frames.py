@@ -55,7 +55,7 @@ def grid() -> None:
     columns = st.columns(COLUMNS)
     for i, frame in enumerate(frames):
         with columns[i % COLUMNS]:
-            st.markdown(frame_tile_html(frame, thumbnail_cached(frame.path), zone_of(frame.site)), unsafe_allow_html=True)
+            st.html(frame_tile_html(frame, thumbnail_cached(frame.path), zone_of(frame.site)))  # see dashboard.tiles
 
 
 grid()

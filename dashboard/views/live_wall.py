@@ -57,7 +57,7 @@ def wall() -> None:
     for i, tile in enumerate(data.tiles):
         with columns[i % COLUMNS]:
             image = thumbnail_cached(tile.path) if tile.path else None
-            st.markdown(tile_html(tile, image, zone_of(site)), unsafe_allow_html=True)
+            st.html(tile_html(tile, image, zone_of(site)))  # not st.markdown: see dashboard.tiles
             st.page_link("views/latest_frames.py", label=f"Recent frames of {tile.camera}",
                          query_params={"camera": str(tile.camera_id)})
 

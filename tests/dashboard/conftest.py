@@ -51,8 +51,8 @@ def login(app: AppTest, name: str, password: str) -> AppTest:
 
 
 def page_text(app: AppTest) -> str:
-    """Everything the page shows as text (markdown, captions, alerts, tables)."""
-    parts = [str(e.value) for kind in ("markdown", "caption", "title", "subheader", "error", "warning", "info", "success")
+    """Everything the page shows as text (markdown, HTML such as the frame tiles, captions, alerts, tables)."""
+    parts = [str(e.value) for kind in ("markdown", "html", "caption", "title", "subheader", "error", "warning", "info", "success")
              for e in app.get(kind)]
     parts += [df.value.to_csv() for df in app.dataframe]
     return "\n".join(parts)

@@ -52,7 +52,7 @@ def test_latest_scored_frames_newest_first(factory: sessionmaker[Session], tmp_p
 
 
 def _tiles(app: AppTest) -> list[str]:
-    return [m.value for m in app.markdown if 'class="bw-tile' in m.value]
+    return [str(h.value) for h in app.get("html") if 'class="bw-tile' in str(h.value)]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -97,7 +97,12 @@ def _login_form(page: Any) -> str:
 
 
 def _session_cookie(context: Any) -> dict[str, Any]:
-    (cookie,) = [c for c in context.cookies() if c["name"] == COOKIE_NAME]
+    """The session cookie, once there: after a login on the main page the browser fetches
+    it in the background while the first page shows (dashboard.login)."""
+    deadline = time.monotonic() + 20
+    while not (cookies := [c for c in context.cookies() if c["name"] == COOKIE_NAME]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (cookie,) = cookies
     return dict(cookie)
 
 
@@ -158,6 +163,43 @@ def test_a_login_lasts_through_a_reload_and_a_link_until_logout(
     assert "You were logged out" in _login_form(replay), "the old cookie no longer logs in"
     with factory() as session:
         assert session.scalar(sa.select(DashboardSession.revoked_at)) is not None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh")
+def test_a_login_on_the_main_page_opens_the_live_wall_without_loading_the_app_again(
+    dashboard: str, chromium: Any, factory: sessionmaker[Session]
+) -> None:
+    context = chromium.new_context()
+    page = _page(context)
+    documents: list[str] = []  # every page load of the tab, redirects and the cookie route included
+    page.on("request", lambda r: documents.append(r.url) if r.resource_type == "document" else None)
+    page.goto(dashboard)
+    _login_form(page)
+    _log_in(page, "ranger")
+    _logged_in_as(page, "ranger")
+    page.locator(".bw-tile").first.wait_for()  # the Live wall, in the page the login form was in
+    cookie = _session_cookie(context)  # set meanwhile, by the browser's background request
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert documents == [f"{dashboard}/"], "the app was not loaded a second time"
+    with factory() as session:
+        assert session.scalars(sa.select(DashboardSession.token_hash)).all() == [token_hash(cookie["value"].rsplit(".", 1)[0])]
+
+    page.reload()  # the cookie logs the next page load in
+    _logged_in_as(page, "ranger")
+    page.locator(".bw-tile").first.wait_for()
+    page.get_by_role("button", name="Log out").click()
+    _login_form(page)
+    assert COOKIE_NAME not in {c["name"] for c in context.cookies()}, "logging out clears the cookie"
+    login_again = _page(context)
+    login_again.goto(dashboard)
+    _login_form(login_again)
+    _log_in(login_again, "ranger")  # logged out at once in the same tab: the cookie set in the background goes too
+    _logged_in_as(login_again, "ranger")
+    _session_cookie(context)
+    login_again.get_by_role("button", name="Log out").click()
+    _login_form(login_again)
+    assert COOKIE_NAME not in {c["name"] for c in context.cookies()}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
