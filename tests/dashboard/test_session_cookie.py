@@ -86,7 +86,9 @@ def _log_in(page: Any, name: str, password: str = PASSWORD) -> None:
 
 def _logged_in_as(page: Any, name: str) -> None:
     page.get_by_text(f"Logged in as {name}").wait_for()
-    assert page.get_by_label("User name").count() == 0
+    # A login on the main page reruns the same page (no reload): Streamlit shows the new
+    # sidebar before it removes the last run's form, so wait for the form to go.
+    page.get_by_label("User name").wait_for(state="detached")
 
 
 def _login_form(page: Any) -> str:
