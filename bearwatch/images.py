@@ -64,9 +64,14 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def is_jpeg(data: bytes) -> bool:
+    """Whether the bytes start as a JPEG does (its start-of-image marker)."""
+    return data.startswith(b"\xff\xd8")
+
+
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the header alone; None when it cannot be read."""
-    if data.startswith(b"\xff\xd8"):
+    if is_jpeg(data):
         return _jpeg_size(data)
     if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bearwatch.images import image_size
+from bearwatch.images import image_size, is_jpeg
 from bearwatch.localtime import when_html
 from dashboard.queries.cameras import CameraState
 from dashboard.queries.frames import ScoredFrame
@@ -40,7 +40,7 @@ def thumbnail_b64(path: Path) -> str | None:
         data = path.read_bytes()
     except OSError:
         return None
-    size = image_size(data) if data.startswith(b"\xff\xd8") else None  # the JPEG header alone
+    size = image_size(data) if is_jpeg(data) else None  # the JPEG header alone
     if size is not None and size[0] <= THUMB_WIDTH:
         return base64.b64encode(data).decode("ascii")
     flag = next((f for factor, f in _REDUCED if size is not None and size[0] // factor >= THUMB_WIDTH), cv2.IMREAD_COLOR)

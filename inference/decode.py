@@ -13,9 +13,9 @@ from typing import Protocol
 import torch
 from PIL import Image
 
-from bearwatch.images import MAX_PIXELS, ImageTooLarge, check_image, read_image_file
+from bearwatch.images import MAX_PIXELS, ImageTooLarge, check_image, is_jpeg, read_image_file
 from inference.preprocess import Preprocessor
-from inference.tensor_preprocess import decode_jpeg_cpu, decode_jpegs_cuda, is_jpeg
+from inference.tensor_preprocess import decode_jpeg_cpu, decode_jpegs_cuda
 
 log = logging.getLogger(__name__)
 

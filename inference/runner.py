@@ -6,7 +6,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -164,8 +163,3 @@ class ModelRunner:
             probabilities=probs_h, embeddings=emb_h, ood=ood_h,
             ood_features=next(host) if features and ood_in is not None else None,
         )
-
-
-def embedding_bytes(embedding: torch.Tensor) -> bytes:
-    """Stored compactly as float16 (drift statistics need no more precision)."""
-    return embedding.numpy().astype(np.float16).tobytes()

@@ -29,7 +29,6 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 
-JPEG_SOI = b"\xff\xd8"
 METHODS = ("crop", "squish", "pad")
 PAD_MODES = ("zeros", "border", "reflection")
 
@@ -134,10 +133,6 @@ def tensor_resize_for(item_pipeline: Any) -> tuple[TensorResize | None, str]:
     if resize is None:
         return None, "no Resize item transform (frames of different sizes cannot be batched)"
     return resize, ""
-
-
-def is_jpeg(data: bytes) -> bool:
-    return data.startswith(JPEG_SOI)
 
 
 def as_byte_tensor(data: bytes) -> torch.Tensor:

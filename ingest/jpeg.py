@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from bearwatch.images import is_jpeg
+
 _SOI, _EOI, _SOS, _DHT = 0xD8, 0xD9, 0xDA, 0xC4
 _APP1 = 0xE1
 _ORIENTATION_TAG = 0x0112
@@ -45,7 +47,7 @@ _MARKER_IN_SCAN = re.compile(rb"\xff([^\x00\xd0-\xd7])")
 def reencode_reason(data: bytes, shape: tuple[int, ...]) -> str | None:
     """None when ``data``, which OpenCV decoded into a picture of ``shape`` (rows,
     columns, ...), can be stored byte for byte; else why it is re-encoded."""
-    if not data.startswith(b"\xff\xd8"):
+    if not is_jpeg(data):
         return "not a JPEG"
     try:
         return _check(data, shape)
