@@ -375,6 +375,9 @@ class Decision(Base):
     __table_args__ = (
         sa.UniqueConstraint("frame_id", "reviewer_id"),
         sa.Index("ix_decisions_decided_at", "decided_at"),
+        # the misses the audit found, by decision time: the review queue's follow-ups start from them
+        sa.Index("ix_decisions_missed_decided_at", "decided_at", sqlite_where=sa.text("verdict = 'missed'"),
+                 postgresql_where=sa.text("verdict = 'missed'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -391,6 +394,40 @@ class Decision(Base):
     audit_stratum: Mapped[str | None] = mapped_column(sa.String(16))
     inclusion_prob: Mapped[float | None] = mapped_column()
     design_derived: Mapped[bool] = mapped_column(default=False)
+
+
+# The frames whose verdicts may need another look (shadow.second_looks): a lone verdict
+# against the site's rollout model's flag as the summary last saw it (or unknown: no
+# rollout prediction then), or two that disagree: frame_votes.may_need_look. A partial
+# index holds only those, so the review queue never reads settled verdicts (migration 0018).
+FRAME_VOTES_LOOK_PREDICATE = "votes = 2 AND bears = 1 OR votes = 1 AND (model_flag IS NULL OR model_flag <> (bears = 1))"
+
+
+class FrameVotes(Base):
+    """The verdicts on a frame, summed: one row per decided frame, kept by database
+    triggers on decisions (any writer, any number of rows at once) and on sites and
+    cameras (the flag of the rollout model that now counts), in the writer's transaction
+    (migration 0018). Goes with its frame."""
+
+    __tablename__ = "frame_votes"
+    __table_args__ = (
+        # The frames that may need another look, by capture time (the queue's second looks).
+        sa.Index("ix_frame_votes_look_captured_at", "captured_at", sqlite_where=sa.text("may_need_look = 1"),
+                 postgresql_where=sa.text("may_need_look"), postgresql_include=["frame_id", "camera_id", "votes", "bears"]),
+    )
+
+    frame_id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("frames.id", ondelete="CASCADE"), primary_key=True, autoincrement=False,
+    )
+    camera_id: Mapped[int]  # the frame's, copied: the queue filters by site in the index
+    captured_at: Mapped[datetime]  # the frame's
+    votes: Mapped[int]  # verdicts
+    bears: Mapped[int]  # of which say bear (shadow.truth.BEAR_VERDICTS)
+    # The site's rollout model's flag on the frame when last summed (None: no rollout prediction then).
+    model_flag: Mapped[bool | None]
+    # FRAME_VOTES_LOOK_PREDICATE, stored: a column, so the planner knows how few rows are true.
+    may_need_look: Mapped[bool] = mapped_column(sa.Computed(FRAME_VOTES_LOOK_PREDICATE, persisted=True))
 
 
 class Alert(Base):

@@ -54,7 +54,7 @@ SETTLING_LOOKS = 3  # a frame gets at most this many verdicts through the second
 def needs_another_look(flagged: bool, verdicts: Sequence[tuple[int, Verdict]]) -> bool:
     """A lone verdict against the model (a dismissed flag, a bear on a frame it did not
     flag) goes to a second ranger; two rangers who disagree go to a third. The same rule
-    in SQL: shadow.review_queue (section 5)."""
+    in SQL: shadow.second_looks (over the vote summary frame_votes)."""
     labels = [says_bear(v) for _, v in verdicts]
     if len(labels) == 1:
         return labels[0] != flagged
