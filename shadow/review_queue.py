@@ -28,8 +28,9 @@ each, reading the partial indexes of migration 0016: the newest flags by scoring
 (``_indexed_audit``); a page reads a page's worth of them whatever the window holds. Then
 a frame keeps its first section, the first ``limit`` in queue order (the same over all
 sites as within one) are joined to their rows, and the size of the whole queue comes with
-them: the true count, which still reads every flag and every audit-index frame of the
-window (index only) and every verdict of the window (docs/benchmarks.md, season).
+them (``QueueSize``): exact up to ``QUEUE_COUNT_CAP``, past it "more than the cap" (shown
+as "1,000+"), so each branch reads at most the cap and one more frame ids for it, whatever
+the window holds.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from bearwatch.schema import (
     Camera,
     Decision,
     Frame,
+    FrameVotes,
     ModelVersion,
     Prediction,
     Site,
@@ -67,9 +69,16 @@ from shadow import alert_rules, audit_design, follow_up
 from shadow.alert_rules import HASH_MODULUS, HASH_MULTIPLIER, audit_threshold
 from shadow.escalation import escalates_at
 from shadow.periods import thresholds_of
-from shadow.truth import bear_vote_sql
+from shadow.second_looks import second_look_frames
 
 FRESH_FLAG = timedelta(hours=1)  # a flag this recent may still have its bear in view
+# The queue's size is counted exactly up to this many frames, and shown as "1,000+" past
+# it: a ranger acts no differently on 34,127 than on 1,000+, and each section reads at most
+# this many frame ids (and one more) for the count. Its cost grows with the cap, not the
+# history: about 15 rows per frame counted past the page (an audit hit costs ~5 entries of
+# the audit index), 15k rows and ~40 ms at 1,000 on PostgreSQL, twice that at 2,000, which
+# alone would spend most of the verdict round trip's 100 ms (docs/benchmarks.md, season).
+QUEUE_COUNT_CAP = 1000
 
 
 class QueueReason(str, enum.Enum):
@@ -104,6 +113,22 @@ class QueueItem:
     escalated_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class QueueSize:
+    """How many frames the queue holds: ``count`` exactly, or (``capped``) more than
+    ``count``, the cap it was counted to."""
+
+    count: int
+    capped: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.count:,}+" if self.capped else f"{self.count:,}"
+
+    def exceeds(self, shown: int) -> bool:
+        """Whether the queue holds more than ``shown`` frames."""
+        return self.capped or self.count > shown
+
+
 def _top_label(probabilities: dict[str, float] | None) -> str | None:
     return max(probabilities, key=lambda k: probabilities[k]) if probabilities else None
 
@@ -131,18 +156,21 @@ def review_queue_and_size(
     limit: int = 50,
     window: timedelta = timedelta(hours=24),
     count: bool = True,
-) -> tuple[list[QueueItem], int]:
+    count_cap: int | None = None,
+) -> tuple[list[QueueItem], QueueSize]:
     """``review_queue``, and how many frames the queue holds in all whatever its page size
-    (with ``count``: the union of every site's sections, a frame once). Two statements
+    (with ``count``: the union of every site's sections, a frame once), exactly up to
+    ``count_cap`` (default ``QUEUE_COUNT_CAP``) and capped past it. Two statements
     whatever the number of sites (on PostgreSQL two SET LOCALs around the second)."""
+    cap = QUEUE_COUNT_CAP if count_cap is None else count_cap
     sites, user_id = _sites(session, reviewer, site)
     if not sites:
-        return [], 0
+        return [], QueueSize(0)
     since = now - window
     per_camera = session.get_bind().dialect.name == "postgresql"
     branches = _branches(session, sites, user_id, since, limit, indexed=per_camera)
     top = _first_frames(branches, now, limit, per_camera=per_camera)
-    size = _queue_size(branches, per_camera=per_camera) if count else sa.literal(0, sa.Integer)
+    size = _queue_size(branches, cap, per_camera=per_camera) if count else sa.literal(0, sa.Integer)
     if per_camera:
         session.execute(sa.text(_INDEX_PLANS))
     rows = session.execute(
@@ -162,7 +190,8 @@ def review_queue_and_size(
         for frame, camera, pred, alert, section, flag_id, _ in rows
     ]
     items.sort(key=lambda i: _rank(i, now))
-    return items, (rows[0][-1] if rows else 0)
+    counted = rows[0][-1] if rows else 0
+    return items, QueueSize(min(counted, cap), capped=counted > cap)
 
 
 # PostgreSQL, for the queue's statement only: every branch walks its indexes by nested
@@ -354,17 +383,27 @@ def _queue_order(frames: sa.Subquery, now: datetime) -> tuple[sa.ColumnElement[o
     return rank, sa.case((flagged, at)).desc(), at, frames.c.frame_id
 
 
-def _queue_size(branches: list[_Branch], *, per_camera: bool) -> sa.ScalarSelect[int]:
+def _queue_size(branches: list[_Branch], cap: int, *, per_camera: bool) -> sa.ScalarSelect[int]:
     """SQL: how many frames the sections hold, a frame once (a site's sections share
-    frames; sites do not). ``per_camera``: as in ``_first_frames``."""
+    frames; sites do not), up to ``cap`` + 1: each branch reads at most that many frame
+    ids, so past the cap the count's work does not grow with the window (a branch that
+    has more is cut there, and then so is the union). A branch of all sites keeps its
+    order, so it walks its partial index in that order and stops at the cap (unordered,
+    PostgreSQL may loop over the cameras and read each one's window of the index); a
+    site's own branch reads its cameras' index ranges in any order. ``per_camera``: as
+    in ``_first_frames``."""
     def frame_ids(b: _Branch) -> sa.Select:
-        ids = b.count.order_by(None).with_only_columns(Frame.id)
-        if b.qs is not None and per_camera and b.reason in _TIME_ORDERED:
-            ids = ids.where(Frame.camera_id == _cameras(b.qs.camera_ids).c.id)
-        return ids
+        ids = b.count.with_only_columns(Frame.id)
+        if b.qs is not None:
+            ids = ids.order_by(None)
+            if per_camera and b.reason in _TIME_ORDERED:
+                ids = ids.where(Frame.camera_id == _cameras(b.qs.camera_ids).c.id)
+        # a member's LIMIT inside a subquery: SQLite refuses it on a compound's member
+        return sa.select(sa.literal_column("id", sa.BigInteger)).select_from(ids.limit(cap + 1).subquery())
 
     ids = _union([frame_ids(b) for b in branches], distinct=True).subquery()
-    return sa.select(sa.func.count()).select_from(ids).scalar_subquery()
+    at_most = sa.select(ids).limit(cap + 1).subquery()
+    return sa.select(sa.func.count()).select_from(at_most).scalar_subquery()
 
 
 def _cameras(camera_ids: tuple[int, ...]) -> sa.TableValuedAlias:
@@ -388,12 +427,15 @@ _IN_AUDIT_PREDICTIONS = sa.and_(
     < sa.literal_column(str(_AUDIT_INDEX_THRESHOLD), sa.BigInteger),
 )
 assert AUDIT_PREDICTION_PREDICATE == f"NOT flagged AND (frame_id * {HASH_MULTIPLIER}) % {HASH_MODULUS} < {_AUDIT_INDEX_THRESHOLD}"
+# ix_decisions_missed_decided_at's predicate, as a literal: both databases prove a partial
+# index from literals, not from bound parameters.
+_IS_MISSED = Decision.verdict == sa.literal_column(f"'{Verdict.MISSED.value}'", Decision.verdict.type)
 _NO_NEAR = 1e300  # a score no frame reaches: the site has no near stratum
 
 
 def _audit_in_index(t: Thresholds) -> bool:
-    """Whether every stratum rate of the site's audit is within the audit index's."""
-    return max(t.audit_rate, audit_design.night_rate(t), t.audit_near_rate) <= AUDIT_INDEX_RATE
+    """Whether the site has an audit and every stratum rate of it is within the audit index's."""
+    return 0 < max(t.audit_rate, audit_design.night_rate(t), t.audit_near_rate) <= AUDIT_INDEX_RATE
 
 
 def _of_sites(sites: list[_QueueSite]) -> sa.ColumnElement[bool]:
@@ -436,43 +478,28 @@ def _indexed_flagged(sites: list[_QueueSite], user_id: int | None, since: dateti
     bound = sa.select(sa.func.min(newest_scored.c.captured_at)).scalar_subquery()
     page = (flags(Prediction.scored_at >= bound - sa.literal(CLOCK_SLACK, sa.Interval()), Frame.captured_at >= bound)
             .order_by(Frame.captured_at.desc()).limit(size))
-    return _Branch(None, QueueReason.FLAGGED, page, flags(Prediction.scored_at >= since - CLOCK_SLACK))
+    counted = flags(Prediction.scored_at >= since - CLOCK_SLACK).order_by(Prediction.scored_at.desc())
+    return _Branch(None, QueueReason.FLAGGED, page, counted)
 
 
 def _second_looks(sites: list[_QueueSite], user_id: int | None, since: datetime) -> _Branch:
     """PostgreSQL: the second looks of all ``sites`` at once (``_section_statements``' for
-    one site): the window's verdicts are read once, not once per site."""
+    one site), read from the vote summary's partial index (shadow.second_looks): the
+    frames that may need another look, never the window's settled verdicts."""
     model = _per_site(sites, lambda qs: qs.site.rollout_model_id, sa.Integer())
-    pred_join = sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == model)
-    votes, bears = sa.func.count(Decision.id), sa.func.sum(bear_vote_sql())
-    unsettled = (
-        sa.select(Decision.frame_id)
-        .join(Frame, Frame.id == Decision.frame_id)
-        .join(Camera, Camera.id == Frame.camera_id)
-        .join(Prediction, pred_join)
-        .where(_of_sites(sites), Frame.captured_at >= since)
-        .group_by(Decision.frame_id, Prediction.flagged)
-        .having(_against_the_model(votes, bears))
-    )
+    cameras = [camera_id for qs in sites for camera_id in qs.camera_ids]
     stmt = (
         sa.select(*_row(QueueReason.SECOND_LOOK, Prediction.id, AlertFlag.alert_id, AlertFlag.id))
-        .select_from(Frame)
+        .select_from(FrameVotes)
+        .join(Frame, Frame.id == FrameVotes.frame_id)
         .join(Camera, Camera.id == Frame.camera_id)
-        .join(Prediction, pred_join)
+        .join(Prediction, sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == model))
         .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
-        .where(Frame.id.in_(unsettled), _undecided(user_id))
-        .order_by(Frame.captured_at)
+        .where(*second_look_frames(since, Prediction.flagged),
+               FrameVotes.camera_id == sa.any_(sa.literal(cameras, sa.ARRAY(sa.Integer))), _undecided(user_id))
+        .order_by(FrameVotes.captured_at)
     )
     return _Branch(None, QueueReason.SECOND_LOOK, stmt, stmt)
-
-
-def _against_the_model(votes: sa.ColumnElement[int], bears: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
-    """SQL (HAVING, grouped by frame and the prediction's flag): shadow.truth.needs_another_look."""
-    return sa.or_(
-        sa.and_(votes == 1, Prediction.flagged.is_(True), bears == 0),
-        sa.and_(votes == 1, Prediction.flagged.is_(False), bears == 1),
-        sa.and_(votes == 2, bears == 1),
-    )
 
 
 def _indexed_audit(sites: list[_QueueSite], user_id: int | None, since: datetime) -> _Branch:
@@ -562,24 +589,21 @@ def _section_statements(
         .where(Alert.site_id == site.id, Alert.status == AlertStatus.PENDING, _undecided(user_id))
         .order_by(Frame.captured_at)
     )
-    # 2. Second looks (shadow.truth.needs_another_look in SQL): a lone verdict against the
-    # model (a dismissed flag, a bear on an unflagged frame) or two rangers who disagree.
-    votes, bears = sa.func.count(Decision.id), sa.func.sum(bear_vote_sql())
-    unsettled = (
-        sa.select(Decision.frame_id)
-        .join(Frame, Frame.id == Decision.frame_id)
-        .join(Prediction, pred_join)
-        .where(of_site, Frame.captured_at >= since)
-        .group_by(Decision.frame_id, Prediction.flagged)
-        .having(_against_the_model(votes, bears))
-    )
+    # 2. Second looks (shadow.truth.needs_another_look in SQL: shadow.second_looks): a lone
+    # verdict against the model (a dismissed flag, a bear on an unflagged frame) or two
+    # rangers who disagree, read from the vote summary's partial index.
     stmts[QueueReason.SECOND_LOOK] = (
         sa.select(*_row(QueueReason.SECOND_LOOK, Prediction.id, AlertFlag.alert_id, AlertFlag.id))
-        .select_from(Frame)
-        .join(Prediction, pred_join)
+        .select_from(FrameVotes)
+        .join(Frame, Frame.id == FrameVotes.frame_id)
+        # the model by an expression: SQLite then reads the few frames of the summary's
+        # index first, not every prediction of the model by ix_predictions_model_version_id_flagged
+        .join(Prediction, sa.and_(Prediction.frame_id == Frame.id,
+                                  sa.func.coalesce(Prediction.model_version_id, Prediction.model_version_id) == site.rollout_model_id))
         .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
-        .where(Frame.id.in_(unsettled), _undecided(user_id))
-        .order_by(Frame.captured_at)
+        .where(*second_look_frames(since, Prediction.flagged), FrameVotes.camera_id.in_(qs.camera_ids),
+               _undecided(user_id))
+        .order_by(FrameVotes.captured_at)
     )
     # 3. Flagged frames in the window, newest first: a bear may still be there.
     stmts[QueueReason.FLAGGED] = (
@@ -621,29 +645,39 @@ def _section_statements(
         sa.select(anchor.camera_id, anchor.captured_at).distinct()
         .join(Decision, Decision.frame_id == anchor.id)
         .where(anchor.camera_id.in_(qs.camera_ids), anchor.captured_at >= since - timedelta(seconds=reach),
-               Decision.verdict == Verdict.MISSED, Decision.review_reason.in_(follow_up.FOUND_BY_DESIGN))
+               _IS_MISSED, Decision.review_reason.in_(follow_up.FOUND_BY_DESIGN),
+               # a miss is reported after its frame was captured: the window's misses are read
+               # through ix_decisions_missed_decided_at, not every verdict of the window
+               Decision.decided_at >= since - timedelta(seconds=reach) - CLOCK_SLACK)
         .order_by(newest.desc())
         .limit(follow_up.MAX_ANCHORS)
         .cte(f"found_{site.id}")  # read once for the page and the count
     )
-    near_found = (  # read from the found misses: nothing when there are none
-        sa.select(neighbour.id)
+    # Read from the found misses (nothing when there are none), a frame once: as a derived
+    # table that the planner cannot fold into a semi-join, and ordered by its own capture
+    # time, the frames are read from it by id, not the site's whole window walked in
+    # time order and tested against it (every frame of the window, on PostgreSQL).
+    near_found = (
+        sa.select(neighbour.id, neighbour.captured_at)
+        .distinct()
         .select_from(found)
         .join(neighbour, sa.and_(
             neighbour.camera_id == found.c.camera_id,
             neighbour.captured_at >= _shifted(session, found.c.captured_at, -reach),
             neighbour.captured_at <= _shifted(session, found.c.captured_at, reach),
         ))
+        .subquery(f"near_found_{site.id}")
     )
     nobody_decided = ~sa.select(Decision.id).where(Decision.frame_id == Frame.id).exists()
     stmts[QueueReason.FOLLOW_UP] = (
         sa.select(*_row(QueueReason.FOLLOW_UP, Prediction.id))
-        .select_from(Frame)
+        .select_from(near_found)
+        .join(Frame, Frame.id == near_found.c.id)
         .join(Prediction, pred_join)
         # the window widened by the cooldown is implied by near_found; it keeps a planner
         # that reads frames first in the window, never in the site's whole history
-        .where(Frame.id.in_(near_found), of_site, Frame.captured_at >= since - timedelta(seconds=2 * reach),
+        .where(of_site, Frame.captured_at >= since - timedelta(seconds=2 * reach),
                Prediction.flagged.is_(False), nobody_decided)
-        .order_by(Frame.captured_at)
+        .order_by(near_found.c.captured_at)
     )
     return stmts

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from bearwatch.auth import Actor
 from bearwatch.users import preferences
-from shadow.review_queue import QueueItem, review_queue_and_size
+from shadow.review_queue import QueueItem, QueueSize, review_queue_and_size
 
 SITE_PREFERENCE = "review_site"  # the users.preferences key of the site picker
 
@@ -18,7 +18,7 @@ SITE_PREFERENCE = "review_site"  # the users.preferences key of the site picker
 @dataclass(frozen=True)
 class ReviewQueue:
     items: tuple[QueueItem, ...]  # the next frames, in review order
-    waiting: int  # frames in the whole queue
+    waiting: QueueSize  # frames in the whole queue (exact up to a cap, then "1,000+")
 
 
 def review_queue_page(session: Session, reviewer: Actor, now: datetime, *, site: str | None) -> ReviewQueue:

@@ -154,7 +154,7 @@ item = queue[index]
 st.html(BIG_BUTTONS)
 pending = sum(1 for i in queue if i.reason is QueueReason.PENDING_ALERT)
 st.caption(f"{waiting} in the queue" + (f" · {pending} held alert(s) waiting" if pending else "")
-           + (f" · the next {len(queue)} below" if waiting > len(queue) else ""))
+           + (f" · the next {len(queue)} below" if waiting.exceeds(len(queue)) else ""))
 
 left, right = st.columns([3, 1])
 with left:  # the frame with zoom and heat map, its neighbours, the camera's score (dashboard.frame_context_view)

@@ -127,8 +127,26 @@ def test_the_site_filter_is_remembered_across_logins_and_the_count_is_the_whole_
     assert not app.exception and _shown_frame(app).startswith("south / ")
     with factory() as session:
         waiting = review_queue_and_size(session, Actor("ranger", Role.RANGER), utcnow(), site="south")[1]
-    assert waiting > 0 and any(str(c.value).startswith(f"{waiting} in the queue") for c in app.caption)
+    assert waiting.count > 0 and any(str(c.value).startswith(f"{waiting} in the queue") for c in app.caption)
 
     again = login(open_app(), "ranger", PASSWORD)  # a new session: reload, another day
     again.switch_page("views/review.py").run()
     assert again.selectbox(key="review_site").value == "south" and _shown_frame(again).startswith("south / ")
+
+
+def test_a_queue_past_the_count_cap_shows_at_least_the_cap(
+    review_park: Seeded, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bearwatch.auth import Actor
+    from bearwatch.schema import Role
+    from shadow import review_queue
+
+    with factory() as session:
+        waiting = review_queue.review_queue_and_size(session, Actor("ranger", Role.RANGER), utcnow())[1]
+    assert not waiting.capped and waiting.count > 2
+    monkeypatch.setattr(review_queue, "QUEUE_COUNT_CAP", 2)
+    app = login(open_app(), "ranger", PASSWORD)
+    app.switch_page("views/review.py").run()
+    assert not app.exception
+    caption = next(str(c.value) for c in app.caption if " in the queue" in str(c.value))
+    assert caption.startswith("2+ in the queue") and "the next" in caption, caption

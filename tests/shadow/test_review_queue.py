@@ -130,7 +130,7 @@ def test_live_bears_first_and_the_count_is_the_whole_queue(factory: sessionmaker
     """A camera with fresh flags comes before day-old ones: held alerts, then flags of the
     last hour newest first, then older flags newest first, then the audit; the count is
     every frame waiting, not the page shown."""
-    from shadow.review_queue import review_queue_and_size
+    from shadow.review_queue import QueueSize, review_queue_and_size
 
     park = make_park(factory, stage=Stage.MANUAL, thresholds={"audit_rate": 1.0, "audit_near_rate": 1.0})
     ana = add_user(factory, "ana")
@@ -141,9 +141,9 @@ def test_live_bears_first_and_the_count_is_the_whole_queue(factory: sessionmaker
     queue = _queue(factory, ana, now, limit=5)
     assert [i.frame_id for i in queue] == [*reversed(fresh), day_old[2], day_old[1]]
     with factory() as session:
-        assert review_queue_and_size(session, ana, now)[1] == 10
-        assert review_queue_and_size(session, ana, now, site="nowhere")[1] == 0
+        assert review_queue_and_size(session, ana, now)[1] == QueueSize(10)
+        assert review_queue_and_size(session, ana, now, site="nowhere")[1] == QueueSize(0)
     submit_verdict(factory, fresh[0], ana, Verdict.CONFIRM, now)
     with factory() as session:
-        assert review_queue_and_size(session, ana, now)[1] == 9
+        assert review_queue_and_size(session, ana, now)[1] == QueueSize(9)
     assert [i.frame_id for i in _queue(factory, ana, now)][-4:] == quiet, "the audit sample last, oldest first"

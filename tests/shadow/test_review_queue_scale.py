@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.park_file import Thresholds
 from bearwatch.schema import Frame, FrameStatus, Prediction, Stage
 from shadow import audit_design
-from shadow.review_queue import FRESH_FLAG, QueueReason, review_queue_and_size
+from shadow.review_queue import FRESH_FLAG, QueueReason, QueueSize, review_queue_and_size
 from tests.shadow.helpers import T0, add_user, make_park
 from tests.statements import statements_sent
 
@@ -75,7 +75,7 @@ def test_a_busy_window_queues_fresh_flags_older_flags_then_the_audit_sample(
     with statements_sent(engine) as seen, factory() as session:
         items, waiting = review_queue_and_size(session, ana, NOW)
     assert [(i.frame_id, i.reason) for i in items] == expected[:50]
-    assert waiting == len(expected)
+    assert waiting == QueueSize(len(expected))
     if engine.dialect.name != "postgresql":
         return
     # The queue's statement again under EXPLAIN, planned as the queue plans it.
