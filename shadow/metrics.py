@@ -39,6 +39,19 @@ ALERT_RATE_BREACH = Gauge(
     "1 when the alert-rate ratio is significantly outside the site's band at the last guard run", ["site"],
 )
 
+# The shadow loop's jobs (shadow.loop): a lane that has not finished a pass for too long
+# shows as an old last success or an old running-since.
+JOB_LAST_SUCCESS = Gauge(
+    "bearwatch_shadow_job_last_success_timestamp_seconds", "When the shadow-loop job last finished without error", ["job"],
+)
+JOB_RUNNING_SINCE = Gauge(
+    "bearwatch_shadow_job_running_since_timestamp_seconds", "When the shadow-loop job's run in flight started; 0: idle",
+    ["job"],
+)
+JOB_SECONDS = Gauge("bearwatch_shadow_job_last_duration_seconds", "How long the job's last successful run took", ["job"])
+JOB_FAILURES = Counter("bearwatch_shadow_job_failures_total", "Shadow-loop job runs that failed (retried when next due)",
+                       ["job"])
+
 
 # Counters of things written to the database move only when the write commits: a
 # transaction that rolls back (a lost race, a lock timeout, a crash) must not count.
