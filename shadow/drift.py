@@ -24,9 +24,9 @@ each drawn in SQL in the order of a seeded hash of the frame id (the same check 
 same data reads the same sample) and stratified by day/night in proportion to the
 window's frames (brightness, sharpness, scores and embeddings all differ between day and
 night, so the sample keeps the window's exact night share). :func:`compute_drifts` reads
-every site's windows in two statements whatever the number of sites (three with a
-reference that ended: a closed reference is read once per process and kept, so the hourly
-pass reads only the current windows; drift_windows).
+every site's windows in a fixed number of statements whatever the number of sites: a
+closed reference is read once per process and kept, and the current window by clock
+hour, its closed hours kept, so the hourly pass reads the open hour (drift_windows).
 """
 
 from __future__ import annotations
@@ -152,9 +152,9 @@ def _judge(site: Site, window: tuple[datetime, datetime], reference: tuple[datet
 
 def compute_drifts(session: Session, sites: Sequence[Site], now: datetime) -> list[DriftCheck]:
     """Read-only: the drift numbers of ``sites`` at ``now`` (nothing stored), in order.
-    Two statements whatever the number of sites (three when a reference is closed: its
-    streaming cameras, for the cache): the ledger, then every window's counts
-    and samples (read_windows)."""
+    A fixed number of statements whatever the number of sites: the ledger, then every
+    window's counts and samples (read_windows: the streaming cameras for the caches, the
+    current windows by hour, the other windows whole)."""
     custom = [s for s in sites if s.drift_reference_start is not None and s.drift_reference_end is not None]
     periods = latest_manual_periods(session, [s.id for s in sites if s not in custom], now)
     plans = []
@@ -165,7 +165,7 @@ def compute_drifts(session: Session, sites: Sequence[Site], now: datetime) -> li
     specs = [spec for site, _, window, reference in plans if reference is not None
              for spec in (WindowSpec(site.id, site.rollout_model_id, *reference, sample_seed(site),
                                      closed=reference[1] <= now - REFERENCE_SETTLED),
-                          WindowSpec(site.id, site.rollout_model_id, *window, sample_seed(site)))]
+                          WindowSpec(site.id, site.rollout_model_id, *window, sample_seed(site), hourly=True))]
     data = iter(read_windows(session, specs))
     checks = []
     for site, t, window, reference in plans:

@@ -11,22 +11,36 @@ longer change) is read once per process and kept (:data:`_CACHE`), by its databa
 site, model, span, seed, sample sizes and the site's streaming cameras then (a camera
 going offline changes which frames count, so it reads the window again): the hourly
 drift pass then reads only the current windows.
+
+The current window (``WindowSpec.hourly``) is read by clock hour (UTC): per hour and
+stratum its counts and its first frames in sample order (ids, ranks, values: at most
+``sample_frames`` + ``sample_embeddings``), so the window's counts are their sums and its
+sample the first frames of their merge, with the same proportional allocation; the
+embeddings of the final sample only are then read by prediction id. An hour that ended
+``HOUR_SETTLED`` ago with no frame waiting for a score no longer changes: it is kept
+(:data:`_PIECES`, keyed like a closed window, streaming cameras included), so a pass reads
+the open hour and the part hour at the window's start. Each image counts once per window,
+not per hour: one statement finds the frames first in their hour but not in the window (a
+frozen stream across the hour; it reads the window's frames, not their predictions, and
+sorts only the images seen in two hours), and the window leaves them out of the hours'
+counts and candidates. Where an hour kept too few candidates to stand in for them, the
+window is read whole, as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
-from bearwatch.schema import Camera, CameraHealth, Frame, Prediction, Site
+from bearwatch.schema import Camera, CameraHealth, Frame, FrameStatus, Prediction, Site
 from shadow.lru import LruCache
-from shadow.periods import usable_frame
+from shadow.periods import hour_bucket, usable_frame
 
 OOD_THRESHOLD = 1.0  # inference.ood: 1.0 is as far as the farthest 1% of the reference
 SAMPLE_FRAMES = 2000  # per window, for the KS metrics: D's sampling error ~0.02, well under drift_min_ks
@@ -87,6 +101,7 @@ class WindowSpec:
     end: datetime
     seed: int  # the sample's: the same seed on the same data reads the same frames
     closed: bool = False  # it ended and its frames no longer change: read once, then cached
+    hourly: bool = False  # the current window: read by clock hour, closed hours kept (module doc)
 
 
 _PRIME = 2_147_483_647  # 2^31 - 1
@@ -133,10 +148,9 @@ def _windows_cte(specs: Sequence[WindowSpec]) -> sa.CTE:
     return (sa.union_all(*rows) if len(rows) > 1 else rows[0]).cte("drift_windows")
 
 
-def _sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
-                  per_camera: bool = False) -> sa.Select[Any]:
-    """One statement for all ``specs``: per window and stratum (day, night, unknown) the
-    counts over every frame, and the sampled frames (see the module doc). ``per_camera``
+def _window_frames(specs: Sequence[WindowSpec], *, per_camera: bool) -> tuple[sa.CTE, Any, sa.Select[Any]]:
+    """The windows, the columns of their usable frames on streaming cameras, and the
+    select joining them (before any column is chosen). ``per_camera``
     (PostgreSQL): each camera's frames of a window read from its (camera_id, captured_at)
     index (LATERAL); joined by camera, PostgreSQL walked every site's frames of the span
     by captured_at for each window (27M rows for 40 windows at 1M frames, issue 13)."""
@@ -146,7 +160,7 @@ def _sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embedd
     in_window = sa.and_(Frame.camera_id == Camera.id, Frame.captured_at >= w.c.start, Frame.captured_at < w.c.end)
     if per_camera:
         source = (sa.select(Frame.id, Frame.camera_id, Frame.captured_at, Frame.sha256, Frame.brightness,
-                            Frame.sharpness, Frame.is_night)
+                            Frame.sharpness, Frame.is_night, Frame.status)
                   # OFFSET 0: kept a subquery, not pulled up into the join it was written to avoid
                   .where(in_window, usable_frame()).offset(0).lateral("camera_frames"))
         c: Any = source.c
@@ -154,10 +168,18 @@ def _sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embedd
     else:
         c = Frame
         joined = sa.select().select_from(w).join(Camera, streaming).join(Frame, in_window).where(usable_frame())
+    return w, c, joined
+
+
+def _ranked(specs: Sequence[WindowSpec], *, per_camera: bool) -> sa.Subquery:
+    """Per window: its frames (each image once), their predictions, each frame's rank in
+    its stratum among all frames and among the scored ones, and the stratum's counts."""
+    w, c, joined = _window_frames(specs, per_camera=per_camera)
     frames = (
         joined.with_only_columns(
             w.c.key, w.c.model_id, c.id.label("frame_id"), c.brightness, c.sharpness, c.is_night,
             sa.case((c.is_night.is_(None), 2), (c.is_night.is_(True), 1), else_=0).label("stratum"),
+            _flag(c.status == FrameStatus.PENDING).label("pending"),
             sample_rank(c.id, w.c.seed).label("rank"),
             # a frozen camera sends the same bytes again and again: each image counts once
             sa.func.row_number().over(partition_by=(w.c.key, c.camera_id, c.sha256),
@@ -173,9 +195,9 @@ def _sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embedd
     # scored frames.
     scored = Prediction.positive_score.is_not(None)
     window, part = (f.key,), (f.key, f.stratum)
-    ranked = (
+    return (
         sa.select(
-            f.key, f.stratum, f.brightness, f.sharpness, f.is_night, Prediction.id.label("prediction_id"),
+            f.key, f.stratum, f.frame_id, f.rank, f.brightness, f.sharpness, f.is_night, Prediction.id.label("prediction_id"),
             Prediction.positive_score, Prediction.flagged, Prediction.ood_score, _flag(scored).label("is_scored"),
             sa.func.row_number().over(partition_by=part, order_by=(f.rank, f.frame_id)).label("r_all"),
             sa.func.row_number().over(partition_by=(*part, _flag(scored)), order_by=(f.rank, f.frame_id)).label("r_scored"),
@@ -187,12 +209,20 @@ def _sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embedd
             sa.func.sum(_flag(sa.and_(scored, Prediction.flagged.is_(True)))).over(partition_by=part).label("flagged_n"),
             sa.func.sum(_flag(sa.and_(scored, Prediction.ood_score.is_not(None)))).over(partition_by=part).label("ood_known_n"),
             sa.func.sum(_flag(sa.and_(scored, Prediction.ood_score > OOD_THRESHOLD))).over(partition_by=part).label("ood_over_n"),
+            sa.func.sum(f.pending).over(partition_by=part).label("pending_n"),
         )
         .select_from(frames)
         .outerjoin(Prediction, sa.and_(Prediction.frame_id == f.frame_id, Prediction.model_version_id == f.model_id))
         .where(f.copy == 1)
         .subquery("ranked")
     )
+
+
+def _sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
+                  per_camera: bool = False) -> sa.Select[Any]:
+    """One statement for all ``specs``: per window and stratum (day, night, unknown) the
+    counts over every frame, and the sampled frames (see the module doc)."""
+    ranked = _ranked(specs, per_camera=per_camera)
     r = ranked.c
     # Proportional allocation: stratum s gets floor(n * share of s) of the window's n.
     in_sample = r.r_all * r.n_window <= sample_frames * r.n_stratum
@@ -227,8 +257,11 @@ class _Gathered:
         self.strata[row.stratum] = row
         if row.embedding:
             self.embeddings.append(np.frombuffer(row.embedding, np.float16).astype(np.float32))
-        if not row.in_sample:
-            return
+        if row.in_sample:
+            self.add_values(row)
+
+    def add_values(self, row: Any) -> None:
+        """A sampled frame's values (a row of _sample_query or a _Candidate)."""
         if row.brightness is not None:
             self.brightness.append(row.brightness)
         if row.sharpness is not None:
@@ -241,7 +274,8 @@ class _Gathered:
             if row.ood_score is not None:
                 self.ood.append(row.ood_score)
 
-    def window(self) -> WindowData:
+    def window(self, counts: WindowCounts | None = None) -> WindowData:
+        """The window read; ``counts``: its counts when they were not read with the rows."""
         def total(name: str, strata: tuple[int, ...] = (0, 1, 2)) -> int:
             return sum(int(getattr(self.strata[s], name) or 0) for s in strata if s in self.strata)
 
@@ -251,9 +285,10 @@ class _Gathered:
             night=np.array(self.night, bool), scores=np.array(self.scores, float), flagged=np.array(self.flagged, bool),
             ood=np.array(self.ood, float),
             embeddings=np.vstack(self.embeddings) if self.embeddings and len(dims) == 1 else np.zeros((0, 0), np.float32),
-            counts=WindowCounts(frames=total("brightness_known"), night=total("n_stratum", (1,)),
-                                night_known=total("n_stratum", (0, 1)), flagged=total("flagged_n"), scored=total("scored"),
-                                ood_over=total("ood_over_n"), ood_known=total("ood_known_n")),
+            counts=counts if counts is not None else WindowCounts(
+                frames=total("brightness_known"), night=total("n_stratum", (1,)), night_known=total("n_stratum", (0, 1)),
+                flagged=total("flagged_n"), scored=total("scored"), ood_over=total("ood_over_n"),
+                ood_known=total("ood_known_n")),
         )
 
 
@@ -275,8 +310,9 @@ def _streaming_cameras(session: Session, site_ids: set[int]) -> dict[int, tuple[
 
 
 def clear_cache() -> None:
-    """Forget the closed windows read so far."""
+    """Forget the closed windows and hours read so far."""
     _CACHE.clear()
+    _PIECES.clear()
 
 
 def _cache_keys(session: Session, specs: Sequence[WindowSpec], sample_frames: int,
@@ -300,17 +336,283 @@ def _keep(windows: dict[Hashable, WindowData]) -> None:
         _CACHE.put(key, window)
 
 
+HOUR = timedelta(hours=1)
+HOUR_SETTLED = timedelta(minutes=5)  # an hour this long over, with no frame waiting for a score, is closed
+
+
+class _Candidate(NamedTuple):
+    """A frame of a piece that may be in its window's sample (values as the sample needs them)."""
+
+    stratum: int
+    rank: int
+    frame_id: int
+    prediction_id: int | None
+    in_all: bool  # among its stratum's first sample_frames in the piece
+    in_scored: bool  # among its stratum's first sample_embeddings scored frames in the piece
+    brightness: float | None
+    sharpness: float | None
+    is_night: bool | None
+    positive_score: float | None
+    flagged: bool | None
+    ood_score: float | None
+
+
+_COUNTS = ("n_stratum", "brightness_known", "scored", "flagged_n", "ood_known_n", "ood_over_n")
+
+
+# A _Candidate packed (about 60 bytes): None is -1 for ids and flags, and a clear bit of
+# "known" for the floats.
+_PACKED = np.dtype([("stratum", "i1"), ("rank", "i8"), ("frame_id", "i8"), ("prediction_id", "i8"), ("in_all", "?"),
+                    ("in_scored", "?"), ("brightness", "f8"), ("sharpness", "f8"), ("is_night", "i1"),
+                    ("positive_score", "f8"), ("flagged", "i1"), ("ood_score", "f8"), ("known", "u1")])
+_FLOATS = ("brightness", "sharpness", "positive_score", "ood_score")
+
+
+def _pack(candidates: Sequence[_Candidate]) -> np.ndarray:
+    def flag(value: bool | None) -> int:
+        return -1 if value is None else int(value)
+
+    return np.array([
+        (c.stratum, c.rank, c.frame_id, -1 if c.prediction_id is None else c.prediction_id, c.in_all, c.in_scored,
+         c.brightness or 0.0, c.sharpness or 0.0, flag(c.is_night), c.positive_score or 0.0, flag(c.flagged),
+         c.ood_score or 0.0, sum(1 << i for i, name in enumerate(_FLOATS) if getattr(c, name) is not None))
+        for c in candidates], dtype=_PACKED)
+
+
+def _unpack(packed: np.ndarray) -> list[_Candidate]:
+    def value(row: Any, i: int) -> float | None:
+        return float(row[_FLOATS[i]]) if int(row["known"]) >> i & 1 else None
+
+    def flag(value: int) -> bool | None:
+        return None if value < 0 else bool(value)
+
+    return [_Candidate(int(r["stratum"]), int(r["rank"]), int(r["frame_id"]),
+                       None if r["prediction_id"] < 0 else int(r["prediction_id"]), bool(r["in_all"]), bool(r["in_scored"]),
+                       value(r, 0), value(r, 1), flag(int(r["is_night"])), value(r, 2), flag(int(r["flagged"])), value(r, 3))
+            for r in packed]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A window's frames in one clock hour (each image once within it): per stratum the
+    counts (_COUNTS) and the first frames in sample order (_PACKED)."""
+
+    counts: dict[int, tuple[int, ...]]
+    packed: np.ndarray
+    pending: int  # frames still waiting for a score: the piece may still change
+
+
+def _candidate_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
+                     per_camera: bool) -> sa.Select[Any]:
+    """One statement for all pieces: per piece and stratum the counts and the frames that
+    may be sampled from it (:class:`_Candidate`), without embeddings."""
+    r = _ranked(specs, per_camera=per_camera).c
+    in_all = r.r_all <= sample_frames
+    in_scored = sa.and_(r.is_scored == 1, r.r_scored <= sample_embeddings)
+    return (
+        sa.select(r.key, *(getattr(r, name) for name in _COUNTS), r.pending_n, r.stratum, r.rank, r.frame_id,
+                  r.prediction_id, _flag(in_all).label("in_all"), _flag(in_scored).label("in_scored"), r.brightness,
+                  r.sharpness, r.is_night, r.positive_score, r.flagged, r.ood_score)
+        .where(sa.or_(in_all, in_scored, r.r_all == 1))
+        .order_by(r.key, r.stratum, r.r_all)
+    )
+
+
+class _Repeat(NamedTuple):
+    """A frame first in its hour, not in its window: what it added to its hour's counts."""
+
+    key: int
+    frame_id: int
+    stratum: int
+    counts: tuple[int, ...]  # as _COUNTS
+
+
+def _repeats_query(session: Session, specs: Sequence[WindowSpec], *, per_camera: bool) -> sa.Select[Any]:
+    """The frames that are the first copy of their image in their clock hour but not in
+    their window (a frozen stream across the hour), with what each adds to its hour's
+    counts: the hours counted them, the window does not. Only the images seen in two
+    hours are sorted; the window's frames are read without their predictions."""
+    w, c, joined = _window_frames(specs, per_camera=per_camera)
+    frames = joined.with_only_columns(
+        w.c.key, w.c.model_id, c.id.label("frame_id"), c.camera_id, c.sha256, c.captured_at, c.brightness, c.is_night,
+        hour_bucket(session, c.captured_at).label("hour"), maintain_column_froms=False,
+    ).cte("hour_frames")
+    f = frames.c
+    groups = (sa.select(f.key, f.camera_id, f.sha256).group_by(f.key, f.camera_id, f.sha256)
+              .having(sa.func.min(f.hour) != sa.func.max(f.hour)).subquery("repeated"))
+    copies = (
+        sa.select(f.key, f.frame_id, f.model_id, f.brightness, f.is_night,
+                  sa.func.row_number().over(partition_by=(f.key, f.camera_id, f.sha256, f.hour),
+                                            order_by=(f.captured_at, f.frame_id)).label("in_hour"),
+                  sa.func.row_number().over(partition_by=(f.key, f.camera_id, f.sha256),
+                                            order_by=(f.captured_at, f.frame_id)).label("in_window"))
+        .join(groups, sa.and_(groups.c.key == f.key, groups.c.camera_id == f.camera_id, groups.c.sha256 == f.sha256))
+        .subquery("copies")
+    )
+    k = copies.c
+    scored = Prediction.positive_score.is_not(None)
+    return (
+        sa.select(k.key, k.frame_id,
+                  sa.case((k.is_night.is_(None), 2), (k.is_night.is_(True), 1), else_=0).label("stratum"),
+                  _flag(k.brightness.is_not(None)).label("brightness_known"), _flag(scored).label("scored"),
+                  _flag(sa.and_(scored, Prediction.flagged.is_(True))).label("flagged_n"),
+                  _flag(sa.and_(scored, Prediction.ood_score.is_not(None))).label("ood_known_n"),
+                  _flag(sa.and_(scored, Prediction.ood_score > OOD_THRESHOLD)).label("ood_over_n"))
+        .select_from(copies)
+        .outerjoin(Prediction, sa.and_(Prediction.frame_id == k.frame_id, Prediction.model_version_id == k.model_id))
+        .where(k.in_hour == 1, k.in_window > 1)
+    )
+
+
+def _repeats(session: Session, specs: Sequence[WindowSpec], *, per_camera: bool) -> dict[int, list[_Repeat]]:
+    found: dict[int, list[_Repeat]] = {}
+    for row in session.execute(_repeats_query(session, specs, per_camera=per_camera)):
+        counts = (1, *(int(getattr(row, name)) for name in _COUNTS[1:]))
+        found.setdefault(row.key, []).append(_Repeat(row.key, row.frame_id, row.stratum, counts))
+    return found
+
+
+def _hour_of(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _pieces_of(spec: WindowSpec) -> list[WindowSpec]:
+    """The window cut at each clock hour (UTC)."""
+    cuts = [spec.start]
+    hour = _hour_of(spec.start) + HOUR
+    while hour < spec.end:
+        cuts.append(hour)
+        hour += HOUR
+    cuts.append(spec.end)
+    return [replace(spec, start=a, end=b, hourly=False) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def _read_pieces(session: Session, pieces: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int,
+                 ) -> list[_Piece]:
+    per_camera = session.get_bind().dialect.name == "postgresql"
+    counts: list[dict[int, tuple[int, ...]]] = [{} for _ in pieces]
+    candidates: list[list[_Candidate]] = [[] for _ in pieces]
+    pending = [0] * len(pieces)
+    for row in session.execute(_candidate_query(pieces, sample_frames, sample_embeddings, per_camera=per_camera)):
+        counts[row.key][row.stratum] = tuple(int(getattr(row, name) or 0) for name in _COUNTS)
+        pending[row.key] += int(row.pending_n or 0)
+        candidates[row.key].append(_Candidate(
+            row.stratum, row.rank, row.frame_id, row.prediction_id, bool(row.in_all), bool(row.in_scored),
+            row.brightness, row.sharpness, row.is_night, row.positive_score, row.flagged, row.ood_score))
+    return [_Piece(c, _pack(k), p) for c, k, p in zip(counts, candidates, pending, strict=True)]
+
+
+def _cut_short(piece: _Piece, repeated: np.ndarray) -> bool:
+    """Whether leaving out the ``repeated`` frame ids leaves a stratum of ``piece`` with
+    fewer first frames than the window may need (the piece kept only its first ones)."""
+    packed = piece.packed
+    hit = np.isin(packed["frame_id"], repeated)
+    for s, counts in piece.counts.items():
+        in_stratum = packed["stratum"] == s
+        if (hit & in_stratum).any() and (packed["in_all"][in_stratum].sum() < counts[0]
+                                         or packed["in_scored"][in_stratum].sum() < counts[2]):
+            return True
+    return False
+
+
+def _merge(pieces: Sequence[_Piece], repeats: Sequence[_Repeat], sample_frames: int, sample_embeddings: int,
+           ) -> tuple[WindowCounts, list[_Candidate], list[_Candidate]] | None:
+    """A window from its pieces less the ``repeats`` (first in their hour, not in the
+    window): its counts, its sampled frames and its embedding sample, each in the full
+    read's order (stratum, then sample order). None: a piece kept too few first frames to
+    stand in for its repeats (the window is then read whole)."""
+    totals = {s: [sum(p.counts.get(s, (0,) * len(_COUNTS))[i] for p in pieces)
+                  - sum(r.counts[i] for r in repeats if r.stratum == s) for i in range(len(_COUNTS))]
+              for s in (0, 1, 2)}
+    n_window, scored_window = sum(t[0] for t in totals.values()), sum(t[2] for t in totals.values())
+    repeated = np.array([r.frame_id for r in repeats], np.int64)
+    if len(repeated) and any(_cut_short(p, repeated) for p in pieces):
+        return None
+    every = np.concatenate([p.packed for p in pieces]) if pieces else np.zeros(0, _PACKED)
+    every = every[~np.isin(every["frame_id"], repeated)]
+    sampled: list[_Candidate] = []
+    embedded: list[_Candidate] = []
+    for s in (0, 1, 2):
+        stratum = every[every["stratum"] == s]
+        stratum = stratum[np.lexsort((stratum["frame_id"], stratum["rank"]))]  # sample order
+        # _sample_query's proportional allocation: the i-th when i * window <= size * stratum
+        if n_window:
+            sampled += _unpack(stratum[stratum["in_all"]][:sample_frames * totals[s][0] // n_window])
+        if scored_window:
+            embedded += _unpack(stratum[stratum["in_scored"]][:sample_embeddings * totals[s][2] // scored_window])
+    counts = WindowCounts(frames=sum(t[1] for t in totals.values()), night=totals[1][0],
+                          night_known=totals[0][0] + totals[1][0], flagged=sum(t[3] for t in totals.values()),
+                          scored=scored_window, ood_over=sum(t[5] for t in totals.values()),
+                          ood_known=sum(t[4] for t in totals.values()))
+    return counts, sampled, embedded
+
+
+def _window_of(counts: WindowCounts, sampled: list[_Candidate], embedded: list[_Candidate],
+               embeddings: dict[int, bytes | None]) -> WindowData:
+    """The WindowData the full read gives (_Gathered): values of the sampled frames."""
+    gathered = _Gathered()
+    for c in sampled:
+        gathered.add_values(c)
+    gathered.embeddings = [np.frombuffer(e, np.float16).astype(np.float32) for c in embedded
+                           if c.prediction_id is not None and (e := embeddings.get(c.prediction_id))]
+    return gathered.window(counts)
+
+
+# Closed hours of current windows read: at most sample_frames + sample_embeddings
+# candidates per stratum (mostly one stratum an hour), 60 bytes each: at most ~0.3 MB an
+# hour, ~7 MB for a site's 24 h window; 1,024 hours: 40 sites' windows, ~300 MB at most.
+_PIECES: LruCache[Hashable, _Piece] = LruCache(1024)
+
+
+def _read_hourly(session: Session, specs: dict[int, WindowSpec], cameras: dict[int, tuple[int, ...]],
+                 sample_frames: int, sample_embeddings: int) -> dict[int, WindowData]:
+    """The windows in ``specs`` from their pieces: closed hours from :data:`_PIECES`, the
+    others read in one statement (and kept once closed). Three statements: the repeats,
+    the pieces, the embeddings. A window missing from the answer is to be read whole
+    (_merge)."""
+    per_camera = session.get_bind().dialect.name == "postgresql"
+    keyed = list(specs.items())
+    repeats = _repeats(session, [s for _, s in keyed], per_camera=per_camera)
+    database = str(session.get_bind().engine.url)
+    plans: dict[int, list[tuple[WindowSpec, Hashable]]] = {
+        i: [(p, (database, p.site_id, p.model_id, p.start, p.end, p.seed, sample_frames, sample_embeddings,
+                 cameras[p.site_id])) for p in _pieces_of(spec)]
+        for i, spec in keyed
+    }
+    known = {key: piece for plan in plans.values() for _, key in plan if (piece := _PIECES.get(key)) is not None}
+    # each piece to read once, with the end of its window (the pass's now)
+    todo = list({key: (p, specs[i].end) for i, plan in plans.items() for p, key in plan if key not in known}.items())
+    read = _read_pieces(session, [p for _, (p, _) in todo], sample_frames, sample_embeddings) if todo else []
+    for (key, (p, now)), piece in zip(todo, read, strict=True):
+        known[key] = piece
+        # a whole clock hour, over and scored: it no longer changes (a part hour at the
+        # window's start is cut elsewhere by the next pass: not kept)
+        if piece.pending == 0 and p.end <= now - HOUR_SETTLED and p.start == _hour_of(p.start):
+            _PIECES.put(key, piece)
+    merged = {i: m for k, (i, plan) in enumerate(plans.items())
+              if (m := _merge([known[key] for _, key in plan], repeats.get(k, []), sample_frames, sample_embeddings))}
+    wanted = [c.prediction_id for _, _, embedded in merged.values() for c in embedded if c.prediction_id is not None]
+    embeddings: dict[int, bytes | None] = {row.id: row.embedding for row in session.execute(
+        sa.select(Prediction.id, Prediction.embedding).where(Prediction.id.in_(wanted)))} if wanted else {}
+    return {i: _window_of(*m, embeddings) for i, m in merged.items()}
+
+
 def read_windows(session: Session, specs: Sequence[WindowSpec], *, sample_frames: int = SAMPLE_FRAMES,
                  sample_embeddings: int = SAMPLE_EMBEDDINGS) -> list[WindowData]:
     """The windows' counts and samples, in one statement whatever their number and length:
     at most ``sample_frames`` sampled frames, ``sample_embeddings`` embeddings and one
     frame per day/night stratum (its counts) per window. A closed window read before
     with the same streaming cameras comes from the cache (one statement more reads the
-    cameras), and the statement reads only the others."""
+    cameras), and the statement reads only the others. An ``hourly`` window is read by
+    clock hour, its closed hours from the cache (three statements more, _read_hourly)."""
     if not specs:
         return []
     keys = _cache_keys(session, specs, sample_frames, sample_embeddings)
     found = _cached(keys)
+    hourly = {i: spec for i, spec in enumerate(specs) if spec.hourly and i not in found}
+    if hourly:
+        cameras = _streaming_cameras(session, {spec.site_id for spec in hourly.values()})
+        found.update(_read_hourly(session, hourly, cameras, sample_frames, sample_embeddings))
     todo = [i for i in range(len(specs)) if i not in found]
     if todo:
         gathered = [_Gathered() for _ in todo]
