@@ -105,6 +105,7 @@ class WindowSpec:
 
 
 _PRIME = 2_147_483_647  # 2^31 - 1
+RANK_RANGE = 2**31  # sample_rank's values lie in [0, RANK_RANGE)
 
 
 def _const(value: int) -> sa.ColumnElement[int]:
@@ -629,3 +630,8 @@ def sample_seed(site: Site) -> int:
     """A site's sample seed: fixed, so consecutive checks share most of their sample and
     a chart of the statistics does not jitter from one sample to the next."""
     return site.id
+
+
+def sample_seed_sql(site_id: sa.ColumnElement[int] | QueryableAttribute[int]) -> sa.ColumnElement[int]:
+    """SQL: ``sample_seed`` of the site with that id."""
+    return sa.cast(site_id, sa.BigInteger)

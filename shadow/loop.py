@@ -61,6 +61,7 @@ JobFn = Callable[[sessionmaker[Session], datetime], object]
 ALERT_LANE = "alerts"
 MEASUREMENT_LANE = "measurements"
 DRIFT_LANE = "drift"
+HOUSEKEEPING_LANE = "housekeeping"  # the sweeper, retention, embedding thinning: long passes, no alert waits on them
 LANE_STOP_WAIT_S = 5.0  # on stop, how long the loop waits for a lane's job in flight
 LANE_SLOW_S = 900.0  # a job running longer than this (and than its period) is logged as slow
 

@@ -105,6 +105,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option("--device", help="inference device: auto, cpu, cuda")] = "auto",
         duration: Annotated[float | None, typer.Option("--duration", help="stop after this many seconds")] = None,
         retention_days: Annotated[float | None, typer.Option("--retention-days", min=0, help="delete frames older than this (evidence is kept)")] = None,
+        embedding_days: Annotated[float | None, typer.Option("--embedding-days", min=2, help="thin the embeddings of frames older than this to drift's sample (2% kept)")] = None,
         stuck_after: Annotated[float, typer.Option("--stuck-after", min=5, help="restart a child without progress (work waiting) or heartbeat for this long, seconds")] = 120.0,
         startup_deadline: Annotated[float, typer.Option("--startup-deadline", min=5, help="restart a child that has not written its first heartbeat this long after it started, seconds")] = STARTUP_DEADLINE_S,
     ) -> None:
@@ -117,6 +118,7 @@ def register(app: typer.Typer) -> None:
         with open_database() as factory:
             apply_park(factory, config, actor=cli_actor())
         shadow_args = ["--retention-days", f"{retention_days:g}"] if retention_days is not None else []
+        shadow_args += ["--embedding-days", f"{embedding_days:g}"] if embedding_days is not None else []
         specs = child_specs(metrics_base_port, with_dashboard=dashboard, infer_args=["--device", device], shadow_args=shadow_args)
         typer.echo(f"running {', '.join(s.name for s in specs)}; metrics on ports {metrics_base_port}-{metrics_base_port + len(specs) - 1}")
         run_supervised(specs, duration_s=duration, stuck_after_s=stuck_after, startup_deadline_s=startup_deadline)

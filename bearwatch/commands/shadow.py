@@ -216,6 +216,7 @@ def shadow(
     guard_every: Annotated[float, typer.Option("--guard-every", min=1, help="seconds between guard runs")] = 60.0,
     drift_every: Annotated[float, typer.Option("--drift-every", min=1, help="seconds between stored drift checks")] = 3600.0,
     retention_days: Annotated[float | None, typer.Option("--retention-days", min=0, help="delete frames older than this (evidence is kept); hourly")] = None,
+    embedding_days: Annotated[float | None, typer.Option("--embedding-days", min=2, help="thin the embeddings of frames older than this to drift's sample (2% kept); hourly")] = None,
     sweep_every: Annotated[float, typer.Option("--sweep-every", min=1, help="seconds between frame-store sweeps (orphan files and rows)")] = 6 * 3600.0,
 ) -> None:
     """Run the shadow loop until SIGTERM: new flags -> alerts, the alert outbox, the
@@ -225,17 +226,21 @@ def shadow(
     from ingest.store import FrameStore
     from ingest.sweeper import retain, sweep
     from shadow.delivery import DeliveryPolicy
-    from shadow.loop import Job, measurement_jobs, run_shadow_loop
+    from shadow.embedding_retention import thin_embeddings
+    from shadow.loop import HOUSEKEEPING_LANE, Job, measurement_jobs, run_shadow_loop
 
     settings = load_settings()
     store = FrameStore(settings.frames_dir)
     policy = DeliveryPolicy(senders=settings.alert_senders, timeout_s=settings.alert_timeout_s,
                             max_delay_s=settings.alert_retry_cap_s)
-    housekeeping = [Job("sweep", lambda factory, now: sweep(factory, store, now=now), every_s=sweep_every)]
+    lane = HOUSEKEEPING_LANE
+    housekeeping = [Job("sweep", lambda factory, now: sweep(factory, store, now=now), every_s=sweep_every, lane=lane)]
     if retention_days is not None:
-        housekeeping.append(
-            Job("retention", lambda factory, now: retain(factory, store, days=retention_days, now=now), every_s=3600.0)
-        )
+        housekeeping.append(Job("retention", lambda factory, now: retain(factory, store, days=retention_days, now=now),
+                                every_s=3600.0, lane=lane))
+    if embedding_days is not None:
+        housekeeping.append(Job("embeddings", lambda factory, now: thin_embeddings(factory, days=embedding_days, now=now),
+                                every_s=3600.0, lane=lane))
 
     with _database() as factory:
         serve_metrics(metrics_port, "shadow")

@@ -70,10 +70,12 @@ def test_the_loop_guard_demotes_a_site_whose_model_file_changed_and_drift_is_che
         assert session.scalars(sa.select(Heartbeat).where(Heartbeat.part == "shadow")).one().state is ProcessState.STOPPED
 
 
-def test_the_loop_leader_applies_retention_keeping_evidence(
+def test_the_loop_leader_applies_retention_keeping_evidence_and_thins_old_embeddings(
     cli_db: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from bearwatch.schema import Decision, Frame
+    from bearwatch.schema import Camera, Decision, Frame, Prediction
+    from shadow.drift_windows import sample_rank, sample_seed_sql
+    from shadow.embedding_retention import KEEP_FRACTION, keep_threshold
 
     frames_root = Path(data_env["BEARWATCH_DATA_DIR"]) / "frames"
     now = utcnow()
@@ -95,11 +97,25 @@ def test_the_loop_leader_applies_retention_keeping_evidence(
     assert before_total > before_reviewed > 0
     with cli_db() as session:
         young = session.scalar(sa.select(sa.func.count()).where(Frame.captured_at >= cutoff))
-    loop = Loop(data_env, tmp_path / "loop.log", "--retention-days", "2", "--drift-every", "3600")
+    def embeddings() -> dict[bool, list[tuple[bool, bool]]]:
+        """Young or not -> (kept by the hash rule, has its embedding) per prediction."""
+        rank = sample_rank(Frame.id, sample_seed_sql(Camera.site_id))
+        with cli_db() as session:
+            rows = session.execute(
+                sa.select(Frame.captured_at >= cutoff, rank < keep_threshold(KEEP_FRACTION), Prediction.embedding.is_not(None))
+                .join(Prediction, Prediction.frame_id == Frame.id).join(Camera, Camera.id == Frame.camera_id)).all()
+        return {young: [(kept, has) for y, kept, has in rows if y == young] for young in (True, False)}
+
+    assert all(has for _, has in embeddings()[False])
+    loop = Loop(data_env, tmp_path / "loop.log", "--retention-days", "2", "--embedding-days", "2", "--drift-every", "3600")
     try:
         wait_for("retention to run", lambda: old_frames()[0] < before_total, timeout=60)
+        wait_for("embeddings to be thinned", lambda: not all(has for _, has in embeddings()[False]), timeout=60)
     finally:
         assert loop.stop() == 0
+    thinned = embeddings()
+    assert all(has for _, has in thinned[True]), "a prediction of the last 2 days lost its embedding"
+    assert thinned[False] and all(has == kept for kept, has in thinned[False]), "old embeddings not thinned by the hash rule"
     after_total, after_reviewed = old_frames()
     assert after_reviewed == before_reviewed and after_total == before_reviewed  # only the evidence is left
     with cli_db() as session:
