@@ -36,8 +36,9 @@ reads and its buffers):
   queue         review_queue_page alone, all sites
 then capture -> alert latency: the shadow loop (shadow.loop.run_shadow_loop with the jobs
 of `bearwatch shadow` except the frame-store sweep, which would delete these file-less
-frames) runs in a child process; after its first round an injector writes --inject-rate
-scored frames a second (1% flagged, in bursts) for --inject-seconds.
+frames, and with drift passes back to back in their lane) runs in a child process; after
+its alert lane's first round an injector writes --inject-rate scored frames a second (1%
+flagged, in bursts) for --inject-seconds.
 
 Printed: one table per size, the ratio of the last size to the first per figure, and the
 database's size per table with MB per camera-day.
@@ -1055,7 +1056,8 @@ def loop_child(url: str) -> None:
             print(LOOP_READY, flush=True)
 
     run_shadow_loop(factory, stop, echo=lambda line: print(line, flush=True), heartbeat=HeartbeatWriter(factory, "shadow"),
-                    extra_jobs=[*measurement_jobs(), Job("season_ready", ready)])
+                    # drift back to back in its lane: the injected flags must not wait on it
+                    extra_jobs=[*measurement_jobs(drift_every_s=1.0), Job("season_ready", ready)])
     engine.dispose()
 
 
@@ -1086,7 +1088,7 @@ class LoopChild:
             self.lines.put(line)
 
     def wait_ready(self, timeout_s: float) -> bool:
-        """Until the loop has done its first round (drift and guard included)."""
+        """Until the loop's alert lane has done its first round."""
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline and self.proc.poll() is None:
             try:
@@ -1184,7 +1186,8 @@ def print_figures(size: int, figures: list[Figure], latency: Latency | None) -> 
     for f in figures:
         print(f"- {f.job}: {f.note}" + (f"; slowest statement: `{brief_sql(f.plan.sql)}`" if f.plan else ""))
     if latency is not None:
-        print(f"- latency: the loop's first round (drift and guard of every site) took {latency.first_round_s:.1f} s; "
+        print(f"- latency: the loop's first alert round took {latency.first_round_s:.1f} s (drift, back to back, and the "
+              f"guard in their own lanes); "
               f"then {latency.frames} frames in {latency.seconds:.1f} s ({latency.frames / latency.seconds:.0f}/s), "
               f"{latency.flags} flagged; capture -> flag handled p50 {pct(latency.handled, 50):.2f} s, p95 "
               f"{pct(latency.handled, 95):.2f} s ({len(latency.handled)} of {latency.flags} handled); capture -> "
