@@ -29,6 +29,15 @@ from bearwatch.migrations import upgrade_to_head
 
 T = TypeVar("T")
 
+# One compute thread per test process and per process it starts (they inherit the
+# environment): torch's OpenMP and MKL pools and numpy/scipy's OpenBLAS all read
+# OMP_NUM_THREADS. `make test` runs two workers on two cores beside the subprocesses they
+# start; with the default of a thread per core, the threads of one operation wait for each
+# other by spinning while the cores run someone else: on a busy machine a training step
+# then costs about five times the CPU (and four times the wall time) of one thread.
+# Set before any test module imports torch or numpy; a developer's own OMP_NUM_THREADS wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 PG_ADMIN_URL = os.environ.get("BEARWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _pg_problem: str | None = None
 
