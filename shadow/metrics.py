@@ -39,18 +39,20 @@ ALERT_RATE_BREACH = Gauge(
     "1 when the alert-rate ratio is significantly outside the site's band at the last guard run", ["site"],
 )
 
-# The shadow loop's jobs (shadow.loop): a lane that has not finished a pass for too long
-# shows as an old last success or an old running-since.
+# The shadow loop's jobs (shadow.loop), by name in the label ``task`` (``job`` is
+# Prometheus's own target label: a metric's ``job`` would be renamed ``exported_job``): a
+# lane that has not finished a pass for too long shows as an old last success or an old
+# running-since (deploy/prometheus: BearwatchShadowJobBehind).
 JOB_LAST_SUCCESS = Gauge(
-    "bearwatch_shadow_job_last_success_timestamp_seconds", "When the shadow-loop job last finished without error", ["job"],
+    "bearwatch_shadow_job_last_success_timestamp_seconds", "When the shadow-loop job last finished without error", ["task"],
 )
 JOB_RUNNING_SINCE = Gauge(
     "bearwatch_shadow_job_running_since_timestamp_seconds", "When the shadow-loop job's run in flight started; 0: idle",
-    ["job"],
+    ["task"],
 )
-JOB_SECONDS = Gauge("bearwatch_shadow_job_last_duration_seconds", "How long the job's last successful run took", ["job"])
+JOB_SECONDS = Gauge("bearwatch_shadow_job_last_duration_seconds", "How long the job's last successful run took", ["task"])
 JOB_FAILURES = Counter("bearwatch_shadow_job_failures_total", "Shadow-loop job runs that failed (retried when next due)",
-                       ["job"])
+                       ["task"])
 
 
 # Counters of things written to the database move only when the write commits: a

@@ -84,7 +84,7 @@ def _limited_park(factory: sessionmaker[Session]) -> tuple[int, int]:
 
 
 def _gauge(name: str, job: str) -> float:
-    return REGISTRY.get_sample_value(f"bearwatch_shadow_job_{name}", {"job": job}) or 0.0
+    return REGISTRY.get_sample_value(f"bearwatch_shadow_job_{name}", {"task": job}) or 0.0
 
 
 def test_a_drift_pass_that_does_not_end_holds_no_alert(
@@ -202,7 +202,7 @@ def _terminate_soon(engine: sa.Engine, pid: int) -> None:
 
 
 def _failures(job: str) -> float:
-    return REGISTRY.get_sample_value("bearwatch_shadow_job_failures_total", {"job": job}) or 0.0
+    return REGISTRY.get_sample_value("bearwatch_shadow_job_failures_total", {"task": job}) or 0.0
 
 
 def test_both_lanes_write_side_by_side_without_failing(factory: sessionmaker[Session], start_loop: StartLoop,
