@@ -378,6 +378,8 @@ class Decision(Base):
         # the misses the audit found, by decision time: the review queue's follow-ups start from them
         sa.Index("ix_decisions_missed_decided_at", "decided_at", sqlite_where=sa.text("verdict = 'missed'"),
                  postgresql_where=sa.text("verdict = 'missed'")),
+        # a ranger's own verdicts: the review queue leaves those frames out
+        sa.Index("ix_decisions_reviewer_id_frame_id", "reviewer_id", "frame_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

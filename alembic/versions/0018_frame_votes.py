@@ -28,7 +28,10 @@ queue decides with the prediction it joins.
 
 Also a partial index of the missed-bear verdicts by decision time: the queue's follow-ups
 start from the misses the audit found in the window, which it read by scanning every
-verdict of the window (once per site); misses are few.
+verdict of the window (once per site); misses are few. And an index of each ranger's
+verdicts: the queue leaves out the frames this ranger decided, and without it PostgreSQL
+read the ranger's few verdicts by scanning every verdict, once per section (8 scans of
+the whole table per page in the season bench: the queue's work grew with the history).
 
 Revision ID: 0018
 Revises: 0017
@@ -182,9 +185,11 @@ def upgrade() -> None:
         op.execute(statement)
     op.create_index('ix_decisions_missed_decided_at', 'decisions', ['decided_at'], unique=False,
                     sqlite_where=sa.text("verdict = 'missed'"), postgresql_where=sa.text("verdict = 'missed'"))
+    op.create_index('ix_decisions_reviewer_id_frame_id', 'decisions', ['reviewer_id', 'frame_id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_decisions_reviewer_id_frame_id', table_name='decisions')
     op.drop_index('ix_decisions_missed_decided_at', table_name='decisions')
     for statement in _pg_down() if _is_postgresql() else [f"DROP TRIGGER {name}" for name in _SQLITE_TRIGGERS]:
         op.execute(statement)

@@ -217,7 +217,9 @@ def _settled(factory: sessionmaker[Session], park: Park, reviewer_id: int, ids: 
 
 def _verdict_rows_read(engine: sa.Engine, statement: str, parameters: Any) -> int:
     """The rows of verdicts and their summaries that the statement's scans read (returned
-    or filtered out, all loops), planned as the queue plans it."""
+    or filtered out, all loops), planned as the queue plans it: the second looks, the
+    follow-ups' anchors (the window's found misses, through their partial index) and the
+    frames this ranger decided."""
     with engine.connect() as conn, conn.begin() as transaction:
         conn.exec_driver_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
         doc = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters).scalar()
@@ -231,13 +233,7 @@ def _verdict_rows_read(engine: sa.Engine, statement: str, parameters: Any) -> in
     assert doc is not None
     plan = (doc if isinstance(doc, list) else [doc])[0]["Plan"]
     return sum((n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)) * n.get("Actual Loops", 1)
-               for n in nodes(plan) if n.get("Relation Name") in ("decisions", "frame_votes")
-               and _FOLLOW_UP_ANCHORS not in n.get("Filter", ""))
-
-
-# The follow-up section's anchors (the window's found misses) read decisions too, by their
-# own query: not the second looks' work.
-_FOLLOW_UP_ANCHORS = "'missed'"
+               for n in nodes(plan) if n.get("Relation Name") in ("decisions", "frame_votes"))
 
 
 def _queue_work(engine: sa.Engine, factory: sessionmaker[Session], ranger: Actor) -> tuple[list[int], int | None]:
