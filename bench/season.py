@@ -124,10 +124,13 @@ HISTORY_DAYS = 90  # sites and cameras were set up this long before the first fr
 # (the guard's baseline, drift's reference) then grows with every size.
 LIMITED_AT, EXPANDED_LIMITED_AT, EXPANDED_AT = 0.6, 0.9, 0.5
 # The bench measures work, not decisions: the guard must never demote (its findings are
-# gathered the same) and drift never alarm, so every size sees the same stages.
+# gathered the same) and drift never alarm, so every size sees the same stages. A tiny
+# significance alone was not enough: the e-process grows without bound when the rate is
+# truly outside the band, and at 10M frames every promoted site was back in manual before
+# the guard was measured (docs/benchmarks.md): the band is made too wide to leave.
 BENCH_THRESHOLDS: dict[str, float] = {
-    "guard_significance": 1e-9, "dark_after_s": 1e9, "drift_min_ks": 1.0, "drift_min_share_change": 1.0,
-    "drift_min_mmd": 1e9,
+    "guard_significance": 1e-9, "alert_ratio_low": 1e-6, "alert_ratio_high": 1e6, "dark_after_s": 1e9,
+    "drift_min_ks": 1.0, "drift_min_share_change": 1.0, "drift_min_mmd": 1e9,
 }
 BURST_START, BURST_MEAN = 0.0016, 6.0  # bears per camera slot, frames a bear stays (about 1% of frames)
 FLAGGED_DELAY_S, AUDIT_DELAY_S = (20.0, 1200.0), (60.0, 3000.0)  # rangers decide within these
