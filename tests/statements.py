@@ -1,7 +1,7 @@
 """What code sends to the database, for tests that bound its work: the statements with
 their parameters as the driver sends them, and on PostgreSQL the shared buffers that the
 reading ones touch (EXPLAIN (ANALYZE, BUFFERS): pages read or found in cache, which does
-not depend on the machine's load)."""
+not depend on the machine's load), or the rows their scans read (EXPLAIN ANALYZE)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,30 @@ def buffers_touched(engine: sa.Engine, sent: Iterable[Sent]) -> int:
             plan = (json.loads(row[0]) if isinstance(row[0], str) else row[0])[0]["Plan"]
             total += plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
     return total
+
+
+def plan_nodes(engine: sa.Engine, statement: Sent, *, setup: str = "") -> list[dict[str, Any]]:
+    """Every node of the statement's plan, run again under EXPLAIN ANALYZE on PostgreSQL in
+    a transaction rolled back; ``setup``: what the code ran before it in its transaction
+    (its SET LOCALs), so that it is planned as it ran."""
+    with engine.connect() as conn, conn.begin() as transaction:
+        if setup:
+            conn.exec_driver_sql(setup)
+        doc = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.sql, statement.parameters).scalar()
+        transaction.rollback()
+
+    def walk(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield plan
+        for child in plan.get("Plans", []):
+            yield from walk(child)
+
+    assert doc is not None
+    return list(walk((doc if isinstance(doc, list) else [doc])[0]["Plan"]))
+
+
+def rows_read(nodes: Iterable[dict[str, Any]], relations: Iterable[str] | None = None) -> int:
+    """The rows the plan's scans of tables (of ``relations``, or of any) read: returned or
+    filtered out, over all loops."""
+    wanted = set(relations) if relations is not None else None
+    return sum((n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)) * n.get("Actual Loops", 1)
+               for n in nodes if "Relation Name" in n and (wanted is None or n["Relation Name"] in wanted))

@@ -1,12 +1,15 @@
 """Rows for the shadow tests: a site with cameras and a rollout model, users, frames with
 predictions inserted directly (the inference worker is tested elsewhere), and tiny real
-JPEG files where a file is needed."""
+JPEG files where a file is needed; and the review queue's plan, for tests that bound what
+it reads."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -28,6 +31,8 @@ from bearwatch.schema import (
     Stage,
     User,
 )
+from shadow import review_queue
+from tests.statements import Sent, plan_nodes
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -92,6 +97,38 @@ def add_prediction(factory: sessionmaker[Session], frame_id: int, model_id: int,
     with factory.begin() as session:
         session.add(Prediction(frame_id=frame_id, model_version_id=model_id, probabilities={"bear": score, "not_bear": 1 - score},
                                positive_score=score, flagged=score >= 0.5))
+
+
+def add_scored_frames(
+    factory: sessionmaker[Session], model_id: int, frames: Iterable[tuple[int, int, datetime, float]],
+) -> list[dict[str, Any]]:
+    """Scored day frames in bulk, each (id, camera id, captured_at, the rollout model's
+    score; flagged at 0.5, scored 2 s after capture); on PostgreSQL the id sequence moved
+    past them and the tables analysed, as a live park's would be. Returns the predictions'
+    rows."""
+    frame_rows: list[dict[str, Any]] = []
+    predictions: list[dict[str, Any]] = []
+    for frame_id, camera_id, captured_at, score in frames:
+        frame_rows.append({"id": frame_id, "camera_id": camera_id, "captured_at": captured_at, "path": f"{frame_id}.jpg",
+                           "sha256": f"{frame_id:064d}", "size_bytes": 1000, "width": 64, "height": 48,
+                           "brightness": 120.0, "contrast": 30.0, "is_night": False, "status": FrameStatus.SCORED})
+        predictions.append({"frame_id": frame_id, "model_version_id": model_id,
+                            "probabilities": {"bear": score, "not_bear": 1 - score}, "positive_score": score,
+                            "flagged": score >= 0.5, "ood_score": 0.1, "scored_at": captured_at + timedelta(seconds=2)})
+    with factory.begin() as session:
+        session.execute(sa.insert(Frame), frame_rows)
+        session.execute(sa.insert(Prediction), predictions)
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(sa.text("SELECT setval(pg_get_serial_sequence('frames', 'id'), (SELECT max(id) FROM frames))"))
+            session.execute(sa.text("ANALYZE frames; ANALYZE predictions"))
+    return predictions
+
+
+def queue_plan(engine: sa.Engine, seen: Iterable[Sent]) -> list[dict[str, Any]]:
+    """PostgreSQL: the plan of the review queue's statement (the longest read among
+    ``seen``), run again under EXPLAIN ANALYZE after the queue's SET LOCALs."""
+    queue = max((st for st in seen if st.reads), key=lambda st: len(st.sql))
+    return plan_nodes(engine, queue, setup=review_queue._INDEX_PLANS)
 
 
 def add_channel(factory: sessionmaker[Session], name: str, kind: ChannelKind = ChannelKind.LOG, url: str | None = None,

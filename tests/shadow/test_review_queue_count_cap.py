@@ -5,19 +5,17 @@ audit frames beyond the cap."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import Actor
-from bearwatch.schema import Frame, FrameStatus, Prediction, Stage, Verdict
+from bearwatch.schema import Stage, Verdict
 from shadow.review_queue import QueueReason, QueueSize, review_queue_and_size
 from shadow.verdicts import submit_verdict
-from tests.shadow.helpers import T0, add_user, make_park
-from tests.statements import Sent, statements_sent
+from tests.shadow.helpers import T0, add_scored_frames, add_user, make_park, queue_plan
+from tests.statements import rows_read, statements_sent
 
 EVERY = timedelta(seconds=10)
 NOW = T0 + timedelta(days=1)
@@ -30,25 +28,12 @@ def _fill(factory: sessionmaker[Session], cameras: tuple[int, ...], model_id: in
     """Frames of ``cameras`` at ``NOW - step * EVERY`` for each step (ids in capture order,
     so an older step has a lower id), every 100th flagged (score 0.9), the others scored
     low (the day stratum of the audit)."""
-    frames: list[dict[str, Any]] = []
-    predictions: list[dict[str, Any]] = []
-    for step in steps:
-        for c, camera_id in enumerate(cameras):
-            frame_id = NEWEST_ID - len(cameras) * step + c
-            at = NOW - step * EVERY + timedelta(seconds=c)
-            score = 0.9 if frame_id % 100 == 7 else (frame_id % 97) / 500
-            frames.append({"id": frame_id, "camera_id": camera_id, "captured_at": at, "path": f"{camera_id}/{step}.jpg",
-                           "sha256": f"{frame_id:064d}", "size_bytes": 1000, "width": 64, "height": 48,
-                           "brightness": 120.0, "contrast": 30.0, "is_night": False, "status": FrameStatus.SCORED})
-            predictions.append({"frame_id": frame_id, "model_version_id": model_id,
-                                "probabilities": {"bear": score, "not_bear": 1 - score}, "positive_score": score,
-                                "flagged": score >= 0.5, "ood_score": 0.1, "scored_at": at + timedelta(seconds=2)})
-    with factory.begin() as session:
-        session.execute(sa.insert(Frame), frames)
-        session.execute(sa.insert(Prediction), predictions)
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(sa.text("SELECT setval(pg_get_serial_sequence('frames', 'id'), (SELECT max(id) FROM frames))"))
-            session.execute(sa.text("ANALYZE frames; ANALYZE predictions"))
+    def frame(step: int, c: int, camera_id: int) -> tuple[int, int, datetime, float]:
+        frame_id = NEWEST_ID - len(cameras) * step + c
+        score = 0.9 if frame_id % 100 == 7 else (frame_id % 97) / 500
+        return frame_id, camera_id, NOW - step * EVERY + timedelta(seconds=c), score
+
+    add_scored_frames(factory, model_id, [frame(step, c, camera_id) for step in steps for c, camera_id in enumerate(cameras)])
 
 
 def _size(factory: sessionmaker[Session], ranger: Actor, cap: int) -> QueueSize:
@@ -78,25 +63,6 @@ def test_the_count_is_exact_up_to_the_cap_then_at_least_the_cap(factory: session
     assert str(QueueSize(12_345)) == "12,345" and str(QueueSize(1000, capped=True)) == "1,000+"
 
 
-def _scans(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _scans(child)
-
-
-def _rows_read(engine: sa.Engine, seen: list[Sent]) -> int:
-    """The rows the queue's statement reads from tables and indexes, run again under
-    EXPLAIN ANALYZE as the queue plans it (its SET LOCALs)."""
-    queue = max((s for s in seen if s.reads), key=lambda s: len(s.sql))
-    with engine.connect() as conn, conn.begin() as transaction:
-        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-        doc = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + queue.sql, queue.parameters).scalar()
-        transaction.rollback()
-    plan = (doc if isinstance(doc, list) else [doc])[0]["Plan"]
-    return sum((n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)) * n.get("Actual Loops", 1)
-               for n in _scans(plan) if "Relation Name" in n)
-
-
 def test_past_the_cap_the_count_reads_no_more_when_the_window_holds_ten_times_more(
     engine: sa.Engine, factory: sessionmaker[Session],
 ) -> None:
@@ -106,13 +72,13 @@ def test_past_the_cap_the_count_reads_no_more_when_the_window_holds_ten_times_mo
     _fill(factory, park.cameras, park.model_id, range(steps // 10))  # the newest tenth first
     with statements_sent(engine) as before:
         assert _size(factory, ana, cap=CAP) == QueueSize(CAP, capped=True)
-    small = _rows_read(engine, before) if engine.dialect.name == "postgresql" else 0
+    small = rows_read(queue_plan(engine, before)) if engine.dialect.name == "postgresql" else 0
     _fill(factory, park.cameras, park.model_id, range(steps // 10, steps))  # then the other nine tenths
     with statements_sent(engine) as after, factory() as session:
         items, size = review_queue_and_size(session, ana, NOW, limit=PAGE, count_cap=CAP)
     assert size == QueueSize(CAP, capped=True) and len(items) == PAGE
     if engine.dialect.name != "postgresql":
         return
-    big = _rows_read(engine, after)
+    big = rows_read(queue_plan(engine, after))
     # The whole window's flags and audit-index frames would be ten times as many rows.
     assert big < 1.5 * small, (small, big)

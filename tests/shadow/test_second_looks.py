@@ -40,8 +40,8 @@ from shadow.second_looks import needs_another_look_sql
 from shadow.sites import set_rollout_model
 from shadow.truth import needs_another_look
 from shadow.verdicts import submit_verdict, undo_last_verdict
-from tests.shadow.helpers import Park, add_frame, add_prediction, add_user, at, make_park
-from tests.statements import statements_sent
+from tests.shadow.helpers import Park, add_frame, add_prediction, add_user, at, make_park, queue_plan
+from tests.statements import rows_read, statements_sent
 
 NO_AUDIT: dict[str, object] = {"audit_rate": 0.0, "audit_near_rate": 0.0}  # only flags and second looks reach the queue
 NOW = at(3600)
@@ -215,35 +215,15 @@ def _settled(factory: sessionmaker[Session], park: Park, reviewer_id: int, ids: 
     return decisions
 
 
-def _verdict_rows_read(engine: sa.Engine, statement: str, parameters: Any) -> int:
-    """The rows of verdicts and their summaries that the statement's scans read (returned
-    or filtered out, all loops), planned as the queue plans it: the second looks, the
-    follow-ups' anchors (the window's found misses, through their partial index) and the
-    frames this ranger decided."""
-    with engine.connect() as conn, conn.begin() as transaction:
-        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-        doc = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters).scalar()
-        transaction.rollback()
-
-    def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield plan
-        for child in plan.get("Plans", []):
-            yield from nodes(child)
-
-    assert doc is not None
-    plan = (doc if isinstance(doc, list) else [doc])[0]["Plan"]
-    return sum((n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)) * n.get("Actual Loops", 1)
-               for n in nodes(plan) if n.get("Relation Name") in ("decisions", "frame_votes"))
-
-
 def _queue_work(engine: sa.Engine, factory: sessionmaker[Session], ranger: Actor) -> tuple[list[int], int | None]:
     """The ranger's second looks, and on PostgreSQL the verdict rows the queue's statement reads."""
     with statements_sent(engine) as seen:
         looks = _second_looks(factory, ranger)
     if engine.dialect.name != "postgresql":
         return looks, None
-    queue = max((st for st in seen if not st.sql.lstrip().upper().startswith("SET")), key=lambda st: len(st.sql))
-    return looks, _verdict_rows_read(engine, queue.sql, queue.parameters)
+    # the verdicts and their summaries read: the second looks, the follow-ups' anchors (the
+    # window's found misses, through their partial index) and the frames this ranger decided
+    return looks, rows_read(queue_plan(engine, seen), ("decisions", "frame_votes"))
 
 
 SETTLED = 1000  # settled verdicts in the window, then ten times as many
