@@ -48,6 +48,12 @@ WRITE_LOCK_WAIT_S = 15.0
 """How long in all a write waits for the write lock before it gives up with DatabaseBusy:
 on SQLite the busy handler (its own backoff) plus our retries of BEGIN IMMEDIATE, on
 PostgreSQL ``lock_timeout``. Other SQLite statements get the same busy timeout."""
+WRITE_IDLE_LIMIT_S = 60.0
+"""On PostgreSQL the server ends a write transaction whose client has sent nothing for this
+long (idle_in_transaction_session_timeout), releasing its row locks: a write transaction
+does no slow work inside (see above), so its client is frozen (SIGSTOP, a paused VM) or
+hung. Without it an inference worker frozen while claiming ahead kept those frames locked,
+and the other workers' SKIP LOCKED claims passed them by for as long as it stayed frozen."""
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.01, 0.25  # backoff between BEGIN IMMEDIATE tries
 
 DB_WRITE_BUSY = Counter(
@@ -139,6 +145,7 @@ def _begin_write(session: Session, wait_s: float) -> None:
     bounds each lock wait of the transaction with lock_timeout."""
     if session.get_bind().dialect.name != "sqlite":
         session.execute(sa.text(f"SET LOCAL lock_timeout = {_ms(wait_s)}"))
+        session.execute(sa.text(f"SET LOCAL idle_in_transaction_session_timeout = {_ms(WRITE_IDLE_LIMIT_S)}"))
         return
     deadline, delay = time.monotonic() + wait_s, _RETRY_FIRST_S
     while True:
