@@ -8,6 +8,7 @@ an unreachable PostgreSQL fails the run; elsewhere its tests are skipped with a 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import make_engine, session_factory
 from bearwatch.migrations import alembic_config as make_alembic_config
-from bearwatch.migrations import upgrade_to_head
+from bearwatch.migrations import require_head, upgrade_to_head
 
 T = TypeVar("T")
 
@@ -55,37 +56,143 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _pg_problem = f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} unreachable: {exc}"
         if os.environ.get("CI") == "true":
             raise pytest.UsageError(f"{_pg_problem} (CI=true: PostgreSQL tests must run, not skip)") from exc
+    _start_training_the_demo_model(session.config)
+
+
+# The demo model, trained in the background from the start of a parallel run (the xdist
+# controller starts it; see demo_model_path). Otherwise the first test that needs it trains it
+# on one core (one compute thread) while the other worker, whose test also needs it, waits
+# idle on the lock: minutes of one core unused.
+_demo_model_trainer: subprocess.Popen[bytes] | None = None
+_TRAIN_IN_BACKGROUND = """
+import sys
+from pathlib import Path
+from filelock import FileLock
+from bearwatch.demo.model import ensure_demo_model
+folder = Path(sys.argv[1])
+folder.mkdir(parents=True, exist_ok=True)
+with FileLock(str(folder) + ".lock"):
+    ensure_demo_model(folder)
+"""
+
+
+def _start_training_the_demo_model(config: pytest.Config) -> None:
+    global _demo_model_trainer
+    controller = not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+    if not controller or os.environ.get("BEARWATCH_TEST_ASSETS"):  # a kept asset folder: trained once, not killed midway
+        return
+    root = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # the workers' temp folders' parent
+    log = (root / "demo-model-training.log").open("wb")
+    _demo_model_trainer = subprocess.Popen(
+        [sys.executable, "-c", _TRAIN_IN_BACKGROUND, str(root / "assets" / "demo-model")], stdout=log, stderr=log,
+    )
+    log.close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _demo_model_trainer is not None and _demo_model_trainer.poll() is None:  # the run ended first
+        _demo_model_trainer.kill()
+        _demo_model_trainer.wait()
+
+
+def _create_pg_database(template: str | None = None) -> str:
+    if _pg_problem:
+        pytest.skip(_pg_problem)
+    name = f"bearwatch_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return name
+
+
+def _drop_pg_database(name: str) -> None:
+    with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _pg_database_url(name: str) -> str:
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+class MigratedTemplates:
+    """A database of each kind migrated to head once per test process; a test that asks
+    for ``engine`` gets a copy of it (SQLite: the file copied; PostgreSQL: CREATE DATABASE
+    ... TEMPLATE) instead of running the whole migration chain again: 0.3 s (SQLite) and
+    about 1 s (PostgreSQL) a test. The migrations themselves are tested on empty databases
+    (tests/bearwatch/test_migrations.py, pytest-alembic's ``alembic_engine``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._sqlite: Path | None = None
+        self._pg: str | None = None
+
+    def sqlite_copy(self, target: Path) -> None:
+        if self._sqlite is None:
+            path = self.folder / "migrated.db"
+            eng = make_engine(f"sqlite:///{path}")
+            upgrade_to_head(eng)
+            with eng.connect() as conn:  # everything in the main file: the copy is the whole database
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            eng.dispose()
+            self._sqlite = path
+        shutil.copyfile(self._sqlite, target)
+
+    def pg_template(self) -> str:
+        if self._pg is None:
+            name = _create_pg_database()
+            eng = make_engine(_pg_database_url(name))
+            upgrade_to_head(eng)
+            eng.dispose()  # a template must have no connection when it is copied
+            self._pg = name
+        return self._pg
+
+    def close(self) -> None:
+        if self._pg is not None:
+            _drop_pg_database(self._pg)
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("migrated"))
+    yield templates
+    templates.close()
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test."""
-    if _pg_problem:
-        pytest.skip(_pg_problem)
-    name = f"bearwatch_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = _pg_conninfo(PG_ADMIN_URL)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name = _create_pg_database()
     try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield _pg_database_url(name)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_pg_database(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database of each kind: the same test runs on both."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each kind: the same test runs on both. Empty, or, when the test uses
+    ``engine``, already at head (a copy of ``migrated_templates``)."""
+    migrated = "engine" in request.fixturenames
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bearwatch.db'}"
-    return request.getfixturevalue("pg_url")
+        path = tmp_path / "bearwatch.db"
+        if migrated:
+            request.getfixturevalue("migrated_templates").sqlite_copy(path)
+        yield f"sqlite:///{path}"
+        return
+    if not migrated:
+        yield request.getfixturevalue("pg_url")
+        return
+    name = _create_pg_database(request.getfixturevalue("migrated_templates").pg_template())
+    try:
+        yield _pg_database_url(name)
+    finally:
+        _drop_pg_database(name)
 
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[sa.Engine]:
-    """An engine on a database migrated to head."""
+    """An engine on a database migrated to head (``database_url`` copied it from the template)."""
     eng = make_engine(database_url)
-    upgrade_to_head(eng)
+    require_head(eng)
     yield eng
     eng.dispose()
 
@@ -147,7 +254,8 @@ DEMO_MODEL_TIMEOUT_S = 3600
 
 @pytest.fixture(scope="session")
 def demo_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo model, trained once per test session (pretrained=False, on generated footage).
+    """The demo model, trained once per test session (pretrained=False, on generated footage;
+    in the background from the start of a parallel run: _start_training_the_demo_model).
     Only tests about the demo itself use it; mark them ``timeout(DEMO_MODEL_TIMEOUT_S)``."""
     from bearwatch.demo.model import ensure_demo_model
 
