@@ -186,6 +186,10 @@ def _status_line(env: dict[str, str]) -> str:
     return line
 
 
+# What is under test is ingest against a slow camera, not the database (the health history
+# and the frames are written as everywhere else): one database, PostgreSQL, as parks run it.
+# Each run takes over a minute of waiting on the camera's intervals.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_camera_slower_than_its_interval_is_switched_to_a_persistent_reader(
     factory: sessionmaker[Session], tmp_path: Path, slow_camera: tuple[RtspServer, SlowHandshakeProxy],
     monkeypatch: pytest.MonkeyPatch, data_env: dict[str, str],
