@@ -28,10 +28,7 @@ def _configure(connection_or_url: str | sa.Connection) -> None:
         if isinstance(connection_or_url, str)
         else connection_or_url.dialect.name == "sqlite"
     )
-    from ingest.partitions import alembic_include_object  # PostgreSQL's partitioned frames (migration 0019)
-
-    kwargs = dict(target_metadata=target_metadata, render_as_batch=is_sqlite, compare_type=True,
-                  include_object=alembic_include_object("sqlite" if is_sqlite else "postgresql"))
+    kwargs = dict(target_metadata=target_metadata, render_as_batch=is_sqlite, compare_type=True)
     if isinstance(connection_or_url, str):
         context.configure(url=connection_or_url, literal_binds=True, **kwargs)
     else:

@@ -244,10 +244,6 @@ class Frame(Base):
                  postgresql_where=sa.text(AUDIT_INDEX_PREDICATE), postgresql_include=["id", "camera_id", "is_night"]),
         {"postgresql_with": {"fillfactor": FRAMES_FILLFACTOR}},
     )
-    # kept is the server's default, and deferred: an insert neither sends nor fetches it back
-    # and a load does not read it (so the ORM also works on a database migrated to an earlier
-    # revision, as migration tests do).
-    __mapper_args__ = {"eager_defaults": False}
     # The inference queue is frame_queue (the claims churn there); a frame is updated
     # once, with its result (status, last_error). No index of frames holds either column
     # (nor may one, a partial index's predicate included), so on PostgreSQL that update
@@ -270,9 +266,6 @@ class Frame(Base):
     last_error: Mapped[str | None] = mapped_column(sa.String(1000))  # why it failed for good
     # Set by the sweeper when the JPEG is gone but a decision or alert refers to the row.
     file_missing_at: Mapped[datetime | None]
-    # Evidence (a decision, an alert or a stage change refers to it): on PostgreSQL such a
-    # frame lives in the kept partition, which retention never drops (ingest.partitions).
-    kept: Mapped[bool] = mapped_column(server_default=sa.false(), deferred=True)
 
     camera: Mapped[Camera] = relationship()
     predictions: Mapped[list[Prediction]] = relationship(back_populates="frame")
@@ -333,7 +326,6 @@ class Prediction(Base):
                  postgresql_where=sa.text(AUDIT_PREDICTION_PREDICATE), postgresql_include=["positive_score", "id"],
                  sqlite_where=sa.text("flagged = 0 AND (frame_id * 2654435761) % 4294967296 < 429496730")),
     )
-    __mapper_args__ = {"eager_defaults": False}  # as Frame's: kept and captured_at are the server's
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
     frame_id: Mapped[int] = mapped_column(sa.ForeignKey("frames.id", ondelete="CASCADE"))
@@ -344,11 +336,6 @@ class Prediction(Base):
     ood_score: Mapped[float | None]
     embedding: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # float16, penultimate layer
     scored_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Copies of the frame's: PostgreSQL partitions predictions by them, like frames, so a
-    # frame's predictions are dropped (or kept) with it (migration 0019). A writer may leave
-    # both out: a trigger sets them from the frame (bulk writers give captured_at: no second write).
-    kept: Mapped[bool] = mapped_column(server_default=sa.false(), deferred=True)
-    captured_at: Mapped[datetime | None] = mapped_column(server_default=sa.FetchedValue(), deferred=True)
 
     frame: Mapped[Frame] = relationship(back_populates="predictions")
     model_version: Mapped[ModelVersion] = relationship()

@@ -473,8 +473,7 @@ class Filler:
         frame = np.repeat(ids, 2)
         model = np.tile(np.array([park.rollout_id, park.challenger_id], np.int32), len(ids))
         pred_ids = 2 * frame - 1 + np.tile(np.array([0, 1]), len(ids))
-        captured_us = np.repeat(at_us, 2)  # the frame's, copied (PostgreSQL partitions by it: migration 0019)
-        scored_us = captured_us + rng.integers(US // 2, 3 * US, n)
+        scored_us = np.repeat(at_us, 2) + rng.integers(US // 2, 3 * US, n)
         embedded = np.repeat(at_us >= park.embed_from_us, 2)
         cut = int(np.argmax(embedded)) if embedded.any() else n
         blocks = []
@@ -487,7 +486,7 @@ class Filler:
                                                  decimal6(1 - s), fixed(m, b"}")], 1),
                 "positive_score": s, "flagged": s >= MODEL_THRESHOLD, "ood_score": np.abs(rng.normal(0.4, 0.2, m)),
                 "embedding": self.embeddings[rng.integers(0, len(self.embeddings), m)] if with_embedding else None,
-                "scored_at": scored_us[part], "captured_at": captured_us[part],
+                "scored_at": scored_us[part],
             }))
         return blocks
 
@@ -813,7 +812,7 @@ class FrameWriter:
             "flagged": [x >= MODEL_THRESHOLD for x in scores], "ood_score": [0.4] * (2 * n),
             "embedding": [self.embeddings[i].tobytes() if embedded else None
                           for i in rng.integers(0, len(self.embeddings), 2 * n)],
-            "scored_at": [now] * (2 * n), "captured_at": [t for t in times for _ in range(2)],
+            "scored_at": [now] * (2 * n),
         })
         self.conn.commit()
         return [(fid, times[i]) for i, fid in enumerate(ids) if flagged[i]]

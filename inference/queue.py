@@ -24,7 +24,7 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import repeat
 from typing import Any
 
@@ -49,7 +49,6 @@ class ClaimedFrame:
     frame_id: int
     path: str  # relative to the frame store root
     attempts: int
-    captured_at: datetime | None = None  # copied into its predictions (their partition on PostgreSQL)
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def claim_batch(factory: sessionmaker[Session], size: int, lease_s: float) -> Cl
     token = str(uuid.uuid4())
     with write_transaction(factory) as session:
         rows = session.execute(
-            sa.select(FrameQueueEntry.frame_id, Frame.path, FrameQueueEntry.attempts, Frame.captured_at)
+            sa.select(FrameQueueEntry.frame_id, Frame.path, FrameQueueEntry.attempts)
             .join(Frame, Frame.id == FrameQueueEntry.frame_id)
             .where(_claimable())
             .order_by(FrameQueueEntry.frame_id)
@@ -115,7 +114,7 @@ def claim_batch(factory: sessionmaker[Session], size: int, lease_s: float) -> Cl
                 attempts=FrameQueueEntry.attempts + 1,
             )
         )
-    return Claim(token, tuple(ClaimedFrame(r.frame_id, r.path, r.attempts + 1, r.captured_at) for r in rows))
+    return Claim(token, tuple(ClaimedFrame(r.frame_id, r.path, r.attempts + 1) for r in rows))
 
 
 def _still_held(claim: Claim, session: Session) -> sa.ColumnElement[bool]:
@@ -156,8 +155,7 @@ def commit_results(
             sa.select(FrameQueueEntry.frame_id).where(_still_held(claim, session)).with_for_update()))
         if not held:
             return 0
-        captured = {f.frame_id: f.captured_at for f in claim.frames}
-        _insert_predictions(session, np.fromiter(sorted(held), np.int64, len(held)), scored, captured)
+        _insert_predictions(session, np.fromiter(sorted(held), np.int64, len(held)), scored)
         attempts = {f.frame_id: f.attempts for f in claim.frames}
         outcomes = {  # failures are few: frame by frame here is cheap
             frame_id: _outcome(error, attempts[frame_id], max_attempts)
@@ -187,12 +185,10 @@ def _results(given_up: Mapping[int, str | None]) -> dict[str, Any]:
 
 
 _PREDICTION_COLUMNS = ("frame_id", "model_version_id", "probabilities", "positive_score", "flagged", "ood_score",
-                       "embedding", "scored_at", "captured_at")
+                       "embedding", "scored_at")
 
 
-def _insert_predictions(
-    session: Session, held: npt.NDArray[np.int64], scored: Sequence[ModelScores], captured: Mapping[int, datetime | None],
-) -> None:
+def _insert_predictions(session: Session, held: npt.NDArray[np.int64], scored: Sequence[ModelScores]) -> None:
     """One insert of the held frames' predictions that are not stored yet: a frame scored
     again (set back to pending by hand) keeps its first prediction by each model, as the
     unique (frame_id, model_version_id) requires."""
@@ -208,12 +204,10 @@ def _insert_predictions(
     stamp_type = Prediction.__table__.c.scored_at.type
     to_driver = stamp_type.bind_processor(dialect)
     scored_at = utcnow() if to_driver is None else to_driver(utcnow())  # the batch's, as the driver takes it
-    # each frame's capture time, as the driver takes it (the same type as scored_at)
-    captured_at = {i: at if to_driver is None or at is None else to_driver(at) for i, at in captured.items()}
     rows: list[tuple[Any, ...]] = []
     for scores in scored:
         new = np.isin(scores.frame_ids, held) & ~np.isin(scores.frame_ids, stored.get(scores.model_version_id, []))
-        rows.extend(_prediction_rows(scores, new, scored_at, captured_at))
+        rows.extend(_prediction_rows(scores, new, scored_at))
     if not rows:
         return
     if dialect.name == "postgresql":
@@ -237,9 +231,7 @@ def _copy(session: Session, rows: list[tuple[Any, ...]]) -> None:
             copy.write_row(row)
 
 
-def _prediction_rows(
-    scores: ModelScores, keep: npt.NDArray[np.bool_], scored_at: Any, captured_at: Mapping[int, Any],
-) -> list[tuple[Any, ...]]:
+def _prediction_rows(scores: ModelScores, keep: npt.NDArray[np.bool_], scored_at: Any) -> list[tuple[Any, ...]]:
     """The kept predictions in the order of _PREDICTION_COLUMNS, as the driver's values."""
     n = int(keep.sum())
     if n == 0:
@@ -250,12 +242,11 @@ def _prediction_rows(
         data = np.ascontiguousarray(scores.embeddings[keep], dtype=np.float16).tobytes()
         width = len(data) // n
         embeddings = [data[i:i + width] for i in range(0, len(data), width)]
-    frame_ids = scores.frame_ids[keep].tolist()
     return list(zip(
-        frame_ids, repeat(scores.model_version_id, n),
+        scores.frame_ids[keep].tolist(), repeat(scores.model_version_id, n),
         probabilities_json(scores.classes, scores.probabilities[keep]),
         scores.positive_score[keep].astype(np.float64).tolist(), scores.flagged[keep].tolist(), ood, embeddings,
-        repeat(scored_at, n), map(captured_at.__getitem__, frame_ids), strict=True,
+        repeat(scored_at, n), strict=True,
     ))
 
 

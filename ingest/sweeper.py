@@ -6,9 +6,7 @@ decision, an alert or a stage change refers to the frame: those are kept and mar
 (``frames.file_missing_at``) so evidence never disappears silently.
 
 retain: frames captured more than N days ago are deleted (row, predictions, file),
-except frames that a decision, an alert or a stage change's evidence refers to. On
-PostgreSQL whole days older than that are dropped as partitions first (ingest.partitions);
-what is left (the cutoff's own day, the default partition) goes row by row.
+except frames that a decision, an alert or a stage change's evidence refers to.
 Stage-change evidence refers to frames by ``frame_id`` / ``frame_ids`` keys anywhere
 in its JSON.
 """
@@ -27,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import write_transaction
 from bearwatch.schema import Alert, Decision, Frame, StageChange
-from ingest.partitions import drop_old_days, is_partitioned
 from ingest.store import FrameStore
 
 ORPHAN_FILE_GRACE_S = 600.0
@@ -150,8 +147,7 @@ def retain(factory: sessionmaker[Session], store: FrameStore, *, days: float, no
             sa.select(sa.func.count()).select_from(Frame)
             .where(Frame.captured_at < cutoff, sa.or_(_referenced(Frame.id), Frame.id.in_(evidence) if evidence else sa.false()))
         ) or 0
-        partitioned = is_partitioned(session)
-    deleted = drop_old_days(factory, store, cutoff=cutoff, evidence=evidence).frames_dropped if partitioned else 0
+    deleted = 0
     last_id = 0
     while True:
         with write_transaction(factory) as session:

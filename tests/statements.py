@@ -74,14 +74,10 @@ def plan_nodes(engine: sa.Engine, statement: Sent, *, setup: str = "") -> list[d
         if setup:
             conn.exec_driver_sql(setup)
         doc = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.sql, statement.parameters).scalar()
-        # partitions (frames, predictions: migration 0019) and their indexes by their parents' names
-        parents = dict(conn.exec_driver_sql(
-            "SELECT relname, pg_partition_root(oid)::regclass::text FROM pg_class "
-            "WHERE relnamespace = to_regnamespace('bearwatch_partitions')").all())
         transaction.rollback()
 
     def walk(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield plan | {k: parents.get(plan[k], plan[k]) for k in ("Relation Name", "Index Name") if k in plan}
+        yield plan
         for child in plan.get("Plans", []):
             yield from walk(child)
 

@@ -223,7 +223,6 @@ def shadow(
     guard, the drift checks and frame-store housekeeping (only the leader runs them)."""
     from bearwatch.heartbeat import HeartbeatWriter
     from bearwatch.settings import load_settings
-    from ingest.partitions import keep_partitions
     from ingest.store import FrameStore
     from ingest.sweeper import retain, sweep
     from shadow.delivery import DeliveryPolicy
@@ -235,9 +234,7 @@ def shadow(
     policy = DeliveryPolicy(senders=settings.alert_senders, timeout_s=settings.alert_timeout_s,
                             max_delay_s=settings.alert_retry_cap_s)
     lane = HOUSEKEEPING_LANE
-    housekeeping = [Job("sweep", lambda factory, now: sweep(factory, store, now=now), every_s=sweep_every, lane=lane),
-                    # PostgreSQL: the next days' frame partitions (idempotent; hourly so a missed day is made up)
-                    Job("partitions", keep_partitions, every_s=3600.0, lane=lane)]
+    housekeeping = [Job("sweep", lambda factory, now: sweep(factory, store, now=now), every_s=sweep_every, lane=lane)]
     if retention_days is not None:
         housekeeping.append(Job("retention", lambda factory, now: retain(factory, store, days=retention_days, now=now),
                                 every_s=3600.0, lane=lane))

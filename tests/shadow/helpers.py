@@ -114,8 +114,7 @@ def add_scored_frames(
                            "brightness": 120.0, "contrast": 30.0, "is_night": False, "status": FrameStatus.SCORED})
         predictions.append({"frame_id": frame_id, "model_version_id": model_id,
                             "probabilities": {"bear": score, "not_bear": 1 - score}, "positive_score": score,
-                            "flagged": score >= 0.5, "ood_score": 0.1, "scored_at": captured_at + timedelta(seconds=2),
-                            "captured_at": captured_at})  # the frame's: without it the ORM reads it row by row
+                            "flagged": score >= 0.5, "ood_score": 0.1, "scored_at": captured_at + timedelta(seconds=2)})
     with factory.begin() as session:
         session.execute(sa.insert(Frame), frame_rows)
         session.execute(sa.insert(Prediction), predictions)
