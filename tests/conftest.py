@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -157,14 +158,21 @@ def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mig
     templates.close()
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test."""
-    name = _create_pg_database()
+@contextmanager
+def _fresh_pg_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template`` if given), dropped afterwards."""
+    name = _create_pg_database(template)
     try:
         yield _pg_database_url(name)
     finally:
         _drop_pg_database(name)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    with _fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -178,14 +186,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             request.getfixturevalue("migrated_templates").sqlite_copy(path)
         yield f"sqlite:///{path}"
         return
-    if not migrated:
-        yield request.getfixturevalue("pg_url")
-        return
-    name = _create_pg_database(request.getfixturevalue("migrated_templates").pg_template())
-    try:
-        yield _pg_database_url(name)
-    finally:
-        _drop_pg_database(name)
+    template = request.getfixturevalue("migrated_templates").pg_template() if migrated else None
+    with _fresh_pg_database(template) as url:
+        yield url
 
 
 @pytest.fixture
