@@ -186,6 +186,12 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
+def error_line(exc: sa.exc.DBAPIError) -> str:
+    """The first line of a database error, for a log line without a traceback (the database
+    restarting or unreachable is expected, not a bug)."""
+    return (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def check_reachable(engine: sa.Engine) -> None:
     try:
         with engine.connect() as conn:
@@ -193,5 +199,5 @@ def check_reachable(engine: sa.Engine) -> None:
     except sa.exc.OperationalError as exc:
         raise DatabaseNotReady(
             f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
-            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+            f"{error_line(exc)}"
         ) from None

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.db import write_transaction
+from bearwatch.db import error_line, write_transaction
 from bearwatch.schema import Heartbeat, ProcessState, utcnow
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class HeartbeatWriter:
         try:
             self._write(ProcessState.RUNNING)
         except sa.exc.OperationalError as exc:  # database restarting: beat again next turn
-            log.warning("heartbeat of %s not written: %s", self.part, str(exc.orig or exc).splitlines()[0])
+            log.warning("heartbeat of %s not written: %s", self.part, error_line(exc))
 
     def stopped(self) -> None:
         try:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
+from bearwatch.db import error_line
 from bearwatch.heartbeat import HeartbeatWriter
 from bearwatch.schema import Frame, FrameQueueEntry, utcnow
 from inference import metrics
@@ -112,7 +113,7 @@ class _Committer:
             return future.result()
         except sa.exc.OperationalError as exc:
             log.warning("could not commit a batch of %d frames (%s); they are scored again when their lease ends",
-                        len(claim.frames), str(exc.orig or exc).strip().splitlines()[0])
+                        len(claim.frames), error_line(exc))
             return 0
 
     def _commit(self, claim: Claim, scored: Any, failed: dict[int, str], heatmaps: list[HeatmapRow],
@@ -131,6 +132,10 @@ class _Committer:
             return
         try:
             HEATMAPS_STORED.inc(store_heatmaps(self.factory, heatmaps))
+        except sa.exc.OperationalError as exc:  # the database restarting: no traceback
+            HEATMAP_FAILURES.labels("store").inc(len(heatmaps))
+            log.warning("could not store %d heat map(s): database unavailable (%s)", len(heatmaps),
+                        error_line(exc))
         except Exception as exc:
             HEATMAP_FAILURES.labels("store").inc(len(heatmaps))
             log.warning("could not store %d heat map(s): %s", len(heatmaps), exc, exc_info=True)
@@ -257,7 +262,7 @@ class InferenceWorker:
                     self._step(ahead, stop)
                 except sa.exc.OperationalError as exc:
                     log.warning("lost the database connection (%s); trying again in %.0f s",
-                                str(exc.orig or exc).strip().splitlines()[0], DB_RETRY_S)
+                                error_line(exc), DB_RETRY_S)
                     self._give_back(ahead)
                     stop.wait(DB_RETRY_S)
             self._give_back(ahead)

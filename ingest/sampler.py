@@ -34,7 +34,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.db import write_transaction
+from bearwatch.db import error_line, write_transaction
 from bearwatch.errors import FrameError
 from bearwatch.images import ImageRefused
 from bearwatch.redact import redact_text
@@ -208,7 +208,7 @@ class CameraSampler:
             # A database restart: the file was removed with its row; the next slot tries
             # again on a fresh connection (the engine pings before reuse).
             log.warning("camera %d: database unavailable, frame not stored (%s)", self.spec.id,
-                        str(exc.orig or exc).strip().splitlines()[0])
+                        error_line(exc))
             outcome = Outcome.NO_DATABASE
         SLOTS.labels(*self.labels, outcome.value).inc()
         with self._misses_lock:

@@ -28,7 +28,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.db import write_transaction
+from bearwatch.db import error_line, write_transaction
 from bearwatch.schema import utcnow
 from ingest.capture_pool import CapturePool, auto_pool_size
 from ingest.leases import WorkerPresence, claim_cameras, new_worker_id, release_cameras
@@ -104,7 +104,7 @@ class IngestService:
                 specs = claim_cameras(session, self.owner, lease_s=self.options.lease_s, now=utcnow(), workers=workers)
         except sa.exc.OperationalError as exc:  # the database restarting: keep sampling, try again next beat
             log.warning("could not renew camera leases: database unavailable (%s)",
-                        str(exc.orig or exc).strip().splitlines()[0])
+                        error_line(exc))
             return
         except Exception:  # a database hiccup: keep sampling, try again at the next beat
             log.exception("could not renew camera leases")

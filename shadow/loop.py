@@ -43,7 +43,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.db import write_transaction
+from bearwatch.db import error_line, write_transaction
 from bearwatch.heartbeat import HeartbeatWriter
 from bearwatch.schema import Site, utcnow
 from shadow import metrics
@@ -130,7 +130,7 @@ class Leadership:
                 conn.close()
             return got
         except sa.exc.DBAPIError as exc:
-            log.warning("shadow loop: lost the database connection (%s); trying again", str(exc.orig or exc).splitlines()[0])
+            log.warning("shadow loop: lost the database connection (%s); trying again", error_line(exc))
             self.release()
             return False
 
@@ -163,7 +163,7 @@ def _run_job(job: Job, factory: sessionmaker[Session]) -> None:
     except sa.exc.OperationalError as exc:  # the database restarting: no traceback
         metrics.JOB_FAILURES.labels(job.name).inc()
         log.warning("shadow loop: job %s: database unavailable (%s); it runs again next round",
-                    job.name, str(exc.orig or exc).strip().splitlines()[0])
+                    job.name, error_line(exc))
     except Exception:  # one failing job must not stop the others (logged with its traceback)
         metrics.JOB_FAILURES.labels(job.name).inc()
         log.exception("shadow loop: job %s failed; it runs again next round", job.name)
