@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,17 +43,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_headless_demo_samples_scores_and_prints_a_summary(
-    tmp_path: Path, demo_footage: dict[str, Path], demo_model_path: Path
-) -> None:
-    data_dir = tmp_path / "data"
+@dataclass(frozen=True)
+class HeadlessDemo:
+    data_dir: Path
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def headless_demo(
+    tmp_path_factory: pytest.TempPathFactory, demo_footage: dict[str, Path], demo_model_path: Path
+) -> HeadlessDemo:
+    """One 20 s headless demo on a fresh data dir: its history replay is most of the module's
+    time, so the dashboard test starts from a copy of this park (a rerun replays nothing)."""
+    data_dir = tmp_path_factory.mktemp("headless-demo") / "data"
     _seed_demo_cache(data_dir, demo_footage, demo_model_path)
-    env = {**os.environ, "BEARWATCH_DATA_DIR": str(data_dir)}
-    env.pop("BEARWATCH_DATABASE_URL", None)  # the embedded SQLite default
     result = subprocess.run(
         [sys.executable, "-m", "bearwatch", "demo", "--duration", "20", "--no-dashboard"],
-        env=env, capture_output=True, text=True, timeout=DEMO_START_S + 120,
+        env=_demo_env(data_dir), capture_output=True, text=True, timeout=DEMO_START_S + 120,
     )
+    return HeadlessDemo(data_dir, result)
+
+
+def _demo_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "BEARWATCH_DATA_DIR": str(data_dir), **extra}
+    env.pop("BEARWATCH_DATABASE_URL", None)  # the embedded SQLite default
+    return env
+
+
+def test_headless_demo_samples_scores_and_prints_a_summary(headless_demo: HeadlessDemo) -> None:
+    result, data_dir, env = headless_demo.result, headless_demo.data_dir, _demo_env(headless_demo.data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     match = re.search(r"frames sampled (\d+), frames scored (\d+), flagged (\d+)", result.stdout)
     assert match, result.stdout
@@ -79,19 +98,18 @@ def test_headless_demo_samples_scores_and_prints_a_summary(
     assert "by guard" not in ledger.stdout
 
 
-def test_demo_serves_the_dashboard_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, demo_footage: dict[str, Path], demo_model_path: Path
+def test_a_rerun_of_the_demo_serves_the_dashboard_and_stops_cleanly_on_sigterm(
+    headless_demo: HeadlessDemo, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    _seed_demo_cache(data_dir, demo_footage, demo_model_path)
+    shutil.copytree(headless_demo.data_dir, data_dir)  # `make demo` again on the same data dir
     port = _free_port()
-    env = {**os.environ, "BEARWATCH_DATA_DIR": str(data_dir), "BEARWATCH_DASHBOARD_PORT": str(port)}
-    env.pop("BEARWATCH_DATABASE_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bearwatch", "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "bearwatch", "demo"], env=_demo_env(data_dir, BEARWATCH_DASHBOARD_PORT=str(port)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        # Generous: on a loaded machine the demo seeds its park before the dashboard starts.
+        # Generous: on a loaded machine the demo prepares its park before the dashboard starts.
         # A demo that died is reported at once, with its output.
         deadline, health = time.monotonic() + DEMO_START_S, ""
         while time.monotonic() < deadline and health != "ok":
@@ -111,7 +129,9 @@ def test_demo_serves_the_dashboard_and_stops_cleanly_on_sigterm(
             proc.kill()
     assert proc.returncode == 0, out[-3000:]
     assert f"dashboard: http://127.0.0.1:{port}/" in out
-    assert "dashboard login: user demo, password " in out, "a fresh demo park gets a login"
+    # the park, its login and its replayed history are kept: nothing is made twice
+    assert "dashboard login: a user from `bearwatch user list`" in out
+    assert "days of history replayed" not in out and "training the demo model" not in out
     assert "demo summary: frames sampled" in out
     with pytest.raises(OSError):  # the dashboard went down with the demo
         urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
