@@ -10,24 +10,23 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import wait_for
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, log_in, logged_in_as, login_form, needs_chromium
 from tests.dashboard.history import build_gate_sites, build_lake
-from tests.dashboard.seed import PASSWORD, SECRET, seed_park
+from tests.dashboard.seed import SECRET, seed_park
 from tests.dashboard.server import running_dashboard
 from tests.ingest.helpers import free_port
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 
 pytestmark = [
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),  # the browser part does not depend on it
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh"),
+    needs_chromium,
 ]
 
 
@@ -65,23 +64,15 @@ def _history(factory: sessionmaker[Session], root: Path) -> None:
     build_lake(factory, root, now)
 
 
-def _pick(page: object, key: str, option: str) -> None:
+def _pick(page: Any, key: str, option: str) -> None:
     """Choose ``option`` in the selectbox with widget key ``key``."""
-    page.locator(f".st-key-{key}").click()  # type: ignore[attr-defined]
-    page.get_by_role("option", name=option, exact=True).click()  # type: ignore[attr-defined]
+    page.locator(f".st-key-{key}").click()
+    page.get_by_role("option", name=option, exact=True).click()
 
 
-def _login(page: object, name: str) -> None:
-    page.get_by_label("User name").focus()  # type: ignore[attr-defined]
-    page.keyboard.type(name)  # type: ignore[attr-defined]
-    page.keyboard.press("Tab")  # type: ignore[attr-defined]
-    page.keyboard.type(PASSWORD)  # type: ignore[attr-defined]
-    page.keyboard.press("Enter")  # type: ignore[attr-defined]
-
-
-def _open(page: object, link: str, heading: str) -> None:
-    page.get_by_role("link", name=link).click()  # type: ignore[attr-defined]
-    page.get_by_role("heading", name=heading).wait_for()  # type: ignore[attr-defined]
+def _open(page: Any, link: str, heading: str) -> None:
+    page.get_by_role("link", name=link).click()
+    page.get_by_role("heading", name=heading).wait_for()
 
 
 def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str, metrics_port: int, tmp_path: Path) -> None:
@@ -95,15 +86,16 @@ def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str,
 
         page.goto(f"{dashboard}/users")  # a page URL without logging in: the app's main page, the login form
         page.wait_for_url(f"{dashboard}/")
-        page.get_by_label("User name").wait_for()
+        login_form(page)
         assert page.locator(".bw-tile").count() == 0 and page.get_by_role("heading", name="Users").count() == 0
         assert "_streamlit_xsrf" in {c["name"] for c in context.cookies()}, "XSRF protection is on"
 
         page.goto(f"{dashboard}/")
-        page.get_by_label("User name").wait_for()
+        login_form(page)
         page.screenshot(path=str(shots / "login.png"))
 
-        _login(page, "ranger")
+        log_in(page, "ranger")
+        logged_in_as(page, "ranger")
         page.locator(".bw-tile").nth(2).wait_for()
         assert page.locator(".bw-tile").count() == 3
         flagged = page.locator(".bw-flagged")
@@ -125,8 +117,9 @@ def test_ranger_watches_the_live_wall_and_admin_opens_every_page(dashboard: str,
         page.locator(".bw-tile").nth(2).wait_for()
 
         page.get_by_role("button", name="Log out").click()
-        page.get_by_label("User name").wait_for()
-        _login(page, "admin")
+        login_form(page)
+        log_in(page, "admin")
+        logged_in_as(page, "admin")
         page.locator(".bw-tile").first.wait_for()
         for link, shot in (("Latest frames", "latest-frames"), ("Cameras", "cameras"), ("Rollout", "rollout"),
                            ("Models", "models"), ("Users", "users")):
@@ -167,7 +160,9 @@ def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         page.set_default_timeout(20_000)
         page.goto(f"{dashboard}/")
-        _login(page, "ranger")
+        login_form(page)
+        log_in(page, "ranger")
+        logged_in_as(page, "ranger")
         _open(page, "Review", "Review")
         page.get_by_text("confirming sends the alert").wait_for()
         page.get_by_text("held alert").first.wait_for()
@@ -180,8 +175,9 @@ def test_ranger_confirms_with_the_keyboard_and_ops_promote_a_passing_site(
         assert "confirming sends the alert" not in page.get_by_test_id("stMain").inner_text(), "the next frame is shown"
 
         page.get_by_role("button", name="Log out").click()
-        page.get_by_label("User name").wait_for()
-        _login(page, "ops")
+        login_form(page)
+        log_in(page, "ops")
+        logged_in_as(page, "ops")
         page.locator(".bw-tile").first.wait_for()
         for link, key, site, shot in (("Alert rates", "rates_site", "willow", "alert-rates"), ("Drift", "drift_site", "willow", "drift")):
             _open(page, link, link)

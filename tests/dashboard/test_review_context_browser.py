@@ -19,18 +19,16 @@ from shadow.alerts import process_new_flags
 from shadow.rollout import record_stage_change
 from shadow.sites import get_site
 from tests.conftest import wait_for
-from tests.dashboard.seed import PASSWORD, seed_park
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, log_in, logged_in_as, login_form, needs_chromium
+from tests.dashboard.seed import seed_park
 from tests.dashboard.server import running_dashboard
 from tests.dashboard.test_frame_context import _add_frames, _add_heatmap
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 
 pytestmark = [
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),  # the browser part does not depend on it
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh"),
+    needs_chromium,
 ]
 
 
@@ -68,11 +66,9 @@ def test_ranger_sees_the_context_and_zooms_and_decides_with_the_keyboard(
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.set_default_timeout(60_000)
         page.goto(f"{dashboard}/")
-        page.get_by_label("User name").focus()
-        page.keyboard.type("ranger")
-        page.keyboard.press("Tab")
-        page.keyboard.type(PASSWORD)
-        page.keyboard.press("Enter")
+        login_form(page)
+        log_in(page, "ranger")
+        logged_in_as(page, "ranger")
         page.get_by_role("link", name="Review").click()
         page.get_by_text("confirming sends the alert").wait_for()
 

@@ -34,12 +34,10 @@ from bearwatch.logins import (
 from bearwatch.schema import DashboardSession, utcnow
 from bearwatch.users import disable_user, set_password
 from dashboard.session_cookie import COOKIE_NAME, KEY_FILE, cookie_value
-from tests.dashboard.seed import PASSWORD, seed_park
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, log_in, logged_in_as, login_form, needs_chromium
+from tests.dashboard.seed import seed_park
 from tests.dashboard.server import running_dashboard
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 IDLE_S = 6.0
 LIMITS = SessionLimits(idle=timedelta(hours=12), lifetime=timedelta(days=7))
 
@@ -76,30 +74,6 @@ def _page(context: Any) -> Any:
     return page
 
 
-def _log_in(page: Any, name: str, password: str = PASSWORD) -> None:
-    page.get_by_label("User name").focus()
-    page.keyboard.type(name)
-    page.keyboard.press("Tab")
-    page.keyboard.type(password)
-    page.keyboard.press("Enter")
-
-
-def _logged_in_as(page: Any, name: str) -> None:
-    page.get_by_text(f"Logged in as {name}").wait_for()
-    # A login on the main page reruns the same page (no reload): Streamlit shows the new
-    # sidebar before it removes the last run's form, so wait for the form to go.
-    page.get_by_label("User name").wait_for(state="detached")
-
-
-def _login_form(page: Any) -> str:
-    """Wait for the login form; what the page says above it."""
-    page.get_by_label("User name").wait_for()
-    # Streamlit shows the new run's form before it removes the last run's sidebar: wait for
-    # "Logged in as" to go (it never does while the session is still open: a timeout).
-    page.get_by_text("Logged in as").wait_for(state="detached")
-    return str(page.get_by_test_id("stMain").inner_text())
-
-
 def _session_cookie(context: Any) -> dict[str, Any]:
     """The session cookie, once there: after a login on the main page the browser fetches
     it in the background while the first page shows (dashboard.login)."""
@@ -118,7 +92,7 @@ def _with_cookie(browser: Any, url: str, value: str) -> Any:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh")
+@needs_chromium
 def test_a_login_lasts_through_a_reload_and_a_link_until_logout(
     dashboard: str, chromium: Any, factory: sessionmaker[Session]
 ) -> None:
@@ -129,9 +103,9 @@ def test_a_login_lasts_through_a_reload_and_a_link_until_logout(
     page.goto(f"{dashboard}/review")  # a link to the review page, not logged in: the login form
     page.get_by_role("dialog", name="Page not found").wait_for()  # Streamlit's, over the login form
     page.keyboard.press("Escape")
-    _login_form(page)
-    _log_in(page, "ranger")
-    _logged_in_as(page, "ranger")
+    login_form(page)
+    log_in(page, "ranger")
+    logged_in_as(page, "ranger")
     page.get_by_role("heading", name="Review").wait_for()  # the linked page, once logged in
     assert page.url == f"{dashboard}/review"
 
@@ -144,11 +118,11 @@ def test_a_login_lasts_through_a_reload_and_a_link_until_logout(
     assert stored == [token_hash(token)], "the database holds only the token's hash"
 
     page.reload()
-    _logged_in_as(page, "ranger")
+    logged_in_as(page, "ranger")
     page.get_by_role("heading", name="Review").wait_for()
     tab = _page(context)  # a link opened in a new tab
     tab.goto(f"{dashboard}/cameras")
-    _logged_in_as(tab, "ranger")
+    logged_in_as(tab, "ranger")
     tab.get_by_role("heading", name="Cameras").wait_for()
     tab.close()
 
@@ -160,17 +134,17 @@ def test_a_login_lasts_through_a_reload_and_a_link_until_logout(
     assert "set-cookie" not in stranger.request.get(handoff, max_redirects=0).headers
 
     page.get_by_role("button", name="Log out").click()
-    _login_form(page)
+    login_form(page)
     assert COOKIE_NAME not in {c["name"] for c in context.cookies()}, "logging out clears the cookie"
     replay = _page(_with_cookie(chromium, dashboard, cookie["value"]))
     replay.goto(f"{dashboard}/review")
-    assert "You were logged out" in _login_form(replay), "the old cookie no longer logs in"
+    assert "You were logged out" in login_form(replay), "the old cookie no longer logs in"
     with factory() as session:
         assert session.scalar(sa.select(DashboardSession.revoked_at)) is not None
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh")
+@needs_chromium
 def test_a_login_on_the_main_page_opens_the_live_wall_without_loading_the_app_again(
     dashboard: str, chromium: Any, factory: sessionmaker[Session]
 ) -> None:
@@ -179,9 +153,9 @@ def test_a_login_on_the_main_page_opens_the_live_wall_without_loading_the_app_ag
     documents: list[str] = []  # every page load of the tab, redirects and the cookie route included
     page.on("request", lambda r: documents.append(r.url) if r.resource_type == "document" else None)
     page.goto(dashboard)
-    _login_form(page)
-    _log_in(page, "ranger")
-    _logged_in_as(page, "ranger")
+    login_form(page)
+    log_in(page, "ranger")
+    logged_in_as(page, "ranger")
     page.locator(".bw-tile").first.wait_for()  # the Live wall, in the page the login form was in
     cookie = _session_cookie(context)  # set meanwhile, by the browser's background request
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
@@ -190,32 +164,33 @@ def test_a_login_on_the_main_page_opens_the_live_wall_without_loading_the_app_ag
         assert session.scalars(sa.select(DashboardSession.token_hash)).all() == [token_hash(cookie["value"].rsplit(".", 1)[0])]
 
     page.reload()  # the cookie logs the next page load in
-    _logged_in_as(page, "ranger")
+    logged_in_as(page, "ranger")
     page.locator(".bw-tile").first.wait_for()
     page.get_by_role("button", name="Log out").click()
-    _login_form(page)
+    login_form(page)
     assert COOKIE_NAME not in {c["name"] for c in context.cookies()}, "logging out clears the cookie"
     login_again = _page(context)
     login_again.goto(dashboard)
-    _login_form(login_again)
-    _log_in(login_again, "ranger")  # logged out at once in the same tab: the cookie set in the background goes too
-    _logged_in_as(login_again, "ranger")
+    login_form(login_again)
+    log_in(login_again, "ranger")  # logged out at once in the same tab: the cookie set in the background goes too
+    logged_in_as(login_again, "ranger")
     _session_cookie(context)
     login_again.get_by_role("button", name="Log out").click()
-    _login_form(login_again)
+    login_form(login_again)
     assert COOKIE_NAME not in {c["name"] for c in context.cookies()}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh")
+@needs_chromium
 def test_a_password_change_or_a_disable_ends_an_open_session_and_its_cookie(
     dashboard: str, chromium: Any, factory: sessionmaker[Session], database_url: str, tmp_path: Path
 ) -> None:
     context = chromium.new_context()
     page = _page(context)
     page.goto(dashboard)
-    _log_in(page, "ranger")
-    _logged_in_as(page, "ranger")
+    login_form(page)
+    log_in(page, "ranger")
+    logged_in_as(page, "ranger")
     old_cookie = _session_cookie(context)["value"]
     changed = subprocess.run(  # an admin, with the CLI
         [sys.executable, "-m", "bearwatch", "user", "passwd", "ranger", "--password-stdin"],
@@ -224,61 +199,64 @@ def test_a_password_change_or_a_disable_ends_an_open_session_and_its_cookie(
     )
     assert changed.returncode == 0, changed.stderr
     page.get_by_role("link", name="Cameras").click()  # the open session's next run
-    assert "password was changed" in _login_form(page)
+    assert "password was changed" in login_form(page)
     page.reload()
-    assert "password was changed" in _login_form(page), "the cookie no longer logs in either"
+    assert "password was changed" in login_form(page), "the cookie no longer logs in either"
 
-    _log_in(page, "ranger", "a brand new password")
-    _logged_in_as(page, "ranger")
+    log_in(page, "ranger", "a brand new password")
+    logged_in_as(page, "ranger")
     with factory.begin() as session:
         disable_user(session, "ranger", utcnow())
     page.get_by_role("link", name="Cameras").click()
-    assert "disabled" in _login_form(page)
+    assert "disabled" in login_form(page)
     replay = _page(_with_cookie(chromium, dashboard, old_cookie))
     replay.goto(dashboard)
-    _login_form(replay)
+    login_form(replay)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh")
+@needs_chromium
 def test_an_idle_session_ends_in_its_tab_and_for_its_cookie(idle_dashboard: str, chromium: Any) -> None:
     context = chromium.new_context()
     page = _page(context)
     page.goto(idle_dashboard)
-    _log_in(page, "ranger")
-    _logged_in_as(page, "ranger")
+    login_form(page)
+    log_in(page, "ranger")
+    logged_in_as(page, "ranger")
     for i in range(3):  # activity keeps it open past the idle timeout
         time.sleep(IDLE_S / 3)
         page.get_by_role("link", name="Cameras" if i % 2 == 0 else "Review").click()
         page.wait_for_timeout(300)
-    _logged_in_as(page, "ranger")
+    logged_in_as(page, "ranger")
     cookie = _session_cookie(context)["value"]
     page.close()  # nobody uses it now
 
     time.sleep(IDLE_S + 1)
     replay = _page(_with_cookie(chromium, idle_dashboard, cookie))
     replay.goto(idle_dashboard)
-    assert "without activity" in _login_form(replay)
+    assert "without activity" in login_form(replay)
 
     page = _page(context)  # a fresh login in a tab left open
     page.goto(idle_dashboard)
-    _log_in(page, "ranger")
-    _logged_in_as(page, "ranger")
+    login_form(page)
+    log_in(page, "ranger")
+    logged_in_as(page, "ranger")
     time.sleep(IDLE_S + 1)
     page.get_by_role("link", name="Cameras").click()
-    assert "without activity" in _login_form(page)
+    assert "without activity" in login_form(page)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium missing: run scripts/install-system-deps.sh")
+@needs_chromium
 def test_a_forged_or_tampered_cookie_is_refused(
     dashboard: str, chromium: Any, factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     context = chromium.new_context()
     page = _page(context)
     page.goto(dashboard)
-    _log_in(page, "admin")
-    _logged_in_as(page, "admin")
+    login_form(page)
+    log_in(page, "admin")
+    logged_in_as(page, "admin")
     genuine = _session_cookie(context)["value"]
     token, signature = genuine.rsplit(".", 1)
     key = (tmp_path / KEY_FILE).read_bytes().strip()
@@ -304,7 +282,7 @@ def test_a_forged_or_tampered_cookie_is_refused(
         forged.context.close()
     control = _page(_with_cookie(chromium, dashboard, genuine))
     control.goto(dashboard)
-    _logged_in_as(control, "admin")
+    logged_in_as(control, "admin")
 
 
 # The session rows, on both databases.
