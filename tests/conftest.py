@@ -16,20 +16,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import psycopg
 import pytest
 import sqlalchemy as sa
-from filelock import FileLock
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import make_engine, session_factory
 from bearwatch.migrations import alembic_config as make_alembic_config
 from bearwatch.migrations import require_head, upgrade_to_head
-
-T = TypeVar("T")
+from tests.assets import asset_dir, made_once
 
 # One compute thread per test process and per process it starts (they inherit the
 # environment): torch's OpenMP and MKL pools and numpy/scipy's OpenBLAS all read
@@ -65,17 +62,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # on one core (one compute thread) while the other worker, whose test also needs it, waits
 # idle on the lock: minutes of one core unused.
 _demo_model_trainer: subprocess.Popen[bytes] | None = None
-_TRAIN_IN_BACKGROUND = """
-import sys
-from pathlib import Path
-from filelock import FileLock
-from bearwatch.demo.model import ensure_demo_model
-folder = Path(sys.argv[1])
-folder.mkdir(parents=True, exist_ok=True)
-with FileLock(str(folder) + ".lock"):
-    ensure_demo_model(folder)
-"""
-
 
 def _start_training_the_demo_model(config: pytest.Config) -> None:
     global _demo_model_trainer
@@ -85,7 +71,7 @@ def _start_training_the_demo_model(config: pytest.Config) -> None:
     root = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]  # the workers' temp folders' parent
     log = (root / "demo-model-training.log").open("wb")
     _demo_model_trainer = subprocess.Popen(
-        [sys.executable, "-c", _TRAIN_IN_BACKGROUND, str(root / "assets" / "demo-model")], stdout=log, stderr=log,
+        [sys.executable, "-m", "tests.assets", str(asset_dir(root, "demo-model"))], stdout=log, stderr=log,
     )
     log.close()
 
@@ -231,23 +217,12 @@ def _asset_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """Where session-wide demo assets go. BEARWATCH_TEST_ASSETS (a developer's choice,
     unset in CI) keeps them between runs. Under pytest-xdist (`make test` runs two workers)
     every worker's temporary folder sits in one shared parent, so the assets go there and
-    are made once for the whole run (see `_made_once`)."""
+    are made once for the whole run (tests.assets.made_once)."""
     keep = os.environ.get("BEARWATCH_TEST_ASSETS")
     if keep:
         return Path(keep) / name
     root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    folder = root / "assets" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _made_once(folder: Path, make: Callable[[], T]) -> T:
-    """Run ``make`` holding a lock beside ``folder``: the first worker builds, the others wait
-    and then find the finished files (every builder skips what already exists)."""
-    with FileLock(str(folder) + ".lock"):
-        return make()
+    return asset_dir(root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root, name)
 
 
 # Tests that train the demo model wait on it: about 70 s on a quiet 2-core machine, over
@@ -263,7 +238,7 @@ def demo_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bearwatch.demo.model import ensure_demo_model
 
     folder = _asset_dir(tmp_path_factory, "demo-model")
-    return _made_once(folder, lambda: ensure_demo_model(folder))
+    return made_once(folder, lambda: ensure_demo_model(folder))
 
 
 TINY_MODEL_NAME = "tiny-bear-model.pkl"
@@ -278,7 +253,7 @@ def model_export_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bearwatch.demo.model import train_demo_model
 
     path = _asset_dir(tmp_path_factory, "tiny-model") / TINY_MODEL_NAME
-    return _made_once(
+    return made_once(
         path.parent, lambda: path if path.exists() else train_demo_model(path, per_class=60, epochs=1, image_size=32)
     )
 
@@ -289,7 +264,7 @@ def demo_footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage
 
     folder = _asset_dir(tmp_path_factory, "footage")
-    return _made_once(folder, lambda: ensure_demo_footage(folder, DEMO_CAMERAS))
+    return made_once(folder, lambda: ensure_demo_footage(folder, DEMO_CAMERAS))
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1) -> None:
