@@ -142,13 +142,19 @@ def model_register(
 ) -> None:
     """Register a fastai model export (loads it once to read its classes)."""
     from bearwatch.db import write_transaction
+    from bearwatch.files import sha256_file
     from bearwatch.schema import utcnow
-    from inference.registry import add_model, prepare_model
+    from inference.model_versions import refuse_registered
     from shadow.sites import get_site, set_rollout_model
 
     typer.echo(f"warning: {TRUST_WARNING}", err=True)
 
     with _database() as factory:
+        if path.is_file():  # a second register of the same file says so at once, not after the load
+            with factory() as session:
+                refuse_registered(session, name, sha256_file(path.resolve()))
+        from inference.registry import add_model, prepare_model  # torch and fastai: seconds to import
+
         # Loading the export (and fitting the reference) happens before the write lock is taken.
         prepared = prepare_model(path, name=name, positive=positive, threshold=threshold, role=role,
                                  reference_dir=reference, echo=lambda line: typer.echo(line, err=True))

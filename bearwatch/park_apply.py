@@ -14,7 +14,8 @@ from bearwatch.errors import ConfigError
 from bearwatch.files import sha256_file
 from bearwatch.park_file import ParkConfig
 from bearwatch.schema import AlertChannel, Camera, ModelRole, Site, utcnow
-from inference.registry import PreparedModel, add_model, prepare_model, register_model, registered
+from inference.model_versions import registered
+from inference.registry import PreparedModel, add_model, prepare_model, register_model
 from ingest.cameras import add_camera
 from shadow.delivery import shown_url
 from shadow.sites import add_site, get_site, set_rollout_model

@@ -1,5 +1,5 @@
-"""Registered model versions as rows: looking one up, the sites that roll it out, and
-an admin's change of its role. Light (no torch): the dashboard imports it.
+"""Registered model versions as rows: looking one up (by id, or by name and file digest),
+the sites that roll it out, and an admin's change of its role. Light (no torch): the dashboard imports it.
 
 The role is checked here, in the service, so hiding a button is never the only guard.
 A model's threshold is shadow.sites.set_model_threshold: it restarts the sites' gates.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.auth import Actor, require_role
-from bearwatch.errors import ConfigError, NotFound
+from bearwatch.errors import AlreadyExists, ConfigError, NotFound
 from bearwatch.schema import ModelRole, ModelVersion, Role, Site
 
 
@@ -20,6 +20,18 @@ def get_model_version(session: Session, model_id: int) -> ModelVersion:
     if model is None:
         raise NotFound(f"no model version with id {model_id}")
     return model
+
+
+def registered(session: Session, name: str, sha256: str) -> ModelVersion | None:
+    return session.scalar(sa.select(ModelVersion).where(ModelVersion.name == name, ModelVersion.sha256 == sha256))
+
+
+def refuse_registered(session: Session, name: str, sha256: str) -> None:
+    """AlreadyExists when this name and file are registered (checked before a long load, and
+    again in the write transaction that adds the version)."""
+    existing = registered(session, name, sha256)
+    if existing is not None:
+        raise AlreadyExists(f"model {name!r} with this file is already registered (id {existing.id})")
 
 
 def sites_rolling_out(session: Session, model_id: int) -> list[Site]:

@@ -20,9 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bearwatch.errors import AlreadyExists, ModelError
+from bearwatch.errors import ModelError
 from bearwatch.progress import quiet
 from bearwatch.schema import ModelRole, ModelVersion
+from inference.model_versions import refuse_registered
 from inference.ood import OodReference
 from inference.reference import fit_model_reference
 
@@ -137,15 +138,9 @@ def prepare_model(
                          reference.to_bytes() if reference else None)
 
 
-def registered(session: Session, name: str, sha256: str) -> ModelVersion | None:
-    return session.scalar(sa.select(ModelVersion).where(ModelVersion.name == name, ModelVersion.sha256 == sha256))
-
-
 def add_model(session: Session, prepared: PreparedModel) -> ModelVersion:
     """Store a prepared model version (quick: the write transaction's part)."""
-    existing = registered(session, prepared.name, prepared.sha256)
-    if existing is not None:
-        raise AlreadyExists(f"model {prepared.name!r} with this file is already registered (id {existing.id})")
+    refuse_registered(session, prepared.name, prepared.sha256)
     version = ModelVersion(
         name=prepared.name, path=str(prepared.path), sha256=prepared.sha256, classes=prepared.classes,
         positive_classes=prepared.positive, threshold=prepared.threshold, role=prepared.role,

@@ -82,6 +82,7 @@ def test_model_register_reads_classes_and_checks_the_positive_class(
     assert "site north: manual" in status.stdout and ", m" in status.stdout
     dup = run_cli("model", "register", str(model_export_path), "--name", "m", "--positive", "bear", env=data_env)
     assert dup.returncode == 2 and "already registered" in dup.stderr
+    assert f"loading {model_export_path.name}" not in dup.stderr, "a second register of the same file fails before loading it"
 
 
 def test_config_apply_creates_then_reports_nothing_to_change(data_env: dict[str, str], tmp_path: Path) -> None:
