@@ -5,6 +5,10 @@ being committed right now is left alone); rows without a file are deleted, unles
 decision, an alert or a stage change refers to the frame: those are kept and marked
 (``frames.file_missing_at``) so evidence never disappears silently.
 
+The shadow loop sweeps in shares (``SweepCursor``): each pass checks the next ROWS_PER_PASS
+rows and the next camera-day folders up to FILES_PER_PASS files, and starts over after the
+last, so a pass costs the same on day 1 and day 90. `bearwatch frames sweep` sweeps all of it.
+
 retain: frames captured more than N days ago are deleted (row, predictions, file),
 except frames that a decision, an alert or a stage change's evidence refers to.
 Stage-change evidence refers to frames by ``frame_id`` / ``frame_ids`` keys anywhere
@@ -14,7 +18,7 @@ in its JSON.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +33,8 @@ from ingest.store import FrameStore
 
 ORPHAN_FILE_GRACE_S = 600.0
 BATCH = 500
+ROWS_PER_PASS = 100_000  # a rolling pass's rows (one stat each) ...
+FILES_PER_PASS = 100_000  # ... and files, finishing the camera-day folder it is in
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,15 @@ class SweepReport:
     files_removed: int
     rows_removed: int
     rows_marked: int  # rows without a file kept because evidence refers to them
+
+
+@dataclass
+class SweepCursor:
+    """Where a rolling sweep goes on from: the last frame id checked and the last camera-day
+    folder (relative to the store) listed; both start over after the last."""
+
+    after_frame_id: int = 0
+    after_folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,27 +88,41 @@ def _referenced(frame_id_col: Any) -> sa.ColumnElement[bool]:
     )
 
 
-def sweep(factory: sessionmaker[Session], store: FrameStore, *, now: datetime, grace_s: float = ORPHAN_FILE_GRACE_S) -> SweepReport:
-    rows_removed, rows_marked = _sweep_rows(factory, store, now)
-    files_removed = _sweep_files(factory, store, now.timestamp() - grace_s)
-    return SweepReport(files_removed, rows_removed, rows_marked)
+def sweep(
+    factory: sessionmaker[Session], store: FrameStore, *, now: datetime, grace_s: float = ORPHAN_FILE_GRACE_S,
+    cursor: SweepCursor | None = None,
+) -> SweepReport:
+    """The whole store, or with ``cursor`` its next share (the cursor moves on). A rolling
+    sweep lists camera-day folders (site-*/camera-*/day) only: a stray file elsewhere waits
+    for a whole sweep."""
+    if cursor is None:
+        rows_removed, rows_marked, _ = _sweep_rows(factory, store, now, after_id=0, limit=None)
+        return SweepReport(_sweep_files(factory, store, now.timestamp() - grace_s, _all_folders(store)), rows_removed, rows_marked)
+    rows_removed, rows_marked, cursor.after_frame_id = _sweep_rows(
+        factory, store, now, after_id=cursor.after_frame_id, limit=ROWS_PER_PASS)
+    folders, cursor.after_folder = _next_folders(store, cursor.after_folder, FILES_PER_PASS)
+    return SweepReport(_sweep_files(factory, store, now.timestamp() - grace_s, folders), rows_removed, rows_marked)
 
 
-def _sweep_rows(factory: sessionmaker[Session], store: FrameStore, now: datetime) -> tuple[int, int]:
-    """Rows without a file, in id order: deleted, or kept and marked missing when evidence
-    refers to them. Returns (rows removed, rows marked)."""
-    rows_removed = rows_marked = 0
-    last_id = 0
+def _sweep_rows(
+    factory: sessionmaker[Session], store: FrameStore, now: datetime, *, after_id: int, limit: int | None
+) -> tuple[int, int, int]:
+    """Rows without a file, in id order from ``after_id``, up to ``limit`` rows checked:
+    deleted, or kept and marked missing when evidence refers to them. Returns (rows removed,
+    rows marked, the id to go on after: 0 when the last row was checked)."""
+    rows_removed = rows_marked = checked = 0
+    last_id = after_id
     with factory() as session:
         evidence = evidence_frame_ids(session)
-    while True:  # rows without files, in id order
+    while limit is None or checked < limit:
         with factory() as session:
             batch = session.execute(
-                sa.select(Frame.id, Frame.path, Frame.file_missing_at).where(Frame.id > last_id).order_by(Frame.id).limit(BATCH)
+                sa.select(Frame.id, Frame.path, Frame.file_missing_at).where(Frame.id > last_id).order_by(Frame.id)
+                .limit(BATCH if limit is None else min(BATCH, limit - checked))
             ).all()
         if not batch:
-            break
-        last_id = batch[-1].id
+            return rows_removed, rows_marked, 0
+        last_id, checked = batch[-1].id, checked + len(batch)
         missing = [row for row in batch if not store.absolute(row.path).is_file()]
         if not missing:
             continue
@@ -109,17 +138,58 @@ def _sweep_rows(factory: sessionmaker[Session], store: FrameStore, now: datetime
                 session.execute(sa.update(Frame).where(Frame.id.in_(unmarked)).values(file_missing_at=now))
         rows_removed += len(deletable)
         rows_marked += len(unmarked)
-    return rows_removed, rows_marked
+    return rows_removed, rows_marked, last_id
 
 
-def _sweep_files(factory: sessionmaker[Session], store: FrameStore, cutoff: float) -> int:
-    """Files last modified before ``cutoff`` (a timestamp) that no row refers to: removed
-    (also left-over temp files of interrupted writes). Returns how many."""
-    files_removed = 0
+def _all_folders(store: FrameStore) -> Iterator[tuple[Path, list[str]]]:
     for directory, _dirs, names in os.walk(store.root):
+        yield Path(directory), names
+
+
+def _camera_day_folders(store: FrameStore) -> Iterator[str]:
+    """site-*/camera-*/day folders in sorted order, relative to the store: only folder names
+    are listed above the day level, never a day's files."""
+    def subfolders(path: Path) -> list[Path]:
+        try:
+            return sorted((p for p in path.iterdir() if p.is_dir()), key=lambda p: p.name)
+        except FileNotFoundError:  # removed meanwhile
+            return []
+
+    for site in subfolders(store.root):
+        for camera in subfolders(site):
+            for day in subfolders(camera):
+                yield day.relative_to(store.root).as_posix()
+
+
+def _next_folders(store: FrameStore, after: str, files: int) -> tuple[list[tuple[Path, list[str]]], str]:
+    """The camera-day folders after ``after`` with their file names, whole folders until
+    ``files`` names are listed; and the folder to go on after ("" when the last was listed)."""
+    listed: list[tuple[Path, list[str]]] = []
+    count = 0
+    after_key = tuple(after.split("/")) if after else ()
+    for rel in _camera_day_folders(store):
+        if tuple(rel.split("/")) <= after_key:  # by name at each level, as they were listed
+            continue
+        if count >= files:
+            return listed, listed[-1][0].relative_to(store.root).as_posix()
+        try:
+            names = [e.name for e in os.scandir(store.root / rel) if e.is_file()]
+        except FileNotFoundError:
+            continue
+        listed.append((store.root / rel, names))
+        count += len(names)
+    return listed, ""
+
+
+def _sweep_files(factory: sessionmaker[Session], store: FrameStore, cutoff: float,
+                 folders: Iterable[tuple[Path, list[str]]]) -> int:
+    """Files in ``folders`` last modified before ``cutoff`` (a timestamp) that no row refers
+    to: removed (also left-over temp files of interrupted writes). Returns how many."""
+    files_removed = 0
+    for directory, names in folders:
         candidates = {}
         for name in names:
-            path = Path(directory) / name
+            path = directory / name
             try:
                 if path.stat().st_mtime < cutoff:
                     candidates[path.relative_to(store.root).as_posix()] = path

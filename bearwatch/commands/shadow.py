@@ -217,14 +217,14 @@ def shadow(
     drift_every: Annotated[float, typer.Option("--drift-every", min=1, help="seconds between stored drift checks")] = 3600.0,
     retention_days: Annotated[float | None, typer.Option("--retention-days", min=0, help="delete frames older than this (evidence is kept); hourly")] = None,
     embedding_days: Annotated[float | None, typer.Option("--embedding-days", min=2, help="thin the embeddings of frames older than this to drift's sample (2% kept); hourly")] = None,
-    sweep_every: Annotated[float, typer.Option("--sweep-every", min=1, help="seconds between frame-store sweeps (orphan files and rows)")] = 6 * 3600.0,
+    sweep_every: Annotated[float, typer.Option("--sweep-every", min=1, help="seconds between frame-store sweep passes (orphan files and rows; each pass checks the next share of the store)")] = 60.0,
 ) -> None:
     """Run the shadow loop until SIGTERM: new flags -> alerts, the alert outbox, the
     guard, the drift checks and frame-store housekeeping (only the leader runs them)."""
     from bearwatch.heartbeat import HeartbeatWriter
     from bearwatch.settings import load_settings
     from ingest.store import FrameStore
-    from ingest.sweeper import retain, sweep
+    from ingest.sweeper import SweepCursor, retain, sweep
     from shadow.delivery import DeliveryPolicy
     from shadow.embedding_retention import thin_embeddings
     from shadow.loop import HOUSEKEEPING_LANE, Job, measurement_jobs, run_shadow_loop
@@ -234,7 +234,9 @@ def shadow(
     policy = DeliveryPolicy(senders=settings.alert_senders, timeout_s=settings.alert_timeout_s,
                             max_delay_s=settings.alert_retry_cap_s)
     lane = HOUSEKEEPING_LANE
-    housekeeping = [Job("sweep", lambda factory, now: sweep(factory, store, now=now), every_s=sweep_every, lane=lane)]
+    cursor = SweepCursor()  # a pass's work is bounded; the whole store is covered pass by pass
+    housekeeping = [Job("sweep", lambda factory, now: sweep(factory, store, now=now, cursor=cursor), every_s=sweep_every,
+                        lane=lane)]
     if retention_days is not None:
         housekeeping.append(Job("retention", lambda factory, now: retain(factory, store, days=retention_days, now=now),
                                 every_s=3600.0, lane=lane))

@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,8 +23,9 @@ from bearwatch.schema import (
     User,
     Verdict,
 )
+from ingest import sweeper
 from ingest.store import FrameStore
-from ingest.sweeper import retain, sweep
+from ingest.sweeper import SweepCursor, retain, sweep
 from tests.conftest import run_cli
 from tests.ingest.helpers import camera, jpeg, make_camera, scene
 
@@ -134,3 +136,50 @@ def test_frames_cli(database_url: str, tmp_path: Path, data_env: dict[str, str])
     assert result.returncode == 0, result.stderr
     assert "removed 0 files without rows, 0 rows without files" in result.stdout
     engine.dispose()
+
+
+def test_the_rolling_sweep_checks_a_bounded_share_per_pass_and_covers_the_store_in_turn(
+    factory: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FrameStore(tmp_path / "frames")
+    cam = make_camera(factory, "rtsp://cam/x")
+    days = [NOW - timedelta(days=d) for d in (3, 2, 1)]  # three camera-day folders, two frames each
+    ids = [_frame(factory, store, cam, day + timedelta(minutes=m)) for day in days for m in (0, 1)]
+    paths = _paths(factory)
+    with factory.begin() as session:
+        ranger = User(name="rita", role=Role.RANGER)
+        session.add(ranger)
+        session.flush()
+        session.add(Decision(frame_id=ids[5], reviewer_id=ranger.id, verdict=Verdict.CONFIRM))
+    for frame_id in (ids[1], ids[5]):  # files lost: one frame nobody refers to, one a decision does
+        store.absolute(paths[frame_id]).unlink()
+    strays = [store.absolute(paths[ids[i]]).with_name("stray.jpg") for i in (0, 2)]  # day 1 and day 2 folders
+    hour_ago = time.time() - 3600
+    for stray in strays:
+        stray.write_bytes(b"\xff\xd8 no row")
+        os.utime(stray, (hour_ago, hour_ago))
+    monkeypatch.setattr(sweeper, "ROWS_PER_PASS", 2)
+    monkeypatch.setattr(sweeper, "FILES_PER_PASS", 1)  # one camera-day folder a pass
+    cursor = SweepCursor()
+
+    first = sweep(factory, store, now=NOW, grace_s=600, cursor=cursor)
+    # rows 1-2 and the first day's folder only: the later day's stray and the evidence row wait
+    assert (first.rows_removed, first.rows_marked, first.files_removed) == (1, 0, 1)
+    assert not strays[0].exists() and strays[1].exists()
+    reports, rows_round, folders_round = [first], False, False
+    while not (rows_round and folders_round):  # each part starts over after its last
+        reports.append(sweep(factory, store, now=NOW, grace_s=600, cursor=cursor))
+        rows_round, folders_round = rows_round or not cursor.after_frame_id, folders_round or not cursor.after_folder
+        assert len(reports) < 10, "the cursor never came round"
+    assert len(reports) == 4, "6 rows at 2 a pass, then the end; 3 folders at 1 a pass"
+    assert sum(r.files_removed for r in reports) == 2 and sum(r.rows_removed for r in reports) == 1
+    assert sum(r.rows_marked for r in reports) == 1
+    assert not strays[1].exists()
+    with factory() as session:
+        rows = {f.id: f for f in session.scalars(sa.select(Frame))}
+    assert ids[1] not in rows and rows[ids[5]].file_missing_at == NOW
+    assert all(rows[i].file_missing_at is None for i in (ids[0], ids[2], ids[3], ids[4]))
+    # round again: nothing left to do, and a whole sweep agrees
+    again = sweep(factory, store, now=NOW, grace_s=600, cursor=cursor)
+    assert (again.files_removed, again.rows_removed, again.rows_marked) == (0, 0, 0)
+    assert sweep(factory, store, now=NOW, grace_s=600) == again
