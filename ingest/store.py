@@ -7,9 +7,10 @@ a row never points at a missing or partial file.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bearwatch.files import atomic_write_bytes
@@ -20,6 +21,9 @@ class StoredFile:
     path: str  # relative to the store root, with forward slashes
     sha256: str
     size_bytes: int
+
+
+_CAMERA_DAY = re.compile(r"site-\d+/camera-(\d+)/(\d{4}-\d{2}-\d{2})")
 
 
 class FrameStore:
@@ -35,6 +39,19 @@ class FrameStore:
         rel = self.relative_path(site_id, camera_id, captured_at)
         atomic_write_bytes(self.root / rel, jpeg)
         return StoredFile(rel, hashlib.sha256(jpeg).hexdigest(), len(jpeg))
+
+    @staticmethod
+    def camera_day(folder: str) -> tuple[int, datetime] | None:
+        """The camera id and the day (UTC midnight) of a camera-day folder as relative_path
+        names it (``site-1/camera-2/2026-07-01``); None for any other folder."""
+        match = _CAMERA_DAY.fullmatch(folder)
+        if match is None:
+            return None
+        try:
+            day = datetime.strptime(match.group(2), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None
+        return int(match.group(1)), day
 
     def absolute(self, rel: str) -> Path:
         return self.root / rel

@@ -197,16 +197,30 @@ def _sweep_files(factory: sessionmaker[Session], store: FrameStore, cutoff: floa
                 continue
         if not candidates:
             continue
-        known: set[str] = set()
-        paths = list(candidates)
-        with factory() as session:
-            for i in range(0, len(paths), BATCH):
-                known.update(session.scalars(sa.select(Frame.path).where(Frame.path.in_(paths[i : i + BATCH]))))
+        known = _rows_of(factory, store, directory, list(candidates))
         for rel, path in candidates.items():
             if rel not in known:  # also left-over temp files of interrupted writes
                 path.unlink(missing_ok=True)
                 files_removed += 1
     return files_removed
+
+
+def _rows_of(factory: sessionmaker[Session], store: FrameStore, directory: Path, paths: list[str]) -> set[str]:
+    """Which of ``paths`` (files of ``directory``) a frame row refers to. frames.path has no
+    index (it would cost every insert): in a camera-day folder the lookup reads that
+    camera's rows of the day through (camera_id, captured_at), a day either side for a
+    clock that wrote local time; elsewhere (a whole sweep only) it scans."""
+    camera_day = store.camera_day(directory.relative_to(store.root).as_posix())
+    known: set[str] = set()
+    with factory() as session:
+        for i in range(0, len(paths), BATCH):
+            query = sa.select(Frame.path).where(Frame.path.in_(paths[i : i + BATCH]))
+            if camera_day is not None:
+                camera_id, day = camera_day
+                query = query.where(Frame.camera_id == camera_id, Frame.captured_at >= day - timedelta(days=1),
+                                    Frame.captured_at < day + timedelta(days=2))
+            known.update(session.scalars(query))
+    return known
 
 
 def retain(factory: sessionmaker[Session], store: FrameStore, *, days: float, now: datetime) -> RetainReport:

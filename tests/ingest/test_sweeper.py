@@ -28,6 +28,7 @@ from ingest.store import FrameStore
 from ingest.sweeper import SweepCursor, retain, sweep
 from tests.conftest import run_cli
 from tests.ingest.helpers import camera, jpeg, make_camera, scene
+from tests.statements import plan_nodes, rows_read, statements_sent
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)  # the CLI uses the real clock
 
@@ -183,3 +184,28 @@ def test_the_rolling_sweep_checks_a_bounded_share_per_pass_and_covers_the_store_
     again = sweep(factory, store, now=NOW, grace_s=600, cursor=cursor)
     assert (again.files_removed, again.rows_removed, again.rows_marked) == (0, 0, 0)
     assert sweep(factory, store, now=NOW, grace_s=600) == again
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # EXPLAIN ANALYZE's row counts
+def test_a_folder_s_files_are_looked_up_among_its_camera_day_rows_only(
+    engine: sa.Engine, factory: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FrameStore(tmp_path / "frames")
+    cam = make_camera(factory, "rtsp://cam/x")
+    other = make_camera(factory, "rtsp://cam/y", name="other")
+    mine = [_frame(factory, store, cam, NOW - timedelta(days=3, minutes=m)) for m in range(3)]
+    with factory.begin() as session:  # another camera's history, rows only: what a scan would read
+        session.add_all(Frame(camera_id=other, captured_at=NOW - timedelta(days=d, seconds=s), path=f"elsewhere/{d}-{s}.jpg",
+                              sha256="0" * 64, size_bytes=1, width=1, height=1)
+                        for d in range(1, 6) for s in range(400))
+    hour_ago = time.time() - 3600
+    for path in _paths(factory).values():
+        if store.absolute(path).exists():
+            os.utime(store.absolute(path), (hour_ago, hour_ago))
+    monkeypatch.setattr(sweeper, "ROWS_PER_PASS", 1)
+    monkeypatch.setattr(sweeper, "FILES_PER_PASS", 1)
+    with statements_sent(engine) as sent:
+        report = sweep(factory, store, now=NOW, grace_s=600, cursor=SweepCursor())
+    assert report == sweeper.SweepReport(0, 0, 0)  # every file has its row
+    (lookup,) = [s for s in sent if s.reads and "frames.path IN" in s.sql]
+    assert rows_read(plan_nodes(engine, lookup), ["frames"]) <= len(mine), "the folder's camera-day rows, not 2,000"
