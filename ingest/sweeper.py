@@ -207,20 +207,21 @@ def _sweep_files(factory: sessionmaker[Session], store: FrameStore, cutoff: floa
 
 def _rows_of(factory: sessionmaker[Session], store: FrameStore, directory: Path, paths: list[str]) -> set[str]:
     """Which of ``paths`` (files of ``directory``) a frame row refers to. frames.path has no
-    index (it would cost every insert): in a camera-day folder the lookup reads that
-    camera's rows of the day through (camera_id, captured_at), a day either side for a
-    clock that wrote local time; elsewhere (a whole sweep only) it scans."""
+    index (it would cost every insert): a camera-day folder's rows are read once through
+    (camera_id, captured_at), that camera's day and a day either side (a clock that wrote
+    local time); any other folder (a whole sweep only) is looked up by path, a scan."""
     camera_day = store.camera_day(directory.relative_to(store.root).as_posix())
-    known: set[str] = set()
+    wanted = set(paths)
     with factory() as session:
+        if camera_day is not None:
+            camera_id, day = camera_day
+            return wanted.intersection(session.scalars(
+                sa.select(Frame.path).where(Frame.camera_id == camera_id, Frame.captured_at >= day - timedelta(days=1),
+                                            Frame.captured_at < day + timedelta(days=2))))
+        known: set[str] = set()
         for i in range(0, len(paths), BATCH):
-            query = sa.select(Frame.path).where(Frame.path.in_(paths[i : i + BATCH]))
-            if camera_day is not None:
-                camera_id, day = camera_day
-                query = query.where(Frame.camera_id == camera_id, Frame.captured_at >= day - timedelta(days=1),
-                                    Frame.captured_at < day + timedelta(days=2))
-            known.update(session.scalars(query))
-    return known
+            known.update(session.scalars(sa.select(Frame.path).where(Frame.path.in_(paths[i : i + BATCH]))))
+        return known
 
 
 def retain(factory: sessionmaker[Session], store: FrameStore, *, days: float, now: datetime) -> RetainReport:
