@@ -14,18 +14,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
-import uuid
 from datetime import timedelta
+from pathlib import Path
 
-import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.scratch_db, as the other benches
 
 from bearwatch.db import make_engine, session_factory
 from bearwatch.migrations import upgrade_to_head
 from bearwatch.schema import Frame, ModelVersion, Role, utcnow
 from bearwatch.users import add_user
+from bench.scratch_db import scratch_database
 from dashboard.queries.history import Cursor, HistoryFilter, VerdictFilter, history_page
 from ingest.cameras import add_camera
 from shadow.sites import add_site, set_rollout_model
@@ -80,54 +82,48 @@ def main() -> None:
     parser.add_argument("--pg-admin-url", default=os.environ.get(
         "BEARWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
-    admin = make_url(args.pg_admin_url)
-    admin_conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    db_name = f"bearwatch_history_{uuid.uuid4().hex[:8]}"
-    db_url = admin.set(database=db_name).render_as_string(hide_password=False)
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    try:
-        t0 = time.perf_counter()
-        made = fill(db_url, args.frames, args.sites, args.cameras)
-        print(f"filled {args.frames} frames in {time.perf_counter() - t0:.1f} s; load {os.getloadavg()[0]:.1f}")
-        engine, factory = made["engine"], made["factory"]
-        camera_ids: list[int] = made["camera_ids"]  # type: ignore[assignment]
-        with factory() as session:
-            oldest = session.execute(sa.select(Frame.captured_at, Frame.id).order_by(Frame.captured_at, Frame.id)
-                                     .offset(1000).limit(1)).one()
-        deep = Cursor(oldest[0], oldest[1])
-        cases = [
-            ("all sites, newest", HistoryFilter(), None),
-            ("all sites, 1,000 frames from the oldest", HistoryFilter(), deep),
-            ("one site, newest", HistoryFilter(site="site0"), None),
-            ("one site, deep", HistoryFilter(site="site0"), deep),
-            ("one camera, newest", HistoryFilter(camera_id=camera_ids[0]), None),
-            ("confirmed (rare), all sites", HistoryFilter(verdict=VerdictFilter.CONFIRMED), None),
-            ("label deer, score 0.3-0.6, one site", HistoryFilter(site="site1", label="deer", score_min=0.3, score_max=0.6), None),
-            ("unreviewed, one camera, deep", HistoryFilter(camera_id=camera_ids[1], verdict=VerdictFilter.UNREVIEWED), deep),
-        ]
-        for name, flt, after in cases:
-            statements: list[str] = []
+    with scratch_database(args.pg_admin_url, "bearwatch_history") as database:
+        db_url = database.url
+        try:
+            t0 = time.perf_counter()
+            made = fill(db_url, args.frames, args.sites, args.cameras)
+            print(f"filled {args.frames} frames in {time.perf_counter() - t0:.1f} s; load {os.getloadavg()[0]:.1f}")
+            engine, factory = made["engine"], made["factory"]
+            camera_ids: list[int] = made["camera_ids"]  # type: ignore[assignment]
+            with factory() as session:
+                oldest = session.execute(sa.select(Frame.captured_at, Frame.id).order_by(Frame.captured_at, Frame.id)
+                                         .offset(1000).limit(1)).one()
+            deep = Cursor(oldest[0], oldest[1])
+            cases = [
+                ("all sites, newest", HistoryFilter(), None),
+                ("all sites, 1,000 frames from the oldest", HistoryFilter(), deep),
+                ("one site, newest", HistoryFilter(site="site0"), None),
+                ("one site, deep", HistoryFilter(site="site0"), deep),
+                ("one camera, newest", HistoryFilter(camera_id=camera_ids[0]), None),
+                ("confirmed (rare), all sites", HistoryFilter(verdict=VerdictFilter.CONFIRMED), None),
+                ("label deer, score 0.3-0.6, one site", HistoryFilter(site="site1", label="deer", score_min=0.3, score_max=0.6), None),
+                ("unreviewed, one camera, deep", HistoryFilter(camera_id=camera_ids[1], verdict=VerdictFilter.UNREVIEWED), deep),
+            ]
+            for name, flt, after in cases:
+                statements: list[str] = []
 
-            def count(_c: object, _cur: object, statement: str, *_: object, into: list[str] = statements) -> None:
-                into.append(statement)
+                def count(_c: object, _cur: object, statement: str, *_: object, into: list[str] = statements) -> None:
+                    into.append(statement)
 
-            times = []
-            for _ in range(5):
-                statements.clear()
-                sa.event.listen(engine, "before_cursor_execute", count)
-                t = time.perf_counter()
-                with factory() as session:
-                    page = history_page(session, flt, after=after)
-                times.append((time.perf_counter() - t) * 1000)
-                sa.event.remove(engine, "before_cursor_execute", count)
-            work = [s for s in statements if s.split()[0].upper() == "SELECT"]
-            print(f"{name:42s} {statistics.median(times):7.1f} ms  {len(work)} statements  rows {len(page.rows):3d}"
-                  f"  scanned {page.scanned if page.scanned is not None else '-'}")
-    finally:
-        engine.dispose()  # type: ignore[attr-defined]
-        with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+                times = []
+                for _ in range(5):
+                    statements.clear()
+                    sa.event.listen(engine, "before_cursor_execute", count)
+                    t = time.perf_counter()
+                    with factory() as session:
+                        page = history_page(session, flt, after=after)
+                    times.append((time.perf_counter() - t) * 1000)
+                    sa.event.remove(engine, "before_cursor_execute", count)
+                work = [s for s in statements if s.split()[0].upper() == "SELECT"]
+                print(f"{name:42s} {statistics.median(times):7.1f} ms  {len(work)} statements  rows {len(page.rows):3d}"
+                      f"  scanned {page.scanned if page.scanned is not None else '-'}")
+        finally:
+            engine.dispose()  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,16 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2
 import numpy as np
-import psycopg
 import sqlalchemy as sa
 import yaml
-from sqlalchemy.engine import make_url
 
 from bearwatch.db import make_engine, session_factory
 from bearwatch.demo.footage import DEMO_CAMERAS, ensure_demo_footage, render_frame
 from bearwatch.demo.model import ensure_demo_model
 from bearwatch.migrations import upgrade_to_head
 from bearwatch.schema import Alert, Frame, FrameQueueEntry, Prediction, Site, Stage, utcnow
+from bench.scratch_db import scratch_database
 from shadow.rollout import record_stage_change
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,130 +161,124 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bearwatch-scale-"))
-    admin = make_url(args.pg_admin_url)
-    admin_conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    db_name = f"bearwatch_scale_{uuid.uuid4().hex[:8]}"
-    db_url = admin.set(database=db_name).render_as_string(hide_password=False)
     procs: list[subprocess.Popen[bytes]] = []
     rtsp: subprocess.Popen[str] | None = None
     snapshots: ThreadingHTTPServer | None = None
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    try:
-        clips = list(ensure_demo_footage(assets_dir(work, "footage")).values())
-        model = ensure_demo_model(assets_dir(work, "demo-model"))
-        rtsp_port, http_port = free_port(), free_port()
-        cameras, mounts = camera_sources(args.cameras, args.rtsp_share, args.http_share, rtsp_port, http_port, clips)
-        if mounts:
-            rtsp = start_rtsp(rtsp_segments(clips[0], work / "rtsp"), rtsp_port, mounts)
-        snapshots = start_snapshots(http_port)
-        for camera in cameras:
-            camera["interval"] = args.interval
-        park = {
-            "sites": [{"name": "scale", "thresholds": {"alert_cooldown_s": 0}, "cameras": cameras}],
-            "models": [{"name": "demo-bear", "path": str(model), "positive": ["bear"], "threshold": 0.5,
-                        "sites": ["scale"]}],
-            "alerts": {"channels": [{"name": "log", "kind": "log"}]},
-        }
-        park_file = work / "park.yaml"
-        park_file.write_text(yaml.safe_dump(park), encoding="utf-8")
-        env = {**os.environ, "BEARWATCH_DATABASE_URL": db_url, "BEARWATCH_DATA_DIR": str(work / "data"),
-               "PYTHONPATH": str(ROOT)}
-        engine = make_engine(db_url)
-        upgrade_to_head(engine)
-        factory = session_factory(engine)
-        subprocess.run([sys.executable, "-m", "bearwatch", "config", "apply", str(park_file)], env=env, check=True,
-                       capture_output=True)
-        with factory.begin() as session:
-            site = session.scalars(sa.select(Site).where(Site.name == "scale").with_for_update()).one()
-            now = utcnow()
-            record_stage_change(session, site, Stage.LIMITED, actor="bench", reason="scale bench", now=now,
-                                trial=(now, now + timedelta(days=1)))
-            record_stage_change(session, site, Stage.EXPANDED, actor="bench", reason="scale bench", now=now)
-        with engine.connect() as conn:
-            base_size = int(conn.scalar(sa.text("SELECT pg_database_size(current_database())")) or 0)
+    with scratch_database(args.pg_admin_url, "bearwatch_scale") as database:
+        db_url = database.url
+        try:
+            clips = list(ensure_demo_footage(assets_dir(work, "footage")).values())
+            model = ensure_demo_model(assets_dir(work, "demo-model"))
+            rtsp_port, http_port = free_port(), free_port()
+            cameras, mounts = camera_sources(args.cameras, args.rtsp_share, args.http_share, rtsp_port, http_port, clips)
+            if mounts:
+                rtsp = start_rtsp(rtsp_segments(clips[0], work / "rtsp"), rtsp_port, mounts)
+            snapshots = start_snapshots(http_port)
+            for camera in cameras:
+                camera["interval"] = args.interval
+            park = {
+                "sites": [{"name": "scale", "thresholds": {"alert_cooldown_s": 0}, "cameras": cameras}],
+                "models": [{"name": "demo-bear", "path": str(model), "positive": ["bear"], "threshold": 0.5,
+                            "sites": ["scale"]}],
+                "alerts": {"channels": [{"name": "log", "kind": "log"}]},
+            }
+            park_file = work / "park.yaml"
+            park_file.write_text(yaml.safe_dump(park), encoding="utf-8")
+            env = {**os.environ, "BEARWATCH_DATABASE_URL": db_url, "BEARWATCH_DATA_DIR": str(work / "data"),
+                   "PYTHONPATH": str(ROOT)}
+            engine = make_engine(db_url)
+            upgrade_to_head(engine)
+            factory = session_factory(engine)
+            subprocess.run([sys.executable, "-m", "bearwatch", "config", "apply", str(park_file)], env=env, check=True,
+                           capture_output=True)
+            with factory.begin() as session:
+                site = session.scalars(sa.select(Site).where(Site.name == "scale").with_for_update()).one()
+                now = utcnow()
+                record_stage_change(session, site, Stage.LIMITED, actor="bench", reason="scale bench", now=now,
+                                    trial=(now, now + timedelta(days=1)))
+                record_stage_change(session, site, Stage.EXPANDED, actor="bench", reason="scale bench", now=now)
+            with engine.connect() as conn:
+                base_size = int(conn.scalar(sa.text("SELECT pg_database_size(current_database())")) or 0)
 
-        metrics_ports = [free_port(), free_port()]
-        logs = work / "logs"
-        logs.mkdir()
-        bearwatch = [sys.executable, "-m", "bearwatch"]
-        commands = [
-            ("ingest-1", [*bearwatch, "ingest", "--metrics-port", str(metrics_ports[0])]),
-            ("ingest-2", [*bearwatch, "ingest", "--metrics-port", str(metrics_ports[1])]),
-            ("infer-1", [*bearwatch, "infer", "--device", "cpu", "--batch-size", "32", "--decode-threads", "1"]),
-            ("infer-2", [*bearwatch, "infer", "--device", "cpu", "--batch-size", "32", "--decode-threads", "1"]),
-            ("shadow", [*bearwatch, "shadow", "--interval", "1"]),
-        ]
-        for name, argv in commands:
-            procs.append(subprocess.Popen(argv, env=env, stdout=(logs / f"{name}.log").open("wb"),
-                                          stderr=subprocess.STDOUT))
-        print(f"{args.cameras} cameras ({len(mounts)} RTSP, {round(args.cameras * args.http_share)} HTTP, "
-              f"the rest files) every {args.interval:g} s; warm-up {args.warmup:g} s, window {args.duration:g} s",
-              flush=True)
-        time.sleep(args.warmup)
-        start = utcnow()
-        time.sleep(args.duration)
-        end = utcnow()
-        outcomes = ingest_outcomes(metrics_ports)
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            metrics_ports = [free_port(), free_port()]
+            logs = work / "logs"
+            logs.mkdir()
+            bearwatch = [sys.executable, "-m", "bearwatch"]
+            commands = [
+                ("ingest-1", [*bearwatch, "ingest", "--metrics-port", str(metrics_ports[0])]),
+                ("ingest-2", [*bearwatch, "ingest", "--metrics-port", str(metrics_ports[1])]),
+                ("infer-1", [*bearwatch, "infer", "--device", "cpu", "--batch-size", "32", "--decode-threads", "1"]),
+                ("infer-2", [*bearwatch, "infer", "--device", "cpu", "--batch-size", "32", "--decode-threads", "1"]),
+                ("shadow", [*bearwatch, "shadow", "--interval", "1"]),
+            ]
+            for name, argv in commands:
+                procs.append(subprocess.Popen(argv, env=env, stdout=(logs / f"{name}.log").open("wb"),
+                                              stderr=subprocess.STDOUT))
+            print(f"{args.cameras} cameras ({len(mounts)} RTSP, {round(args.cameras * args.http_share)} HTTP, "
+                  f"the rest files) every {args.interval:g} s; warm-up {args.warmup:g} s, window {args.duration:g} s",
+                  flush=True)
+            time.sleep(args.warmup)
+            start = utcnow()
+            time.sleep(args.duration)
+            end = utcnow()
+            outcomes = ingest_outcomes(metrics_ports)
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
-        window_s = (end - start).total_seconds()
-        in_window = sa.and_(Frame.captured_at >= start, Frame.captured_at < end)
-        with factory() as session:
-            stored = session.scalar(sa.select(sa.func.count()).where(in_window)) or 0
-            scored = session.scalar(
-                sa.select(sa.func.count(sa.distinct(Prediction.frame_id)))
-                .where(Prediction.scored_at >= start, Prediction.scored_at < end)
-            ) or 0
-            waiting = session.scalar(
-                sa.select(sa.func.count()).select_from(FrameQueueEntry)
-                .join(Frame, Frame.id == FrameQueueEntry.frame_id).where(in_window)
-            ) or 0
-            latencies = session.execute(
-                sa.select(Frame.captured_at, Alert.created_at, Alert.delivered_at)
-                .join(Alert, Alert.frame_id == Frame.id).where(in_window)
-            ).all()
-            first, last = session.execute(sa.select(sa.func.min(Frame.captured_at), sa.func.max(Frame.captured_at))).one()
-            embedding_bytes = session.scalar(sa.select(sa.func.sum(sa.func.pg_column_size(Prediction.embedding)))) or 0
-            db_size = int(session.scalar(sa.text("SELECT pg_database_size(current_database())")) or 0)
-        engine.dispose()
-        expected = args.cameras * window_s / args.interval
-        sampled_days = args.cameras * ((last - first).total_seconds() if first and last else 0) / 86400
-        files = sum(p.stat().st_size for p in (work / "data" / "frames").rglob("*.jpg"))
-        to_alert = [(a - c).total_seconds() for c, a, _ in latencies]
-        to_delivery = [(d - c).total_seconds() for c, _, d in latencies if d is not None]
-        grown = db_size - base_size
-        print(f"sampled slots: {stored} of {expected:.0f} in the window; missed slots: "
-              f"{100 * max(0.0, 1 - stored / expected):.1f}%")
-        print("ingest outcomes over the run: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(outcomes.items())))
-        print(f"frames scored per second: {scored / window_s:.2f} (needed {args.cameras / args.interval:.2f}); "
-              f"frames of the window still waiting at its end: {waiting}")
-        print(f"capture -> alert created: {percentiles(to_alert)}")
-        print(f"capture -> alert delivered: {percentiles(to_delivery)}")
-        if sampled_days > 0:
-            print(f"database per camera-day: {grown / sampled_days / 1e6:.1f} MB with embeddings, "
-                  f"{(grown - embedding_bytes) / sampled_days / 1e6:.1f} MB without "
-                  f"(grew {grown / 1e6:.1f} MB over {sampled_days * 24:.2f} camera-hours)")
-            print(f"frame files per camera-day: {files / sampled_days / 1e9:.2f} GB")
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if rtsp is not None:
-            rtsp.kill()
-            rtsp.wait()
-        if snapshots is not None:
-            snapshots.shutdown()
-        with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        shutil.rmtree(work, ignore_errors=True)
+            window_s = (end - start).total_seconds()
+            in_window = sa.and_(Frame.captured_at >= start, Frame.captured_at < end)
+            with factory() as session:
+                stored = session.scalar(sa.select(sa.func.count()).where(in_window)) or 0
+                scored = session.scalar(
+                    sa.select(sa.func.count(sa.distinct(Prediction.frame_id)))
+                    .where(Prediction.scored_at >= start, Prediction.scored_at < end)
+                ) or 0
+                waiting = session.scalar(
+                    sa.select(sa.func.count()).select_from(FrameQueueEntry)
+                    .join(Frame, Frame.id == FrameQueueEntry.frame_id).where(in_window)
+                ) or 0
+                latencies = session.execute(
+                    sa.select(Frame.captured_at, Alert.created_at, Alert.delivered_at)
+                    .join(Alert, Alert.frame_id == Frame.id).where(in_window)
+                ).all()
+                first, last = session.execute(sa.select(sa.func.min(Frame.captured_at), sa.func.max(Frame.captured_at))).one()
+                embedding_bytes = session.scalar(sa.select(sa.func.sum(sa.func.pg_column_size(Prediction.embedding)))) or 0
+                db_size = int(session.scalar(sa.text("SELECT pg_database_size(current_database())")) or 0)
+            engine.dispose()
+            expected = args.cameras * window_s / args.interval
+            sampled_days = args.cameras * ((last - first).total_seconds() if first and last else 0) / 86400
+            files = sum(p.stat().st_size for p in (work / "data" / "frames").rglob("*.jpg"))
+            to_alert = [(a - c).total_seconds() for c, a, _ in latencies]
+            to_delivery = [(d - c).total_seconds() for c, _, d in latencies if d is not None]
+            grown = db_size - base_size
+            print(f"sampled slots: {stored} of {expected:.0f} in the window; missed slots: "
+                  f"{100 * max(0.0, 1 - stored / expected):.1f}%")
+            print("ingest outcomes over the run: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(outcomes.items())))
+            print(f"frames scored per second: {scored / window_s:.2f} (needed {args.cameras / args.interval:.2f}); "
+                  f"frames of the window still waiting at its end: {waiting}")
+            print(f"capture -> alert created: {percentiles(to_alert)}")
+            print(f"capture -> alert delivered: {percentiles(to_delivery)}")
+            if sampled_days > 0:
+                print(f"database per camera-day: {grown / sampled_days / 1e6:.1f} MB with embeddings, "
+                      f"{(grown - embedding_bytes) / sampled_days / 1e6:.1f} MB without "
+                      f"(grew {grown / 1e6:.1f} MB over {sampled_days * 24:.2f} camera-hours)")
+                print(f"frame files per camera-day: {files / sampled_days / 1e9:.2f} GB")
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            if rtsp is not None:
+                rtsp.kill()
+                rtsp.wait()
+            if snapshots is not None:
+                snapshots.shutdown()
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,6 @@ import httpx
 import numpy as np
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import Actor
@@ -101,6 +100,7 @@ from bearwatch.schema import (
     User,
     Verdict,
 )
+from bench.scratch_db import ScratchDatabase, scratch_database
 from dashboard.queries.review import review_queue_page
 from shadow import alert_rules, audit_design
 from shadow.alert_rules import Effect
@@ -1296,14 +1296,16 @@ def main() -> None:
         loop_child(sys.argv[2])
         return
     args = parse_args()
-    admin = make_url(args.pg_admin_url)
-    admin_conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    db_name = f"bearwatch_season_{uuid.uuid4().hex[:8]}"
-    db_url = admin.set(database=db_name).render_as_string(hide_password=False)
-    conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
     folder = Path(tempfile.mkdtemp(prefix="bearwatch-season-"))
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
+    try:
+        with scratch_database(args.pg_admin_url, "bearwatch_season", keep=args.keep) as database:
+            _run(database, folder, args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(database: ScratchDatabase, folder: Path, args: argparse.Namespace) -> None:
+    db_name, db_url, conninfo = database.name, database.url, database.conninfo
     engine: sa.Engine | None = None
     writer: FrameWriter | None = None
     try:
@@ -1348,10 +1350,6 @@ def main() -> None:
             writer.close()
         if engine is not None:
             engine.dispose()
-        if not args.keep:
-            with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

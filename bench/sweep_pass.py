@@ -23,18 +23,17 @@ import os
 import shutil
 import sys
 import tempfile
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.season, as the other benches
 
 from bearwatch.db import make_engine, session_factory
 from bearwatch.migrations import upgrade_to_head
+from bench.scratch_db import ScratchDatabase, scratch_database
 from bench.season import measure
 from ingest.cameras import add_camera
 from ingest.store import FrameStore
@@ -98,15 +97,17 @@ def main() -> None:
         "BEARWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    admin = make_url(args.pg_admin_url)
-    admin_conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    db_name = f"bearwatch_sweep_{uuid.uuid4().hex[:8]}"
-    db_url = admin.set(database=db_name).render_as_string(hide_password=False)
-    conninfo = admin.set(drivername="postgresql", database=db_name).render_as_string(hide_password=False)
     folder = Path(tempfile.mkdtemp(prefix="bearwatch-sweep-"))
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    engine = make_engine(db_url)
+    try:
+        with scratch_database(args.pg_admin_url, "bearwatch_sweep") as database:
+            _run(database, folder, sizes, args)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(database: ScratchDatabase, folder: Path, sizes: list[int], args: argparse.Namespace) -> None:
+    conninfo = database.conninfo
+    engine = make_engine(database.url)
     try:
         upgrade_to_head(engine)
         factory = session_factory(engine)
@@ -135,9 +136,6 @@ def main() -> None:
                   + f"; load {os.getloadavg()[0]:.1f}")
     finally:
         engine.dispose()
-        with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
