@@ -18,7 +18,11 @@ Two consequences, both handled here:
 - the band moves to episodes (:func:`episode_band`): an alert ratio R is an episode ratio
   R exp(-(R - 1) lam0 G), with lam0 recovered from the baseline's episode rate by the
   Lambert W function (:func:`underlying_rate`). So the guard keeps its band in alerts:
-  a site whose alert rate truly doubles is at the episode band's edge.
+  a site whose alert rate truly doubles is at the episode band's edge. The map peaks at
+  R = 1 / (lam0 G) (10 at MAX_MERGE) and falls past it: a band edge beyond the peak is
+  held at the peak (:func:`band_edge`), which the episodes of any ratio up to that edge
+  stay under, so the test keeps its level; mapped as it is, a wider band would be a
+  narrower one (a high of 20 a tighter edge than 10) and 1e6 an edge of 0.
 """
 
 from __future__ import annotations
@@ -72,12 +76,21 @@ def merge_load(baseline_episodes: int, baseline_camera_hours: float, gap_s: floa
     return min(MAX_MERGE, underlying_rate(baseline_episodes / baseline_camera_hours, gap_h) * gap_h)
 
 
+def band_edge(alert_ratio: float, lam0_gap: float) -> float:
+    """A band edge on alert ratios as an edge on episode ratios: ``episode_ratio`` up to its
+    peak (R = 1 / lam0 G), the peak past it (the episode ratio of no alert ratio is
+    higher, so no site inside the band is outside the moved one)."""
+    if lam0_gap > 0:
+        alert_ratio = min(alert_ratio, 1.0 / lam0_gap)
+    return episode_ratio(alert_ratio, lam0_gap)
+
+
 def episode_band(baseline_episodes: int, baseline_camera_hours: float, gap_s: float, low: float,
                  high: float) -> tuple[float, float]:
     """The guard's band [low, high] on alert ratios, as a band on episode ratios at this
     baseline (a plug-in of lam0: a short or empty baseline leaves the band as it is)."""
     c = merge_load(baseline_episodes, baseline_camera_hours, gap_s)
-    return episode_ratio(low, c), episode_ratio(high, c)
+    return band_edge(low, c), band_edge(high, c)
 
 
 def days_to_demote(baseline_episodes: int, baseline_camera_hours: float, camera_hours_per_day: float, gap_s: float,
@@ -90,7 +103,7 @@ def days_to_demote(baseline_episodes: int, baseline_camera_hours: float, camera_
         return None
     rate0 = baseline_episodes / baseline_camera_hours
     c = merge_load(baseline_episodes, baseline_camera_hours, gap_s)
-    low, high = episode_ratio(t.alert_ratio_low, c), episode_ratio(t.alert_ratio_high, c)  # episode_band's
+    low, high = band_edge(t.alert_ratio_low, c), band_edge(t.alert_ratio_high, c)  # episode_band's
     per_hour = episode_ratio(alert_ratio, c) * rate0
 
     def demoted(days: int) -> bool:

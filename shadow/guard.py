@@ -19,6 +19,7 @@ minute.
 
 from __future__ import annotations
 
+import logging
 import math
 import stat
 import threading
@@ -43,6 +44,8 @@ from shadow.periods import thresholds_of, usable_frame
 from shadow.rollout import record_stage_change
 from shadow.sequential import RatioDecision, ratio_decision
 from shadow.stats import RateRatio
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,10 @@ def run_guard(session: Session, site: Site, now: datetime,
 
 def run_guard_all(factory: sessionmaker[Session], now: datetime) -> list[GuardResult]:
     """One pass over every site in limited or expanded, one transaction per site; the
-    rollout model files are checked before, outside any transaction."""
+    rollout model files are checked before, outside any transaction. A site whose check
+    fails (not the database: that ends the pass) is logged and counted
+    (``bearwatch_guard_failures_total``) and the pass goes on to the other sites: one
+    site's bad settings or data must not leave every site unguarded."""
     with factory() as session:
         rows = session.execute(
             sa.select(Site.id, ModelVersion).outerjoin(ModelVersion, ModelVersion.id == Site.rollout_model_id)
@@ -252,8 +258,14 @@ def run_guard_all(factory: sessionmaker[Session], now: datetime) -> list[GuardRe
     problems = {version.id: model_problem(version) for version in {v for _, v in rows if v is not None}}
     results = []
     for site_id, _ in rows:
-        with write_transaction(factory) as session:
-            site = session.get(Site, site_id)
-            if site is not None:
-                results.append(run_guard(session, site, now, problems))
+        try:
+            with write_transaction(factory) as session:
+                site = session.get(Site, site_id)
+                if site is not None:
+                    results.append(run_guard(session, site, now, problems))
+        except sa.exc.DBAPIError:
+            raise
+        except Exception:
+            metrics.GUARD_FAILURES.labels(str(site_id)).inc()
+            log.exception("guard: site %d could not be checked; it is checked again next pass", site_id)
     return results

@@ -28,6 +28,8 @@ GUARD_DEMOTIONS = Counter(
     "bearwatch_guard_demotions_total", "Sites the guard demoted to manual, by cause",
     ["site", "cause"],  # cause: alert_rate, drift, model_file, cameras_dark
 )
+GUARD_FAILURES = Counter("bearwatch_guard_failures_total", "Guard checks of a site that failed (the other sites were checked)",
+                         ["site"])
 DRIFT_CHECKS = Counter("bearwatch_drift_checks_total", "Drift checks stored, by whether they alarmed", ["site", "alarm"])
 DRIFT_ALARM = Gauge("bearwatch_drift_alarm", "1 when the site's last drift check raised an alarm", ["site"])
 ALERT_RATE_RATIO = Gauge(

@@ -116,3 +116,20 @@ def test_the_episode_band_holds_one_on_however_busy_a_baseline() -> None:
         assert high >= episode_ratio(2.0, MAX_MERGE) - 1e-12 and low <= episode_ratio(0.5, MAX_MERGE) + 1e-12
     cmp = compare_rates(Exposure(6, 0, 6.0, 0.0, 900.0), Exposure(3, 0, 6.0, 0.0, 900.0), low=0.5, high=2.0)
     assert cmp is not None and cmp.test.low < 1 < cmp.test.high
+
+
+def test_a_wider_alert_band_is_never_a_narrower_episode_band() -> None:
+    """The alert -> episode map peaks at R = 1 / (lam0 G) (10 on a busy baseline) and falls
+    past it: a park that widens its band (a high of 20, or 1e6 for 'never on a surge') got
+    a tighter edge, or an edge of 0 and a guard that raised for every pass (seen in
+    bench/season.py at 1M frames). Past the peak the edge stays at the peak."""
+    from shadow.episodes import episode_band
+
+    busy = (40, 12.0, 900.0)  # lam0 G at MAX_MERGE
+    highs = [2.0, 5.0, 10.0, 12.0, 20.0, 100.0, 1e6]
+    edges = [episode_band(*busy, 0.5, h)[1] for h in highs]
+    assert edges == sorted(edges) and edges[-1] > 1.0
+    lows = [1e-6, 0.01, 0.1, 0.5]
+    assert [episode_band(*busy, lo, 2.0)[0] for lo in lows] == sorted(episode_band(*busy, lo, 2.0)[0] for lo in lows)
+    cmp = compare_rates(Exposure(40, 0, 12.0, 0.0, 900.0), Exposure(400, 0, 12.0, 0.0, 900.0), low=1e-6, high=1e6)
+    assert cmp is not None and 0 < cmp.test.low < 1 < cmp.test.high

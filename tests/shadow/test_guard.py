@@ -115,3 +115,34 @@ def test_model_file_change_and_dark_cameras_demote(factory: sessionmaker[Session
         assert changed.demoted and any("sha256" in r for r in changed.reasons)
         evidence = session.get(StageChange, changed.stage_change_id).evidence  # type: ignore[union-attr]
         assert "sha256" in evidence["model_problem"]
+
+
+def test_a_site_the_guard_cannot_check_leaves_the_other_sites_guarded(
+    factory: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A site whose stored thresholds no longer validate (a client that skipped the UI wrote
+    them) fails its own check, logged and counted; the pass still demotes the site beside it
+    whose cameras went dark. Before, the first failing site ended the pass for all."""
+    from prometheus_client import REGISTRY
+
+    spec = SimSpec(seed=5, cameras=1)
+    with factory.begin() as session:
+        broken = create_site(session, "aaa-broken", spec, START, tmp_path / "models", SMALL)
+        dark = create_site(session, "zzz-dark", spec, START, tmp_path / "models2", SMALL)
+        for site in (broken, dark):
+            _promote(session, site, START, Stage.LIMITED)
+        broken_id, dark_id = broken.id, dark.id
+    with factory.begin() as session:  # sorted by name, the broken site is checked first
+        session.execute(sa.update(Site).where(Site.id == broken_id).values(thresholds={"alert_ratio_low": -1.0}))
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("bearwatch_guard_failures_total", {"site": str(broken_id)}) or 0.0
+
+    before = failures()
+    results = run_guard_all(factory, START + timedelta(seconds=SMALL.dark_after_s + 60))
+    assert [(r.site, r.demoted) for r in results] == [("zzz-dark", True)]
+    assert failures() == before + 1
+    assert f"guard: site {broken_id} could not be checked" in caplog.text
+    with factory() as session:
+        assert session.get(Site, dark_id).stage is Stage.MANUAL  # type: ignore[union-attr]
+        assert session.get(Site, broken_id).stage is Stage.LIMITED  # type: ignore[union-attr]
