@@ -21,9 +21,11 @@ user id. The second is built from that list: each section of each site is one br
 a UNION ALL, ordered and limited as the site's own query, so each branch walks an index:
 alerts by (site, status, created_at) and alert_flags by alert, frames by (camera,
 captured_at), the neighbours of a found miss by (camera, captured_at) range. On
-PostgreSQL the flagged frames, the second looks and (for sites whose audit rates are at
-most bearwatch.schema.AUDIT_INDEX_RATE) the audit sample of all sites are one branch
-each, reading the partial indexes of migration 0016: the newest flags by scoring time
+PostgreSQL every section of all sites is one branch (a site's own branch only for an
+audit wider than the index's): held alerts, second looks, follow-ups (their neighbours
+read once for the page and the count: ``_follow_ups``), and, reading the partial indexes of
+migration 0016, the flagged frames and (for sites whose audit rates are at most
+bearwatch.schema.AUDIT_INDEX_RATE) the audit sample: the newest flags by scoring time
 (``_indexed_flagged``), the frames whose id hash may put them in an audit sample
 (``_indexed_audit``); a page reads a page's worth of them whatever the window holds. Then
 a frame keeps its first section, the first ``limit`` in queue order (the same over all
