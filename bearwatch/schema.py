@@ -639,3 +639,26 @@ class PredictionHeatmap(Base):
     grid_cols: Mapped[int]
     cells: Mapped[bytes] = mapped_column(sa.LargeBinary)  # grid_rows * grid_cols uint8
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DriftKeptWindow(Base):
+    """What a drift pass read and a later one reads again instead of the frames: a closed
+    reference window (kind "closed") or a closed clock hour of a current window (kind
+    "hour"), its counts and sample as numpy arrays (np.save, no pickle) in ``payload``
+    (shadow.drift_windows). ``key``: a digest of what the read depends on (kind, site,
+    model, span, seed, sample sizes, the site's streaming cameras then); ``format``: the
+    payload's layout, a row of another is ignored. Written and pruned by the drift pass;
+    goes with its site (migration 0019)."""
+
+    __tablename__ = "drift_kept_windows"
+    __table_args__ = (sa.Index("ix_drift_kept_windows_window_end", "window_end"),)  # retention of the hours
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # sha256 hex
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("model_versions.id", ondelete="CASCADE"))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    format: Mapped[int]
+    payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -25,8 +25,10 @@ same data reads the same sample) and stratified by day/night in proportion to th
 window's frames (brightness, sharpness, scores and embeddings all differ between day and
 night, so the sample keeps the window's exact night share). :func:`compute_drifts` reads
 every site's windows in a fixed number of statements whatever the number of sites: a
-closed reference is read once per process and kept, and the current window by clock
-hour, its closed hours kept, so the hourly pass reads the open hour (drift_windows).
+closed reference is read once and kept, and the current window by clock hour, its closed
+hours kept, so the hourly pass reads the open hour; kept in memory and in the database
+(drift_kept_windows, written with the drift events), so a new process reads them back
+instead of the frames (drift_windows).
 """
 
 from __future__ import annotations
@@ -44,13 +46,20 @@ from bearwatch.errors import ConfigError
 from bearwatch.park_file import Thresholds
 from bearwatch.schema import DriftEvent, Site, Stage
 from shadow import metrics
-from shadow.drift_windows import SAMPLE_EMBEDDINGS, WindowData, WindowSpec, read_windows, sample_seed
+from shadow.drift_windows import (
+    SAMPLE_EMBEDDINGS,
+    WindowData,
+    WindowSpec,
+    read_windows,
+    sample_seed,
+    store_kept_windows,
+)
 from shadow.periods import Period, latest_manual_period, latest_manual_periods, thresholds_of
 from shadow.stats import ks_compare, mmd_test, share_compare
 
 MMD_PERMUTATIONS = 200
 # A reference window that ended this long ago is closed: its frames were scored and no
-# longer change, so its counts and sample are read once per process (shadow.drift_windows).
+# longer change, so its counts and sample are read once and kept (shadow.drift_windows).
 REFERENCE_SETTLED = timedelta(minutes=5)
 THRESHOLD_KEYS = ("drift_window_hours", "drift_min_frames", "drift_significance",
                   "drift_min_ks", "drift_min_share_change", "drift_min_mmd")
@@ -196,14 +205,22 @@ def _count_stored(session: Session, check: DriftCheck) -> None:
     metrics.DRIFT_ALARM.labels(str(check.site_id)).set(1 if check.alarm else 0)
 
 
+def _store_kept(session: Session, checks: Sequence[DriftCheck], now: datetime) -> None:
+    """The windows the checks read and kept, for the next process (drift_kept_windows);
+    closed hours are kept for twice the longest current window."""
+    hours = max([Thresholds().drift_window_hours, *(c.thresholds["drift_window_hours"] for c in checks if c.thresholds)])
+    store_kept_windows(session, now, keep_hours=2 * hours)
+
+
 def store_drift_checks(session: Session, checks: Sequence[DriftCheck], now: datetime) -> int:
-    """Store a drift event for each check that compared data, all in one insert; returns
-    how many of them alarmed."""
+    """Store a drift event for each check that compared data, all in one insert, and the
+    windows the checks kept; returns how many of them alarmed."""
     stored = [c for c in checks if c.metrics]
     if stored:
         session.execute(sa.insert(DriftEvent), [_event_row(c, now) for c in stored])
     for check in stored:
         _count_stored(session, check)
+    _store_kept(session, checks, now)
     return sum(c.alarm for c in stored)
 
 
@@ -216,4 +233,5 @@ def run_drift_check(session: Session, site: Site, now: datetime) -> DriftCheck:
     session.add(event)
     session.flush()
     _count_stored(session, check)
+    _store_kept(session, [check], now)
     return replace(check, event_id=event.id)

@@ -25,20 +25,41 @@ frozen stream across the hour; it reads the window's frames, not their predictio
 sorts only the images seen in two hours), and the window leaves them out of the hours'
 counts and candidates. Where an hour kept too few candidates to stand in for them, the
 window is read whole, as before.
+
+Both are kept in the database too (drift_kept_windows, migration 0019), so that a new
+process (every restart of `bearwatch shadow`) reads them back instead of the frames: a row
+per closed window or closed hour, keyed by a digest of the in-memory key less the database
+(plus the kind), its arrays in a blob (np.save, no pickle) with :data:`KEPT_FORMAT`. What
+the memory misses is looked up in one statement for all windows and hours (a row of
+another format, or one that does not load, is ignored, counted in
+``bearwatch_drift_kept_ignored_total`` and logged, and read from the frames again); what
+a process read and kept waits in :data:`_UNSTORED` until the drift pass's write
+transaction writes it in one insert (:func:`store_kept_windows`, shadow.drift), which
+also deletes, in one statement, the hours that ended twice the longest current window ago
+and each site's closed windows older than its newest one (its reference, rollout model or
+cameras changed). A kept window assumes its frames no longer change: frames added to a
+past hour afterwards (a backfill) are not seen until its row is deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import logging
+import threading
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import astuple, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
+from prometheus_client import Counter
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
-from bearwatch.schema import Camera, CameraHealth, Frame, FrameStatus, Prediction, Site
+from bearwatch.schema import Camera, CameraHealth, DriftKeptWindow, Frame, FrameStatus, Prediction, Site
 from shadow.lru import LruCache
 from shadow.periods import hour_bucket, usable_frame
 
@@ -293,6 +314,8 @@ class _Gathered:
         )
 
 
+log = logging.getLogger(__name__)
+
 # Closed windows read: a reference per site and rollout model, at most ~3 MB each.
 _CACHE: LruCache[Hashable, WindowData] = LruCache(512)
 
@@ -311,30 +334,102 @@ def _streaming_cameras(session: Session, site_ids: set[int]) -> dict[int, tuple[
 
 
 def clear_cache() -> None:
-    """Forget the closed windows and hours read so far."""
+    """Forget the closed windows and hours read so far, and those not yet written to the
+    database (as a new process: it reads them back from drift_kept_windows)."""
     _CACHE.clear()
     _PIECES.clear()
+    _UNSTORED.clear()
 
 
-def _cache_keys(session: Session, specs: Sequence[WindowSpec], sample_frames: int,
-                sample_embeddings: int) -> dict[int, Hashable]:
+CLOSED, HOUR_PIECE = "closed", "hour"  # drift_kept_windows.kind
+KEPT_FORMAT = 1  # the payload's layout (_dump_window, _dump_piece, _PACKED): a row of another is ignored
+KEPT_IGNORED = Counter("bearwatch_drift_kept_ignored_total",
+                       "Kept drift windows or hours ignored (another format, an unreadable payload): read from the frames again")
+
+
+def _kept_key(database: str, kind: str, spec: WindowSpec, sample_frames: int, sample_embeddings: int,
+              cameras: tuple[int, ...]) -> tuple[str, str]:
+    """A kept window's key in memory: its database and the digest of what its read depends
+    on, which is its drift_kept_windows row's key (any process, same database)."""
+    what = [kind, spec.site_id, spec.model_id, spec.start.astimezone(timezone.utc).isoformat(),
+            spec.end.astimezone(timezone.utc).isoformat(), spec.seed, sample_frames, sample_embeddings, list(cameras)]
+    return database, hashlib.sha256(json.dumps(what).encode()).hexdigest()
+
+
+def _cache_keys(specs: Sequence[WindowSpec], database: str, cameras: dict[int, tuple[int, ...]], sample_frames: int,
+                sample_embeddings: int) -> dict[int, tuple[str, str]]:
     """The cache key of each closed window, by its position in ``specs``."""
-    closed = [i for i, spec in enumerate(specs) if spec.closed]
-    if not closed:
-        return {}
-    cameras = _streaming_cameras(session, {specs[i].site_id for i in closed})
-    database = str(session.get_bind().engine.url)
-    return {i: (database, specs[i].site_id, specs[i].model_id, specs[i].start, specs[i].end, specs[i].seed,
-                sample_frames, sample_embeddings, cameras[specs[i].site_id]) for i in closed}
+    return {i: _kept_key(database, CLOSED, spec, sample_frames, sample_embeddings, cameras[spec.site_id])
+            for i, spec in enumerate(specs) if spec.closed}
 
 
-def _cached(keys: dict[int, Hashable]) -> dict[int, WindowData]:
+def _cached(keys: dict[int, tuple[str, str]]) -> dict[int, WindowData]:
     return {i: window for i, key in keys.items() if (window := _CACHE.get(key)) is not None}
 
 
-def _keep(windows: dict[Hashable, WindowData]) -> None:
-    for key, window in windows.items():
-        _CACHE.put(key, window)
+def _keep(key: tuple[str, str], spec: WindowSpec, window: WindowData) -> None:
+    _CACHE.put(key, window)
+    _UNSTORED.add(key, CLOSED, spec, _dump_window(window))
+
+
+# What a kept row's payload holds: numpy arrays one after the other (np.save, no pickle).
+_WINDOW_ARRAYS = ("brightness", "sharpness", "night", "scores", "flagged", "ood", "embeddings")
+
+
+def _dump(arrays: Sequence[np.ndarray]) -> bytes:
+    out = io.BytesIO()
+    for array in arrays:
+        np.save(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
+def _load(payload: bytes, n: int) -> list[np.ndarray]:
+    source = io.BytesIO(payload)
+    arrays = [np.load(source, allow_pickle=False) for _ in range(n)]
+    if source.tell() != len(payload):
+        raise ValueError("bytes left after the arrays")
+    return arrays
+
+
+def _dump_window(window: WindowData) -> bytes:
+    counts = np.array(astuple(window.counts) if window.counts is not None else (), np.int64)
+    return _dump([*(getattr(window, name) for name in _WINDOW_ARRAYS), counts])
+
+
+def _load_window(payload: bytes) -> WindowData:
+    *values, counts = _load(payload, len(_WINDOW_ARRAYS) + 1)
+    return WindowData(**dict(zip(_WINDOW_ARRAYS, values, strict=True)),
+                      counts=WindowCounts(*(int(c) for c in counts)) if len(counts) else None)
+
+
+class _Unstored:
+    """Windows and hours kept in memory and not yet in drift_kept_windows, per database:
+    the drift pass writes them in its write transaction (:func:`store_kept_windows`). At
+    most ``limit`` per database (a process that only reads, such as `bearwatch drift`
+    without --record, never writes them): the oldest go first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._rows: dict[str, dict[str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: tuple[str, str], kind: str, spec: WindowSpec, payload: bytes) -> None:
+        database, digest = key
+        with self._lock:
+            rows = self._rows.setdefault(database, {})
+            rows[digest] = {"key": digest, "kind": kind, "site_id": spec.site_id, "model_version_id": spec.model_id,
+                            "window_start": spec.start, "window_end": spec.end, "format": KEPT_FORMAT,
+                            "payload": payload}
+            while len(rows) > self.limit:
+                del rows[next(iter(rows))]
+
+    def take(self, database: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._rows.pop(database, {}).values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
 
 
 HOUR = timedelta(hours=1)
@@ -563,35 +658,88 @@ def _window_of(counts: WindowCounts, sampled: list[_Candidate], embedded: list[_
 # candidates per stratum (mostly one stratum an hour), 60 bytes each: at most ~0.3 MB an
 # hour, ~7 MB for a site's 24 h window; 1,024 hours: 40 sites' windows, ~300 MB at most.
 _PIECES: LruCache[Hashable, _Piece] = LruCache(1024)
+# Kept in memory, not yet written to drift_kept_windows: at most what the caches hold.
+_UNSTORED = _Unstored(1024 + 512)
 
 
-def _read_hourly(session: Session, specs: dict[int, WindowSpec], cameras: dict[int, tuple[int, ...]],
-                 sample_frames: int, sample_embeddings: int) -> dict[int, WindowData]:
-    """The windows in ``specs`` from their pieces: closed hours from :data:`_PIECES`, the
-    others read in one statement (and kept once closed). Three statements: the repeats,
-    the pieces, the embeddings. A window missing from the answer is to be read whole
-    (_merge)."""
+def _dump_piece(piece: _Piece) -> bytes:
+    counts = np.array([(s, *c) for s, c in sorted(piece.counts.items())], np.int64).reshape(-1, 1 + len(_COUNTS))
+    return _dump([counts, piece.packed, np.array([piece.pending], np.int64)])
+
+
+def _load_piece(payload: bytes) -> _Piece:
+    counts, packed, pending = _load(payload, 3)
+    if packed.dtype != _PACKED or counts.ndim != 2 or counts.shape[1] != 1 + len(_COUNTS) or pending.shape != (1,):
+        raise ValueError("arrays of another layout")
+    return _Piece({int(row[0]): tuple(int(v) for v in row[1:]) for row in counts}, packed, int(pending[0]))
+
+
+def _may_keep(piece: WindowSpec, now: datetime) -> bool:
+    """Whether a piece of the window ending ``now`` is a whole clock hour that ended
+    HOUR_SETTLED ago: kept once read, if no frame of it waits for a score (a part hour at
+    the window's start is cut elsewhere by the next pass: not kept)."""
+    return piece.end <= now - HOUR_SETTLED and piece.start == _hour_of(piece.start)
+
+
+_Plans = dict[int, list[tuple[WindowSpec, tuple[str, str]]]]
+
+
+def _hour_plans(specs: dict[int, WindowSpec], database: str, cameras: dict[int, tuple[int, ...]], sample_frames: int,
+                sample_embeddings: int) -> _Plans:
+    """Each hourly window's pieces (clock hours) with their cache keys."""
+    return {i: [(p, _kept_key(database, HOUR_PIECE, p, sample_frames, sample_embeddings, cameras[p.site_id]))
+                for p in _pieces_of(spec)] for i, spec in specs.items()}
+
+
+def _recall(session: Session, wanted: dict[tuple[str, str], str]) -> None:
+    """Put the rows of drift_kept_windows that hold ``wanted`` (key: kind), none of them in
+    memory, into the caches: one statement for all. A row of another format or that does
+    not load is left out (counted, logged): its window is read from the frames again and
+    its row written anew."""
+    if not wanted:
+        return
+    by_digest = {digest: (database, digest) for database, digest in wanted}
+    ignored = 0
+    for row in session.execute(sa.select(DriftKeptWindow.key, DriftKeptWindow.format, DriftKeptWindow.payload)
+                               .where(DriftKeptWindow.key.in_(by_digest))):
+        key = by_digest[row.key]
+        try:
+            if row.format != KEPT_FORMAT:
+                raise ValueError(f"format {row.format}, not {KEPT_FORMAT}")
+            if wanted[key] == CLOSED:
+                _CACHE.put(key, _load_window(row.payload))
+            else:
+                _PIECES.put(key, _load_piece(row.payload))
+        # np.load of damaged bytes raises many kinds (ValueError, EOFError, tokenize.TokenError
+        # from its header, ...): the row is only a copy, the frames are read instead
+        except Exception as exc:  # noqa: BLE001 - any failure to load a kept row: read the frames
+            ignored += 1
+            log.debug("drift: kept window %s ignored: %s", row.key, exc)
+    if ignored:
+        KEPT_IGNORED.inc(ignored)
+        log.warning("drift: %d kept windows ignored (another format or unreadable); read from the frames again", ignored)
+
+
+def _read_hourly(session: Session, specs: dict[int, WindowSpec], plans: _Plans, sample_frames: int,
+                 sample_embeddings: int) -> dict[int, WindowData]:
+    """The windows in ``specs`` from their pieces (``plans``): closed hours from
+    :data:`_PIECES` (filled from drift_kept_windows first: read_windows), the others read
+    in one statement (and kept once closed). Three statements: the repeats, the pieces,
+    the embeddings. A window missing from the answer is to be read whole (_merge)."""
     per_camera = session.get_bind().dialect.name == "postgresql"
     keyed = list(specs.items())
     repeats = _repeats(session, [s for _, s in keyed], per_camera=per_camera)
-    database = str(session.get_bind().engine.url)
-    plans: dict[int, list[tuple[WindowSpec, Hashable]]] = {
-        i: [(p, (database, p.site_id, p.model_id, p.start, p.end, p.seed, sample_frames, sample_embeddings,
-                 cameras[p.site_id])) for p in _pieces_of(spec)]
-        for i, spec in keyed
-    }
-    known = {key: piece for plan in plans.values() for _, key in plan if (piece := _PIECES.get(key)) is not None}
+    known = {key: piece for i, _ in keyed for _, key in plans[i] if (piece := _PIECES.get(key)) is not None}
     # each piece to read once, with the end of its window (the pass's now)
-    todo = list({key: (p, specs[i].end) for i, plan in plans.items() for p, key in plan if key not in known}.items())
+    todo = list({key: (p, specs[i].end) for i, _ in keyed for p, key in plans[i] if key not in known}.items())
     read = _read_pieces(session, [p for _, (p, _) in todo], sample_frames, sample_embeddings) if todo else []
     for (key, (p, now)), piece in zip(todo, read, strict=True):
         known[key] = piece
-        # a whole clock hour, over and scored: it no longer changes (a part hour at the
-        # window's start is cut elsewhere by the next pass: not kept)
-        if piece.pending == 0 and p.end <= now - HOUR_SETTLED and p.start == _hour_of(p.start):
+        if piece.pending == 0 and _may_keep(p, now):  # it no longer changes
             _PIECES.put(key, piece)
-    merged = {i: m for k, (i, plan) in enumerate(plans.items())
-              if (m := _merge([known[key] for _, key in plan], repeats.get(k, []), sample_frames, sample_embeddings))}
+            _UNSTORED.add(key, HOUR_PIECE, p, _dump_piece(piece))
+    merged = {i: m for k, (i, _) in enumerate(keyed)
+              if (m := _merge([known[key] for _, key in plans[i]], repeats.get(k, []), sample_frames, sample_embeddings))}
     wanted = [c.prediction_id for _, _, embedded in merged.values() for c in embedded if c.prediction_id is not None]
     embeddings: dict[int, bytes | None] = {row.id: row.embedding for row in session.execute(
         sa.select(Prediction.id, Prediction.embedding).where(Prediction.id.in_(wanted)))} if wanted else {}
@@ -605,15 +753,25 @@ def read_windows(session: Session, specs: Sequence[WindowSpec], *, sample_frames
     frame per day/night stratum (its counts) per window. A closed window read before
     with the same streaming cameras comes from the cache (one statement more reads the
     cameras), and the statement reads only the others. An ``hourly`` window is read by
-    clock hour, its closed hours from the cache (three statements more, _read_hourly)."""
+    clock hour, its closed hours from the cache (three statements more, _read_hourly).
+    What the caches miss of both is looked up in drift_kept_windows (one statement more)."""
     if not specs:
         return []
-    keys = _cache_keys(session, specs, sample_frames, sample_embeddings)
+    database = str(session.get_bind().engine.url)
+    kept = [spec for spec in specs if spec.closed or spec.hourly]
+    cameras = _streaming_cameras(session, {spec.site_id for spec in kept}) if kept else {}
+    keys = _cache_keys(specs, database, cameras, sample_frames, sample_embeddings)
     found = _cached(keys)
     hourly = {i: spec for i, spec in enumerate(specs) if spec.hourly and i not in found}
+    plans = _hour_plans(hourly, database, cameras, sample_frames, sample_embeddings)
+    missing = {key: CLOSED for i, key in keys.items() if i not in found}
+    missing |= {key: HOUR_PIECE for i, plan in plans.items() for p, key in plan
+                if _may_keep(p, hourly[i].end) and _PIECES.get(key) is None}
+    _recall(session, missing)
+    found |= _cached(keys)
+    hourly = {i: spec for i, spec in hourly.items() if i not in found}
     if hourly:
-        cameras = _streaming_cameras(session, {spec.site_id for spec in hourly.values()})
-        found.update(_read_hourly(session, hourly, cameras, sample_frames, sample_embeddings))
+        found.update(_read_hourly(session, hourly, plans, sample_frames, sample_embeddings))
     todo = [i for i in range(len(specs)) if i not in found]
     if todo:
         gathered = [_Gathered() for _ in todo]
@@ -622,8 +780,35 @@ def read_windows(session: Session, specs: Sequence[WindowSpec], *, sample_frames
         for row in session.execute(query):
             gathered[row.key].add(row)
         found.update((i, g.window()) for i, g in zip(todo, gathered, strict=True))
-        _keep({keys[i]: found[i] for i in todo if i in keys})
+        for i in todo:
+            if i in keys:
+                _keep(keys[i], specs[i], found[i])
     return [found[i] for i in range(len(specs))]
+
+
+def store_kept_windows(session: Session, now: datetime, *, keep_hours: float) -> int:
+    """Write the closed windows and hours this process read and kept since the last call
+    (on ``session``'s database) to drift_kept_windows, in one insert (a row already there,
+    one that was ignored, is replaced); then delete in one statement what no window needs
+    any more: hours that ended ``keep_hours`` before ``now``, and each site's closed
+    windows older than its newest (the reference or the rollout model changed, or a camera
+    came or went). For the drift pass's write transaction; returns the rows written."""
+    rows = [{**row, "created_at": now} for row in _UNSTORED.take(str(session.get_bind().engine.url))]
+    if rows:
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = insert(DriftKeptWindow)
+        session.execute(statement.on_conflict_do_update(
+            index_elements=[DriftKeptWindow.key],
+            set_={name: statement.excluded[name] for name in ("kind", "format", "payload", "created_at")}), rows)
+    newer = aliased(DriftKeptWindow)
+    session.execute(
+        sa.delete(DriftKeptWindow).where(sa.or_(
+            sa.and_(DriftKeptWindow.kind == HOUR_PIECE, DriftKeptWindow.window_end < now - timedelta(hours=keep_hours)),
+            sa.and_(DriftKeptWindow.kind == CLOSED,
+                    sa.select(newer.key).where(newer.kind == CLOSED, newer.site_id == DriftKeptWindow.site_id,
+                                               newer.created_at > DriftKeptWindow.created_at).exists()),
+        )).execution_options(synchronize_session=False))
+    return len(rows)
 
 
 def sample_seed(site: Site) -> int:
