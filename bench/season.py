@@ -27,8 +27,10 @@ reads and its buffers):
   outbox        one pass of the loop's outbox (shadow.delivery.Outbox.run, a log channel)
                 after a flag batch
   guard         shadow.guard.run_guard_all (the promoted sites)
-  drift first   shadow.loop.run_drift_checks (every site), the first pass of a process: it
-                reads the closed reference windows, which shadow.drift_windows then keeps
+  drift first   shadow.loop.run_drift_checks (every site), the first pass ever (nothing kept):
+                it reads the closed reference windows and hours, which shadow.drift_windows
+                then keeps, in memory and in the database (drift_kept_windows)
+  drift restart the first pass of a restarted process: what was kept is read back
   drift         the passes after it, as the loop's hourly ones: the current windows only
   verdict+queue shadow.verdicts.submit_verdict on the first frame of the bench ranger's
                 queue, then the next queue of all sites (dashboard.queries.review.
@@ -88,6 +90,7 @@ from bearwatch.schema import (
     CameraHealth,
     ChannelKind,
     DeliveryStatus,
+    DriftKeptWindow,
     FlagOutcome,
     FrameStatus,
     ModelRole,
@@ -986,10 +989,17 @@ def measure_loop_jobs(engine: sa.Engine, writer: FrameWriter, args: argparse.Nam
         outbox.close()
     figures.append(measure(engine, "guard", lambda: f"{len(run_guard_all(factory, now_utc()))} sites", args.passes,
                            args.job_budget))
-    # The first drift pass of a process reads the closed references once (shadow.drift_windows
-    # keeps them); the loop's hourly passes after it read the current windows only.
+    # The first drift pass ever reads the closed references and hours once; shadow.drift_windows
+    # keeps them in memory and in drift_kept_windows, so a restarted process reads them back and
+    # the loop's hourly passes read the open hours only. The fill wrote older frames into hours
+    # an earlier size's passes kept (a park never writes into closed hours): those go first.
+    with factory.begin() as session:
+        session.execute(sa.delete(DriftKeptWindow))
     clear_drift_cache()
     figures.append(measure(engine, "drift first", lambda: f"{run_drift_checks(factory, now_utc())} alarms", 1,
+                           args.job_budget))
+    clear_drift_cache()
+    figures.append(measure(engine, "drift restart", lambda: f"{run_drift_checks(factory, now_utc())} alarms", 1,
                            args.job_budget))
     figures.append(measure(engine, "drift", lambda: f"{run_drift_checks(factory, now_utc())} alarms",
                            args.drift_passes, args.job_budget))
