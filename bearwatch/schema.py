@@ -416,6 +416,10 @@ class FrameVotes(Base):
         # The frames that may need another look, by capture time (the queue's second looks).
         sa.Index("ix_frame_votes_look_captured_at", "captured_at", sqlite_where=sa.text("may_need_look = 1"),
                  postgresql_where=sa.text("may_need_look"), postgresql_include=["frame_id", "camera_id", "votes", "bears"]),
+        # The frames with a bear vote, by camera and capture time (a baseline's bear frames:
+        # shadow.alert_rates.bear_frames; migration 0020).
+        sa.Index("ix_frame_votes_bears_camera_id_captured_at", "camera_id", "captured_at",
+                 sqlite_where=sa.text("bears > 0"), postgresql_where=sa.text("bears > 0")),
     )
 
     frame_id: Mapped[int] = mapped_column(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from bearwatch.schema import Decision, Verdict
+from bearwatch.schema import Verdict
 
 
 class Truth(str, enum.Enum):
@@ -63,11 +63,9 @@ def needs_another_look(flagged: bool, verdicts: Sequence[tuple[int, Verdict]]) -
     return False
 
 
-def bear_vote_sql() -> sa.ColumnElement[int]:
-    """SQL: 1 for a verdict that says bear, else 0 (sum it per frame)."""
-    return sa.case((Decision.verdict.in_(list(BEAR_VERDICTS)), 1), else_=0)
+_IntSql = sa.ColumnElement[int] | sa.orm.QueryableAttribute[int]
 
 
-def is_bear_sql(bear_votes: sa.ColumnElement[int], votes: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
+def is_bear_sql(bear_votes: _IntSql, votes: _IntSql) -> sa.ColumnElement[bool]:
     """SQL over a frame's aggregated verdicts: :func:`truth_of` is BEAR."""
     return sa.or_(bear_votes == votes, sa.and_(votes >= 3, 2 * bear_votes > votes))
