@@ -82,3 +82,47 @@ def test_past_the_cap_the_count_reads_no_more_when_the_window_holds_ten_times_mo
     big = rows_read(queue_plan(engine, after))
     # The whole window's flags and audit-index frames would be ten times as many rows.
     assert big < 1.5 * small, (small, big)
+
+
+def test_follow_ups_read_what_the_page_and_the_count_need_not_every_neighbour_of_every_miss(
+    engine: sa.Engine, factory: sessionmaker[Session],
+) -> None:
+    """Each bear the audit found brings the frames within its cooldown for follow-up. The
+    queue read every neighbour of every found miss (48k frames at the season bench's 10M,
+    1.4 s a page); it now stops after a page and the count's cap."""
+    from bearwatch.schema import Decision, Frame, ReviewReason, User
+
+    park = make_park(factory, stage=Stage.MANUAL)
+    ana, _ = add_user(factory, "ana"), add_user(factory, "bo")
+    _fill(factory, park.cameras, park.model_id, range(3000))  # two cameras, 8 h 20 min
+
+    def find_misses(count: int) -> None:
+        """``count`` audit-found misses on the first camera, 10 minutes apart (30 frames
+        either side of each within the 5-minute cooldown), decided by bo."""
+        with factory.begin() as session:
+            bo = session.scalar(sa.select(User.id).where(User.name == "bo"))
+            ids = session.scalars(sa.select(Frame.id).where(Frame.camera_id == park.cameras[0])
+                                  .order_by(Frame.captured_at.desc())).all()
+            session.execute(sa.delete(Decision))
+            session.execute(sa.insert(Decision), [
+                {"frame_id": ids[100 + 60 * k] + (1 if ids[100 + 60 * k] % 100 == 7 else 0), "reviewer_id": bo,
+                 "verdict": Verdict.MISSED, "decided_at": NOW, "review_reason": ReviewReason.AUDIT}
+                for k in range(count)])
+
+    def rows_for_page() -> tuple[int, list[QueueReason]]:
+        with statements_sent(engine) as sent, factory() as session:
+            items, _ = review_queue_and_size(session, ana, NOW, limit=PAGE, count_cap=CAP)
+        read = rows_read(queue_plan(engine, sent)) if engine.dialect.name == "postgresql" else 0
+        return read, [i.reason for i in items]
+
+    find_misses(40)
+    read, reasons = rows_for_page()
+    assert len(reasons) == PAGE
+    with factory() as session:
+        waiting = review_queue_and_size(session, ana, NOW, limit=5000, count_cap=10_000)[0]
+    follow_ups = sum(i.reason is QueueReason.FOLLOW_UP for i in waiting)
+    assert follow_ups > 40 * 50  # about 60 a miss
+    if engine.dialect.name == "postgresql":
+        # all the statement's sections together read less than half the follow-ups (before:
+        # 10,285 rows, every neighbour of every miss read again under the other sections' work)
+        assert read < follow_ups / 2, (read, follow_ups)
