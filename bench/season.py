@@ -946,7 +946,9 @@ def measure(engine: sa.Engine, job: str, run: Callable[[], str], passes: int, bu
             cpus.append((time.thread_time() - cpu0) * 1000)
         counts.append(len(seen))
         db.append(sum(s.seconds for s in seen) * 1000)
-        candidates = [s for s in seen if not s.many and "advisory" not in s.sql]
+        # what EXPLAIN can run: not an executemany, a lock or a setting (a fast job's slowest may be a SET)
+        candidates = [s for s in seen if not s.many and "advisory" not in s.sql
+                      and not s.sql.lstrip().upper().startswith("SET")]
         slowest = max(candidates, key=lambda s: s.seconds, default=None)
         before = seen[:seen.index(slowest)] if slowest is not None else []
         settings = [s.sql for s in before if s.sql.lstrip().upper().startswith("SET LOCAL")]
