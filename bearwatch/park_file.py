@@ -76,6 +76,9 @@ class Thresholds(_Strict):
     drift_min_ks: float = Field(0.25, ge=0, le=1)  # KS D of brightness, sharpness, scores
     drift_min_share_change: float = Field(0.15, ge=0, le=1)  # night, flag and OOD shares
     drift_min_mmd: float = Field(0.05, ge=0)  # squared MMD of the embeddings
+    # an automatic reference (the latest manual period) keeps only its last this many
+    # hours: the samples are bounded anyway, a longer one only costs reading time
+    drift_reference_max_hours: float = Field(168, gt=0)
 
     @model_validator(mode="after")
     def _band_holds_the_baseline(self) -> "Thresholds":
@@ -83,6 +86,14 @@ class Thresholds(_Strict):
         if not self.alert_ratio_low < 1.0 < self.alert_ratio_high:
             raise ValueError(f"the alert-rate band must hold 1 (the baseline's own rate): alert_ratio_low "
                              f"{self.alert_ratio_low:g} < 1 < alert_ratio_high {self.alert_ratio_high:g}")
+        return self
+
+    @model_validator(mode="after")
+    def _reference_outlasts_the_window(self) -> "Thresholds":
+        # a reference shorter than the window it is compared with is a noisier baseline
+        if self.drift_reference_max_hours < self.drift_window_hours:
+            raise ValueError(f"drift_reference_max_hours ({self.drift_reference_max_hours:g}) must be at least "
+                             f"drift_window_hours ({self.drift_window_hours:g})")
         return self
 
 

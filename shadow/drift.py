@@ -1,8 +1,12 @@
 """Drift: the current window against a reference window (design.md section 1).
 
-Reference: the window ops chose for the site (sites.drift_reference_start/_end), else
-the site's latest manual period (while in manual, without the current window). Current:
-the last ``drift_window_hours``. Compared, on the site's rollout model:
+Reference: the window ops chose for the site (sites.drift_reference_start/_end, kept as
+given), else the last ``drift_reference_max_hours`` (7 days) of the site's latest manual
+period (while in manual, without the current window). The samples are bounded (2,000
+frames, 300 embeddings, below), so a longer reference adds nothing to them but reading
+time, and a recent one is the fairer baseline (the season moves on): a month in manual
+would otherwise be read, and its counts summed, on every pass. Current: the last
+``drift_window_hours``. Compared, on the site's rollout model:
 - image statistics: brightness and sharpness (two-sample KS), night share (Fisher);
 - the positive-score distribution (KS) and the flag rate (Fisher);
 - the embeddings (MMD with an RBF kernel and a permutation p-value, shadow.stats);
@@ -25,10 +29,12 @@ same data reads the same sample) and stratified by day/night in proportion to th
 window's frames (brightness, sharpness, scores and embeddings all differ between day and
 night, so the sample keeps the window's exact night share). :func:`compute_drifts` reads
 every site's windows in a fixed number of statements whatever the number of sites: a
-closed reference is read once and kept, and the current window by clock hour, its closed
-hours kept, so the hourly pass reads the open hour; kept in memory and in the database
-(drift_kept_windows, written with the drift events), so a new process reads them back
-instead of the frames (drift_windows).
+closed reference (ops' window, a promoted site's manual period) is read once and kept;
+the current window and a manual site's reference, which slides with the pass, are read
+by clock hour, their closed hours kept, so the hourly pass reads the open hour and the
+part hours at the windows' ends, whatever the length of the manual period; kept in
+memory and in the database (drift_kept_windows, written with the drift events), so a new
+process reads them back instead of the frames (drift_windows).
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ MMD_PERMUTATIONS = 200
 # longer change, so its counts and sample are read once and kept (shadow.drift_windows).
 REFERENCE_SETTLED = timedelta(minutes=5)
 THRESHOLD_KEYS = ("drift_window_hours", "drift_min_frames", "drift_significance",
-                  "drift_min_ks", "drift_min_share_change", "drift_min_mmd")
+                  "drift_min_ks", "drift_min_share_change", "drift_min_mmd", "drift_reference_max_hours")
 
 
 def _ks_metric(ref: np.ndarray, cur: np.ndarray, t: Thresholds) -> dict[str, Any] | None:
@@ -114,7 +120,25 @@ def set_reference_window(site: Site, window: tuple[datetime, datetime] | None) -
     site.drift_reference_start, site.drift_reference_end = window if window is not None else (None, None)
 
 
+def _custom_reference(site: Site) -> bool:
+    return site.drift_reference_start is not None and site.drift_reference_end is not None
+
+
+def _sliding_reference(site: Site) -> bool:
+    """Whether the site's reference ends where its current window starts, so moves with
+    every pass (a manual site's default): read by clock hour, not read once and kept."""
+    return site.stage is Stage.MANUAL and not _custom_reference(site)
+
+
+def _sliding_reference_sites() -> sa.Select[int]:
+    """SQL: the ids of the sites with a sliding reference (_sliding_reference)."""
+    return sa.select(Site.id).where(Site.stage == Stage.MANUAL, sa.or_(Site.drift_reference_start.is_(None),
+                                                                       Site.drift_reference_end.is_(None)))
+
+
 def _reference_of(site: Site, period: Period | None, now: datetime, t: Thresholds) -> tuple[datetime, datetime] | None:
+    """Ops' window as given, else the end of the latest manual period: at most its last
+    drift_reference_max_hours before the current window (module doc)."""
     if site.drift_reference_start is not None and site.drift_reference_end is not None:
         return site.drift_reference_start, site.drift_reference_end
     if period is None:
@@ -122,7 +146,8 @@ def _reference_of(site: Site, period: Period | None, now: datetime, t: Threshold
     end = period.end
     if site.stage is Stage.MANUAL:
         end = min(end, now - timedelta(hours=t.drift_window_hours))
-    return (period.start, end) if end > period.start else None
+    start = max(period.start, end - timedelta(hours=t.drift_reference_max_hours))
+    return (start, end) if end > start else None
 
 
 def reference_window(session: Session, site: Site, now: datetime, t: Thresholds) -> tuple[datetime, datetime] | None:
@@ -164,7 +189,7 @@ def compute_drifts(session: Session, sites: Sequence[Site], now: datetime) -> li
     A fixed number of statements whatever the number of sites: the ledger, then every
     window's counts and samples (read_windows: the streaming cameras for the caches, the
     current windows by hour, the other windows whole)."""
-    custom = [s for s in sites if s.drift_reference_start is not None and s.drift_reference_end is not None]
+    custom = [s for s in sites if _custom_reference(s)]
     periods = latest_manual_periods(session, [s.id for s in sites if s not in custom], now)
     plans = []
     for site in sites:
@@ -173,9 +198,10 @@ def compute_drifts(session: Session, sites: Sequence[Site], now: datetime) -> li
         plans.append((site, t, window, _reference_of(site, periods.get(site.id), now, t)))
     specs = [spec for site, _, window, reference in plans if reference is not None
              for spec in (WindowSpec(site.id, site.rollout_model_id, *reference, sample_seed(site),
-                                     closed=reference[1] <= now - REFERENCE_SETTLED),
+                                     closed=reference[1] <= now - REFERENCE_SETTLED and not _sliding_reference(site),
+                                     hourly=_sliding_reference(site)),
                           WindowSpec(site.id, site.rollout_model_id, *window, sample_seed(site), hourly=True))]
-    data = iter(read_windows(session, specs))
+    data = iter(read_windows(session, specs, now=now))
     checks = []
     for site, t, window, reference in plans:
         if reference is None:
@@ -207,9 +233,13 @@ def _count_stored(session: Session, check: DriftCheck) -> None:
 
 def _store_kept(session: Session, checks: Sequence[DriftCheck], now: datetime) -> None:
     """The windows the checks read and kept, for the next process (drift_kept_windows);
-    closed hours are kept for twice the longest current window."""
-    hours = max([Thresholds().drift_window_hours, *(c.thresholds["drift_window_hours"] for c in checks if c.thresholds)])
-    store_kept_windows(session, now, keep_hours=2 * hours)
+    closed hours are kept for twice the longest current window, and those of a site with a
+    sliding reference (every manual site's, whether checked in this pass or not) for as
+    long as its reference reaches back: its hours are read again each pass."""
+    thresholds = [Thresholds().model_dump(), *(c.thresholds for c in checks if c.thresholds)]
+    hours = max(t["drift_window_hours"] for t in thresholds)
+    reach = max(t["drift_window_hours"] + t["drift_reference_max_hours"] for t in thresholds)
+    store_kept_windows(session, now, keep_hours=2 * hours, longer=(_sliding_reference_sites(), reach))
 
 
 def store_drift_checks(session: Session, checks: Sequence[DriftCheck], now: datetime) -> int:

@@ -6,25 +6,35 @@ The sample is the first frames in the order of a seeded hash of the frame id (in
 arithmetic both databases compute alike), taken per day/night stratum in proportion to
 the window's frames, so the sample keeps the window's night share.
 
-A closed window (``WindowSpec.closed``: a reference period that ended, whose frames no
-longer change) is read once per process and kept (:data:`_CACHE`), by its database,
-site, model, span, seed, sample sizes and the site's streaming cameras then (a camera
-going offline changes which frames count, so it reads the window again): the hourly
-drift pass then reads only the current windows.
+A closed window (``WindowSpec.closed``: a reference that ended and stays put, ops' or a
+promoted site's manual period, whose frames no longer change) is read once per process
+and kept (:data:`_CACHE`), by its database, site, model, span, seed, sample sizes and the
+site's streaming cameras then (a camera going offline changes which frames count, so it
+reads the window again).
 
-The current window (``WindowSpec.hourly``) is read by clock hour (UTC): per hour and
-stratum its counts and its first frames in sample order (ids, ranks, values: at most
-``sample_frames`` + ``sample_embeddings``), so the window's counts are their sums and its
-sample the first frames of their merge, with the same proportional allocation; the
-embeddings of the final sample only are then read by prediction id. An hour that ended
-``HOUR_SETTLED`` ago with no frame waiting for a score no longer changes: it is kept
-(:data:`_PIECES`, keyed like a closed window, streaming cameras included), so a pass reads
-the open hour and the part hour at the window's start. Each image counts once per window,
-not per hour: one statement finds the frames first in their hour but not in the window (a
-frozen stream across the hour; it reads the window's frames, not their predictions, and
-sorts only the images seen in two hours), and the window leaves them out of the hours'
-counts and candidates. Where an hour kept too few candidates to stand in for them, the
-window is read whole, as before.
+A window that moves with the pass (``WindowSpec.hourly``: the current window, and a
+manual site's reference, which ends where the current window starts) is read by clock
+hour (UTC): per hour and stratum its counts and its first frames in sample order (ids,
+ranks, values: at most ``sample_frames`` + ``sample_embeddings``), so the window's counts
+are their sums and its sample the first frames of their merge, with the same
+proportional allocation; the embeddings of the final sample only are then read by
+prediction id. A whole clock hour that ended ``HOUR_SETTLED`` before the pass with no
+frame waiting for a score no longer changes: it is kept (:data:`_PIECES`, keyed like a
+closed window, streaming cameras included; a part hour at a window's end is not, the
+next pass cuts it elsewhere), so a pass reads the open hour and the part hours at the
+windows' ends, whatever their length: an hour of the current window is kept already
+when it slides into the reference. Each image counts once per window, not per hour,
+approximately: when hours are read, one statement finds their frames that are the first
+copy of their image in their hour and whose copy before is in the clock hour before, on
+the same camera (a frozen stream across the hour; it reads each run of consecutive hours
+from the hour before it, each frame once, without the predictions); they are kept with
+their hour, and a window leaves those of every hour but its first out of the hours'
+counts and candidates. The pair of hours decides, not the window, so a piece stays valid in every
+window that holds it; an image frozen, then back, then frozen again on identical bytes
+hours later counts once per freeze (the read whole counts it once), and an image of
+the hour before the window's first part hour is taken as in the window: rare, and a
+stream frozen that long is the guard's business. Where an hour kept too few candidates
+to stand in for its repeats, the window is read whole, as before.
 
 Both are kept in the database too (drift_kept_windows, migration 0019), so that a new
 process (every restart of `bearwatch shadow`) reads them back instead of the frames: a row
@@ -32,11 +42,12 @@ per closed window or closed hour, keyed by a digest of the in-memory key less th
 (plus the kind), its arrays in a blob (np.save, no pickle) with :data:`KEPT_FORMAT`. What
 the memory misses is looked up in one statement for all windows and hours (a row of
 another format, or one that does not load, is ignored, counted in
-``bearwatch_drift_kept_ignored_total`` and logged, and read from the frames again); what
-a process read and kept waits in :data:`_UNSTORED` until the drift pass's write
-transaction writes it in one insert (:func:`store_kept_windows`, shadow.drift), which
-also deletes, in one statement, the hours that ended twice the longest current window ago
-and each site's closed windows older than its newest one (its reference, rollout model or
+``bearwatch_drift_kept_ignored_total`` (shadow.metrics) and logged, and read from the
+frames again); what a process read and kept waits in :data:`_UNSTORED` until the drift
+pass's write transaction writes it in one insert (:func:`store_kept_windows`,
+shadow.drift), which also deletes, in one statement, the hours that ended twice the
+longest current window ago (a manual site's: as far back as its reference reaches) and
+each site's closed windows older than its newest one (its reference, rollout model or
 cameras changed). A kept window assumes its frames no longer change: frames added to a
 past hour afterwards (a backfill) are not seen until its row is deleted.
 """
@@ -55,11 +66,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
-from prometheus_client import Counter
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
 from bearwatch.schema import Camera, CameraHealth, DriftKeptWindow, Frame, FrameStatus, Prediction, Site
+from shadow import metrics
 from shadow.lru import LruCache
 from shadow.periods import hour_bucket, usable_frame
 
@@ -342,9 +353,9 @@ def clear_cache() -> None:
 
 
 CLOSED, HOUR_PIECE = "closed", "hour"  # drift_kept_windows.kind
-KEPT_FORMAT = 1  # the payload's layout (_dump_window, _dump_piece, _PACKED): a row of another is ignored
-KEPT_IGNORED = Counter("bearwatch_drift_kept_ignored_total",
-                       "Kept drift windows or hours ignored (another format, an unreadable payload): read from the frames again")
+# The payload's layout (_dump_window, _dump_piece, _PACKED, _REPEATS): a row of another is
+# ignored. 2: a piece holds its repeats of the hour before it.
+KEPT_FORMAT = 2
 
 
 def _kept_key(database: str, kind: str, spec: WindowSpec, sample_frames: int, sample_embeddings: int,
@@ -488,14 +499,22 @@ def _unpack(packed: np.ndarray) -> list[_Candidate]:
             for r in packed]
 
 
+# A frame of a piece that is the first copy of its image in the piece and was seen in the
+# clock hour before it (a frozen stream across the hour): what it added to the piece's counts.
+_REPEATS = np.dtype([("frame_id", "i8"), ("stratum", "i1"), ("counts", "i8", (len(_COUNTS),))])
+
+
 @dataclass(frozen=True)
 class _Piece:
     """A window's frames in one clock hour (each image once within it): per stratum the
-    counts (_COUNTS) and the first frames in sample order (_PACKED)."""
+    counts (_COUNTS) and the first frames in sample order (_PACKED), and its repeats of the
+    hour before it (_REPEATS: none for a piece that does not start on the hour, always the
+    first of its window)."""
 
     counts: dict[int, tuple[int, ...]]
     packed: np.ndarray
     pending: int  # frames still waiting for a score: the piece may still change
+    repeats: np.ndarray = field(default_factory=lambda: np.zeros(0, _REPEATS))
 
 
 def _candidate_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
@@ -514,41 +533,32 @@ def _candidate_query(specs: Sequence[WindowSpec], sample_frames: int, sample_emb
     )
 
 
-class _Repeat(NamedTuple):
-    """A frame first in its hour, not in its window: what it added to its hour's counts."""
-
-    key: int
-    frame_id: int
-    stratum: int
-    counts: tuple[int, ...]  # as _COUNTS
+def _hour_before(session: Session, column: Any) -> sa.ColumnElement[str]:
+    """SQL: hour_bucket of the clock hour before the timestamp's."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.func.to_char(column - sa.literal(HOUR, sa.Interval), "YYYY-MM-DD HH24")
+    return sa.func.substr(sa.func.datetime(column, "-1 hour"), 1, 13)
 
 
 def _repeats_query(session: Session, specs: Sequence[WindowSpec], *, per_camera: bool) -> sa.Select[Any]:
-    """The frames that are the first copy of their image in their clock hour but not in
-    their window (a frozen stream across the hour), with what each adds to its hour's
-    counts: the hours counted them, the window does not. Only the images seen in two
-    hours are sorted; the window's frames are read without their predictions."""
+    """For runs of pieces (``specs``: each run's span, from the clock hour before its first
+    piece): the frames that are the first copy of their image in their clock hour and
+    whose copy before is in the hour before (a frozen stream across the hour), with what
+    each adds to its piece's counts. Reads each frame once, without its prediction."""
     w, c, joined = _window_frames(specs, per_camera=per_camera)
-    frames = joined.with_only_columns(
-        w.c.key, w.c.model_id, c.id.label("frame_id"), c.camera_id, c.sha256, c.captured_at, c.brightness, c.is_night,
-        hour_bucket(session, c.captured_at).label("hour"), maintain_column_froms=False,
-    ).cte("hour_frames")
-    f = frames.c
-    groups = (sa.select(f.key, f.camera_id, f.sha256).group_by(f.key, f.camera_id, f.sha256)
-              .having(sa.func.min(f.hour) != sa.func.max(f.hour)).subquery("repeated"))
-    copies = (
-        sa.select(f.key, f.frame_id, f.model_id, f.brightness, f.is_night,
-                  sa.func.row_number().over(partition_by=(f.key, f.camera_id, f.sha256, f.hour),
-                                            order_by=(f.captured_at, f.frame_id)).label("in_hour"),
-                  sa.func.row_number().over(partition_by=(f.key, f.camera_id, f.sha256),
-                                            order_by=(f.captured_at, f.frame_id)).label("in_window"))
-        .join(groups, sa.and_(groups.c.key == f.key, groups.c.camera_id == f.camera_id, groups.c.sha256 == f.sha256))
-        .subquery("copies")
-    )
+    hour = hour_bucket(session, c.captured_at)
+    image = (w.c.key, c.camera_id, c.sha256)
+    copies = joined.with_only_columns(
+        w.c.key, w.c.model_id, c.id.label("frame_id"), c.captured_at, c.brightness, c.is_night,
+        _hour_before(session, c.captured_at).label("before"),
+        sa.func.row_number().over(partition_by=(*image, hour), order_by=(c.captured_at, c.id)).label("in_hour"),
+        sa.func.lag(hour).over(partition_by=image, order_by=(c.captured_at, c.id)).label("seen"),
+        maintain_column_froms=False,
+    ).subquery("copies")
     k = copies.c
     scored = Prediction.positive_score.is_not(None)
     return (
-        sa.select(k.key, k.frame_id,
+        sa.select(k.key, k.frame_id, k.captured_at,
                   sa.case((k.is_night.is_(None), 2), (k.is_night.is_(True), 1), else_=0).label("stratum"),
                   _flag(k.brightness.is_not(None)).label("brightness_known"), _flag(scored).label("scored"),
                   _flag(sa.and_(scored, Prediction.flagged.is_(True))).label("flagged_n"),
@@ -556,16 +566,41 @@ def _repeats_query(session: Session, specs: Sequence[WindowSpec], *, per_camera:
                   _flag(sa.and_(scored, Prediction.ood_score > OOD_THRESHOLD)).label("ood_over_n"))
         .select_from(copies)
         .outerjoin(Prediction, sa.and_(Prediction.frame_id == k.frame_id, Prediction.model_version_id == k.model_id))
-        .where(k.in_hour == 1, k.in_window > 1)
+        .where(k.in_hour == 1, k.seen == k.before)
     )
 
 
-def _repeats(session: Session, specs: Sequence[WindowSpec], *, per_camera: bool) -> dict[int, list[_Repeat]]:
-    found: dict[int, list[_Repeat]] = {}
-    for row in session.execute(_repeats_query(session, specs, per_camera=per_camera)):
-        counts = (1, *(int(getattr(row, name)) for name in _COUNTS[1:]))
-        found.setdefault(row.key, []).append(_Repeat(row.key, row.frame_id, row.stratum, counts))
-    return found
+def _runs(pieces: Sequence[WindowSpec]) -> list[list[int]]:
+    """The pieces that start on the hour, in runs of consecutive hours of one site, model
+    and seed (their positions): each run's repeats are read in one span, each frame once."""
+    order = sorted((i for i, p in enumerate(pieces) if p.start == _hour_of(p.start)),
+                   key=lambda i: (pieces[i].site_id, pieces[i].model_id or -1, pieces[i].seed, pieces[i].start))
+    runs: list[list[int]] = []
+    for i in order:
+        last = pieces[runs[-1][-1]] if runs else None
+        if last is not None and (last.site_id, last.model_id, last.seed, last.end) == (
+                pieces[i].site_id, pieces[i].model_id, pieces[i].seed, pieces[i].start):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _repeats(session: Session, pieces: Sequence[WindowSpec], *, per_camera: bool) -> list[np.ndarray]:
+    """Each piece's repeats of the clock hour before it (_REPEATS), in one statement: for
+    the pieces that start on the hour (the others are the first of their window, whose
+    repeats the window does not drop). A piece's repeats depend on it and the hour before
+    only, whichever run it is read in."""
+    found: list[list[tuple[Any, ...]]] = [[] for _ in pieces]
+    runs = _runs(pieces)
+    if runs:
+        spans = [replace(pieces[run[0]], start=pieces[run[0]].start - HOUR, end=pieces[run[-1]].end) for run in runs]
+        by_hour = [{pieces[i].start: i for i in run} for run in runs]
+        for row in session.execute(_repeats_query(session, spans, per_camera=per_camera)):
+            counts = (1, *(int(getattr(row, name)) for name in _COUNTS[1:]))
+            if (i := by_hour[row.key].get(_hour_of(row.captured_at))) is not None:
+                found[i].append((row.frame_id, row.stratum, counts))
+    return [np.array(rows, _REPEATS) for rows in found]
 
 
 def _hour_of(at: datetime) -> datetime:
@@ -585,6 +620,7 @@ def _pieces_of(spec: WindowSpec) -> list[WindowSpec]:
 
 def _read_pieces(session: Session, pieces: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int,
                  ) -> list[_Piece]:
+    """The pieces from the frames: two statements (their candidates, their repeats)."""
     per_camera = session.get_bind().dialect.name == "postgresql"
     counts: list[dict[int, tuple[int, ...]]] = [{} for _ in pieces]
     candidates: list[list[_Candidate]] = [[] for _ in pieces]
@@ -595,7 +631,8 @@ def _read_pieces(session: Session, pieces: Sequence[WindowSpec], sample_frames: 
         candidates[row.key].append(_Candidate(
             row.stratum, row.rank, row.frame_id, row.prediction_id, bool(row.in_all), bool(row.in_scored),
             row.brightness, row.sharpness, row.is_night, row.positive_score, row.flagged, row.ood_score))
-    return [_Piece(c, _pack(k), p) for c, k, p in zip(counts, candidates, pending, strict=True)]
+    repeats = _repeats(session, pieces, per_camera=per_camera)
+    return [_Piece(c, _pack(k), p, r) for c, k, p, r in zip(counts, candidates, pending, repeats, strict=True)]
 
 
 def _cut_short(piece: _Piece, repeated: np.ndarray) -> bool:
@@ -611,18 +648,20 @@ def _cut_short(piece: _Piece, repeated: np.ndarray) -> bool:
     return False
 
 
-def _merge(pieces: Sequence[_Piece], repeats: Sequence[_Repeat], sample_frames: int, sample_embeddings: int,
+def _merge(pieces: Sequence[_Piece], sample_frames: int, sample_embeddings: int,
            ) -> tuple[WindowCounts, list[_Candidate], list[_Candidate]] | None:
-    """A window from its pieces less the ``repeats`` (first in their hour, not in the
-    window): its counts, its sampled frames and its embedding sample, each in the full
-    read's order (stratum, then sample order). None: a piece kept too few first frames to
-    stand in for its repeats (the window is then read whole)."""
+    """A window from its pieces less the repeats of each but the first (the first copies
+    in an hour of images seen in the hour before: module doc): its counts, its sampled
+    frames and its embedding sample, each in the full read's order (stratum, then sample
+    order). None: a piece kept too few first frames to stand in for its repeats (the
+    window is then read whole)."""
+    repeats = np.concatenate([p.repeats for p in pieces[1:]]) if len(pieces) > 1 else np.zeros(0, _REPEATS)
     totals = {s: [sum(p.counts.get(s, (0,) * len(_COUNTS))[i] for p in pieces)
-                  - sum(r.counts[i] for r in repeats if r.stratum == s) for i in range(len(_COUNTS))]
+                  - int(repeats["counts"][repeats["stratum"] == s, i].sum()) for i in range(len(_COUNTS))]
               for s in (0, 1, 2)}
     n_window, scored_window = sum(t[0] for t in totals.values()), sum(t[2] for t in totals.values())
-    repeated = np.array([r.frame_id for r in repeats], np.int64)
-    if len(repeated) and any(_cut_short(p, repeated) for p in pieces):
+    repeated = repeats["frame_id"]
+    if any(len(p.repeats) and _cut_short(p, p.repeats["frame_id"]) for p in pieces[1:]):
         return None
     every = np.concatenate([p.packed for p in pieces]) if pieces else np.zeros(0, _PACKED)
     every = every[~np.isin(every["frame_id"], repeated)]
@@ -654,31 +693,36 @@ def _window_of(counts: WindowCounts, sampled: list[_Candidate], embedded: list[_
     return gathered.window(counts)
 
 
-# Closed hours of current windows read: at most sample_frames + sample_embeddings
+# Closed hours of hourly windows read: at most sample_frames + sample_embeddings
 # candidates per stratum (mostly one stratum an hour), 60 bytes each: at most ~0.3 MB an
-# hour, ~7 MB for a site's 24 h window; 1,024 hours: 40 sites' windows, ~300 MB at most.
-_PIECES: LruCache[Hashable, _Piece] = LruCache(1024)
+# hour (a site with over 2,300 usable frames an hour), ~90 KB at 25 cameras a frame a
+# minute. A site's 24 h window is 24 hours, a manual site's 7-day reference 168 more:
+# 4,096 hours are ~20 manual sites (~370 MB at 25 cameras each, 1.2 GB at most); a pass
+# that needs more reads the rest back from drift_kept_windows, not from the frames.
+_PIECES: LruCache[Hashable, _Piece] = LruCache(4096)
 # Kept in memory, not yet written to drift_kept_windows: at most what the caches hold.
-_UNSTORED = _Unstored(1024 + 512)
+_UNSTORED = _Unstored(4096 + 512)
 
 
 def _dump_piece(piece: _Piece) -> bytes:
     counts = np.array([(s, *c) for s, c in sorted(piece.counts.items())], np.int64).reshape(-1, 1 + len(_COUNTS))
-    return _dump([counts, piece.packed, np.array([piece.pending], np.int64)])
+    return _dump([counts, piece.packed, np.array([piece.pending], np.int64), piece.repeats])
 
 
 def _load_piece(payload: bytes) -> _Piece:
-    counts, packed, pending = _load(payload, 3)
-    if packed.dtype != _PACKED or counts.ndim != 2 or counts.shape[1] != 1 + len(_COUNTS) or pending.shape != (1,):
+    counts, packed, pending, repeats = _load(payload, 4)
+    if (packed.dtype != _PACKED or repeats.dtype != _REPEATS or counts.ndim != 2 or counts.shape[1] != 1 + len(_COUNTS)
+            or pending.shape != (1,)):
         raise ValueError("arrays of another layout")
-    return _Piece({int(row[0]): tuple(int(v) for v in row[1:]) for row in counts}, packed, int(pending[0]))
+    return _Piece({int(row[0]): tuple(int(v) for v in row[1:]) for row in counts}, packed, int(pending[0]), repeats)
 
 
 def _may_keep(piece: WindowSpec, now: datetime) -> bool:
-    """Whether a piece of the window ending ``now`` is a whole clock hour that ended
-    HOUR_SETTLED ago: kept once read, if no frame of it waits for a score (a part hour at
-    the window's start is cut elsewhere by the next pass: not kept)."""
-    return piece.end <= now - HOUR_SETTLED and piece.start == _hour_of(piece.start)
+    """Whether a piece read at ``now`` (the pass's) is a whole clock hour that ended
+    HOUR_SETTLED ago: kept once read, if no frame of it waits for a score. A part hour at
+    either end of a window is not kept: the next pass cuts it elsewhere (a sliding
+    reference's end moves with the pass), so it would be kept under a new key each time."""
+    return piece.end - piece.start == HOUR and piece.end <= now - HOUR_SETTLED
 
 
 _Plans = dict[int, list[tuple[WindowSpec, tuple[str, str]]]]
@@ -691,13 +735,15 @@ def _hour_plans(specs: dict[int, WindowSpec], database: str, cameras: dict[int, 
                 for p in _pieces_of(spec)] for i, spec in specs.items()}
 
 
-def _recall(session: Session, wanted: dict[tuple[str, str], str]) -> None:
-    """Put the rows of drift_kept_windows that hold ``wanted`` (key: kind), none of them in
-    memory, into the caches: one statement for all. A row of another format or that does
-    not load is left out (counted, logged): its window is read from the frames again and
-    its row written anew."""
+def _recall(session: Session, wanted: dict[tuple[str, str], str]) -> dict[tuple[str, str], WindowData | _Piece]:
+    """The rows of drift_kept_windows that hold ``wanted`` (key: kind), none of them in
+    memory, loaded, and put into the caches: one statement for all. The caller uses what
+    this returns, not the caches, which may hold fewer than a pass needs. A row of another
+    format or that does not load is left out (counted, logged): its window is read from the
+    frames again and its row written anew."""
+    loaded: dict[tuple[str, str], WindowData | _Piece] = {}
     if not wanted:
-        return
+        return loaded
     by_digest = {digest: (database, digest) for database, digest in wanted}
     ignored = 0
     for row in session.execute(sa.select(DriftKeptWindow.key, DriftKeptWindow.format, DriftKeptWindow.payload)
@@ -707,39 +753,38 @@ def _recall(session: Session, wanted: dict[tuple[str, str], str]) -> None:
             if row.format != KEPT_FORMAT:
                 raise ValueError(f"format {row.format}, not {KEPT_FORMAT}")
             if wanted[key] == CLOSED:
-                _CACHE.put(key, _load_window(row.payload))
+                _CACHE.put(key, window := _load_window(row.payload))
+                loaded[key] = window
             else:
-                _PIECES.put(key, _load_piece(row.payload))
+                _PIECES.put(key, piece := _load_piece(row.payload))
+                loaded[key] = piece
         # np.load of damaged bytes raises many kinds (ValueError, EOFError, tokenize.TokenError
         # from its header, ...): the row is only a copy, the frames are read instead
         except Exception as exc:  # noqa: BLE001 - any failure to load a kept row: read the frames
             ignored += 1
             log.debug("drift: kept window %s ignored: %s", row.key, exc)
     if ignored:
-        KEPT_IGNORED.inc(ignored)
+        metrics.DRIFT_KEPT_IGNORED.inc(ignored)
         log.warning("drift: %d kept windows ignored (another format or unreadable); read from the frames again", ignored)
+    return loaded
 
 
-def _read_hourly(session: Session, specs: dict[int, WindowSpec], plans: _Plans, sample_frames: int,
-                 sample_embeddings: int) -> dict[int, WindowData]:
-    """The windows in ``specs`` from their pieces (``plans``): closed hours from
-    :data:`_PIECES` (filled from drift_kept_windows first: read_windows), the others read
-    in one statement (and kept once closed). Three statements: the repeats, the pieces,
-    the embeddings. A window missing from the answer is to be read whole (_merge)."""
-    per_camera = session.get_bind().dialect.name == "postgresql"
+def _read_hourly(session: Session, specs: dict[int, WindowSpec], plans: _Plans, kept: dict[tuple[str, str], _Piece],
+                 now: datetime, sample_frames: int, sample_embeddings: int) -> dict[int, WindowData]:
+    """The windows in ``specs`` from their pieces (``plans``): the closed hours ``kept``
+    (from :data:`_PIECES` and drift_kept_windows: read_windows), the others read (and kept
+    once closed). Three statements: the pieces, their repeats, the embeddings. A window
+    missing from the answer is to be read whole (_merge)."""
     keyed = list(specs.items())
-    repeats = _repeats(session, [s for _, s in keyed], per_camera=per_camera)
-    known = {key: piece for i, _ in keyed for _, key in plans[i] if (piece := _PIECES.get(key)) is not None}
-    # each piece to read once, with the end of its window (the pass's now)
-    todo = list({key: (p, specs[i].end) for i, _ in keyed for p, key in plans[i] if key not in known}.items())
-    read = _read_pieces(session, [p for _, (p, _) in todo], sample_frames, sample_embeddings) if todo else []
-    for (key, (p, now)), piece in zip(todo, read, strict=True):
+    known = dict(kept)
+    todo = list({key: p for i, _ in keyed for p, key in plans[i] if key not in known}.items())  # each piece once
+    read = _read_pieces(session, [p for _, p in todo], sample_frames, sample_embeddings) if todo else []
+    for (key, p), piece in zip(todo, read, strict=True):
         known[key] = piece
         if piece.pending == 0 and _may_keep(p, now):  # it no longer changes
             _PIECES.put(key, piece)
             _UNSTORED.add(key, HOUR_PIECE, p, _dump_piece(piece))
-    merged = {i: m for k, (i, _) in enumerate(keyed)
-              if (m := _merge([known[key] for _, key in plans[i]], repeats.get(k, []), sample_frames, sample_embeddings))}
+    merged = {i: m for i, _ in keyed if (m := _merge([known[key] for _, key in plans[i]], sample_frames, sample_embeddings))}
     wanted = [c.prediction_id for _, _, embedded in merged.values() for c in embedded if c.prediction_id is not None]
     embeddings: dict[int, bytes | None] = {row.id: row.embedding for row in session.execute(
         sa.select(Prediction.id, Prediction.embedding).where(Prediction.id.in_(wanted)))} if wanted else {}
@@ -747,31 +792,36 @@ def _read_hourly(session: Session, specs: dict[int, WindowSpec], plans: _Plans, 
 
 
 def read_windows(session: Session, specs: Sequence[WindowSpec], *, sample_frames: int = SAMPLE_FRAMES,
-                 sample_embeddings: int = SAMPLE_EMBEDDINGS) -> list[WindowData]:
+                 sample_embeddings: int = SAMPLE_EMBEDDINGS, now: datetime | None = None) -> list[WindowData]:
     """The windows' counts and samples, in one statement whatever their number and length:
     at most ``sample_frames`` sampled frames, ``sample_embeddings`` embeddings and one
     frame per day/night stratum (its counts) per window. A closed window read before
     with the same streaming cameras comes from the cache (one statement more reads the
     cameras), and the statement reads only the others. An ``hourly`` window is read by
     clock hour, its closed hours from the cache (three statements more, _read_hourly).
-    What the caches miss of both is looked up in drift_kept_windows (one statement more)."""
+    What the caches miss of both is looked up in drift_kept_windows (one statement more).
+    ``now``: the pass's, after which an hour settles (default: the latest window end)."""
     if not specs:
         return []
+    now = now if now is not None else max(spec.end for spec in specs)
     database = str(session.get_bind().engine.url)
     kept = [spec for spec in specs if spec.closed or spec.hourly]
     cameras = _streaming_cameras(session, {spec.site_id for spec in kept}) if kept else {}
     keys = _cache_keys(specs, database, cameras, sample_frames, sample_embeddings)
     found = _cached(keys)
-    hourly = {i: spec for i, spec in enumerate(specs) if spec.hourly and i not in found}
+    hourly = {i: spec for i, spec in enumerate(specs) if spec.hourly}
     plans = _hour_plans(hourly, database, cameras, sample_frames, sample_embeddings)
+    # The kept hours the pass needs, held here: more than _PIECES holds when many sites'
+    # references are read by hour (the rest comes from drift_kept_windows, not the frames).
+    known = {key: piece for plan in plans.values() for _, key in plan if (piece := _PIECES.get(key)) is not None}
     missing = {key: CLOSED for i, key in keys.items() if i not in found}
     missing |= {key: HOUR_PIECE for i, plan in plans.items() for p, key in plan
-                if _may_keep(p, hourly[i].end) and _PIECES.get(key) is None}
-    _recall(session, missing)
-    found |= _cached(keys)
-    hourly = {i: spec for i, spec in hourly.items() if i not in found}
+                if _may_keep(p, now) and key not in known}
+    recalled = _recall(session, missing)
+    found |= {i: window for i, key in keys.items() if isinstance(window := recalled.get(key), WindowData)}
+    known |= {key: piece for key, piece in recalled.items() if isinstance(piece, _Piece)}
     if hourly:
-        found.update(_read_hourly(session, hourly, plans, sample_frames, sample_embeddings))
+        found.update(_read_hourly(session, hourly, plans, known, now, sample_frames, sample_embeddings))
     todo = [i for i in range(len(specs)) if i not in found]
     if todo:
         gathered = [_Gathered() for _ in todo]
@@ -786,13 +836,16 @@ def read_windows(session: Session, specs: Sequence[WindowSpec], *, sample_frames
     return [found[i] for i in range(len(specs))]
 
 
-def store_kept_windows(session: Session, now: datetime, *, keep_hours: float) -> int:
+def store_kept_windows(session: Session, now: datetime, *, keep_hours: float,
+                       longer: tuple[sa.Select[int], float] | None = None) -> int:
     """Write the closed windows and hours this process read and kept since the last call
     (on ``session``'s database) to drift_kept_windows, in one insert (a row already there,
     one that was ignored, is replaced); then delete in one statement what no window needs
-    any more: hours that ended ``keep_hours`` before ``now``, and each site's closed
-    windows older than its newest (the reference or the rollout model changed, or a camera
-    came or went). For the drift pass's write transaction; returns the rows written."""
+    any more: hours that ended ``keep_hours`` before ``now`` (``longer``: the ids of the
+    sites whose hours are kept longer, those of a sliding reference, and for how many
+    hours), and each site's
+    closed windows older than its newest (the reference or the rollout model changed, or
+    a camera came or went). For the drift pass's write transaction; returns the rows written."""
     rows = [{**row, "created_at": now} for row in _UNSTORED.take(str(session.get_bind().engine.url))]
     if rows:
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -800,10 +853,16 @@ def store_kept_windows(session: Session, now: datetime, *, keep_hours: float) ->
         session.execute(statement.on_conflict_do_update(
             index_elements=[DriftKeptWindow.key],
             set_={name: statement.excluded[name] for name in ("kind", "format", "payload", "created_at")}), rows)
+    hour = DriftKeptWindow.kind == HOUR_PIECE
+    old_hours = [sa.and_(hour, DriftKeptWindow.window_end < now - timedelta(hours=keep_hours))]
+    if longer is not None:
+        site_ids, hours = longer
+        old_hours = [sa.and_(old_hours[0], DriftKeptWindow.site_id.not_in(site_ids.scalar_subquery())),
+                     sa.and_(hour, DriftKeptWindow.window_end < now - timedelta(hours=max(hours, keep_hours)))]
     newer = aliased(DriftKeptWindow)
     session.execute(
         sa.delete(DriftKeptWindow).where(sa.or_(
-            sa.and_(DriftKeptWindow.kind == HOUR_PIECE, DriftKeptWindow.window_end < now - timedelta(hours=keep_hours)),
+            *old_hours,
             sa.and_(DriftKeptWindow.kind == CLOSED,
                     sa.select(newer.key).where(newer.kind == CLOSED, newer.site_id == DriftKeptWindow.site_id,
                                                newer.created_at > DriftKeptWindow.created_at).exists()),

@@ -32,6 +32,10 @@ GUARD_FAILURES = Counter("bearwatch_guard_failures_total", "Guard checks of a si
                          ["site"])
 DRIFT_CHECKS = Counter("bearwatch_drift_checks_total", "Drift checks stored, by whether they alarmed", ["site", "alarm"])
 DRIFT_ALARM = Gauge("bearwatch_drift_alarm", "1 when the site's last drift check raised an alarm", ["site"])
+DRIFT_KEPT_IGNORED = Counter(
+    "bearwatch_drift_kept_ignored_total",
+    "Kept drift windows or hours ignored (another format, an unreadable payload): read from the frames again",
+)
 ALERT_RATE_RATIO = Gauge(
     "bearwatch_alert_rate_ratio",
     "Alert-episode rate since the site left manual over its manual baseline (last guard run; shadow.episodes)", ["site"],
