@@ -402,6 +402,8 @@ class Decision(Base):
 # against the site's rollout model's flag as the summary last saw it (or unknown: no
 # rollout prediction then), or two that disagree: frame_votes.may_need_look. A partial
 # index holds only those, so the review queue never reads settled verdicts (migration 0018).
+# ix_frame_votes_bears_camera_id_captured_at's: the frames with a bear vote (shadow.alert_rates.bear_frames).
+FRAME_VOTES_BEAR_PREDICATE = "bears > 0"
 FRAME_VOTES_LOOK_PREDICATE = "votes = 2 AND bears = 1 OR votes = 1 AND (model_flag IS NULL OR model_flag <> (bears = 1))"
 
 
@@ -419,7 +421,7 @@ class FrameVotes(Base):
         # The frames with a bear vote, by camera and capture time (a baseline's bear frames:
         # shadow.alert_rates.bear_frames; migration 0020).
         sa.Index("ix_frame_votes_bears_camera_id_captured_at", "camera_id", "captured_at",
-                 sqlite_where=sa.text("bears > 0"), postgresql_where=sa.text("bears > 0")),
+                 sqlite_where=sa.text(FRAME_VOTES_BEAR_PREDICATE), postgresql_where=sa.text(FRAME_VOTES_BEAR_PREDICATE)),
     )
 
     frame_id: Mapped[int] = mapped_column(

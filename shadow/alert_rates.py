@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.park_file import Thresholds
-from bearwatch.schema import Alert, Camera, Frame, FrameVotes, Site, Stage
+from bearwatch.schema import FRAME_VOTES_BEAR_PREDICATE, Alert, Camera, Frame, FrameVotes, Site, Stage
 from shadow.episodes import episode_band, episode_gap_s
 from shadow.lru import LruCache
 from shadow.periods import Period, hour_bucket, latest_manual_period, usable_frame
@@ -268,7 +268,7 @@ def _site_hours(session: Session, site: Site, start: datetime, end: datetime) ->
 
 # The partial index's predicate as a literal: both databases prove a partial index from
 # literals, not from bound parameters (bearwatch.schema.FrameVotes' bear index).
-_HAS_BEAR_VOTE = sa.literal_column("frame_votes.bears > 0", sa.Boolean)
+_HAS_BEAR_VOTE = sa.literal_column(f"frame_votes.{FRAME_VOTES_BEAR_PREDICATE}", sa.Boolean)
 
 
 def bear_frames(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:

@@ -22,8 +22,8 @@ a UNION ALL, ordered and limited as the site's own query, so each branch walks a
 alerts by (site, status, created_at) and alert_flags by alert, frames by (camera,
 captured_at), the neighbours of a found miss by (camera, captured_at) range. On
 PostgreSQL every section of all sites is one branch (a site's own branch only for an
-audit wider than the index's): held alerts, second looks, follow-ups (their neighbours
-read once for the page and the count: ``_follow_ups``), and, reading the partial indexes of
+audit wider than the index's): held alerts, second looks, follow-ups (found miss by found
+miss, so a page and the count stop at their limit: ``_follow_ups``), and, reading the partial indexes of
 migration 0016, the flagged frames and (for sites whose audit rates are at most
 bearwatch.schema.AUDIT_INDEX_RATE) the audit sample: the newest flags by scoring time
 (``_indexed_flagged``), the frames whose id hash may put them in an audit sample
@@ -492,18 +492,23 @@ def _indexed_flagged(sites: list[_QueueSite], user_id: int | None, since: dateti
     return _Branch(None, QueueReason.FLAGGED, page, counted)
 
 
-def _held_alerts(sites: list[_QueueSite], user_id: int | None) -> _Branch:
-    """PostgreSQL: the held alerts of all ``sites`` at once (``_section_statements``' for
-    one site), through ix_alerts' (site, status) key."""
-    stmt = (
+def _held_alerts_of(of_sites: sa.ColumnElement[bool], user_id: int | None) -> sa.Select:
+    """Held alerts (``of_sites``: a condition on Alert.site_id) and every flagged frame that
+    joined them, oldest frame first, through ix_alerts' (site, status) key."""
+    return (
         sa.select(*_row(QueueReason.PENDING_ALERT, AlertFlag.prediction_id, Alert.id, AlertFlag.id))
         .select_from(Alert)
         .join(AlertFlag, AlertFlag.alert_id == Alert.id)
         .join(Frame, Frame.id == AlertFlag.frame_id)
-        .where(Alert.site_id == sa.any_(sa.literal([qs.site.id for qs in sites], sa.ARRAY(sa.Integer))),
-               Alert.status == AlertStatus.PENDING, _undecided(user_id))
+        .where(of_sites, Alert.status == AlertStatus.PENDING, _undecided(user_id))
         .order_by(Frame.captured_at)
     )
+
+
+def _held_alerts(sites: list[_QueueSite], user_id: int | None) -> _Branch:
+    """PostgreSQL: the held alerts of all ``sites`` at once."""
+    stmt = _held_alerts_of(Alert.site_id == sa.any_(sa.literal([qs.site.id for qs in sites], sa.ARRAY(sa.Integer))),
+                           user_id)
     return _Branch(None, QueueReason.PENDING_ALERT, stmt, stmt)
 
 
@@ -559,7 +564,7 @@ def _follow_ups(sites: list[_QueueSite], since: datetime) -> _Branch:
         near.c.prediction_id, sa.cast(sa.null(), sa.BigInteger).label("alert_id"),
         sa.cast(sa.null(), sa.BigInteger).label("flag_id"),
     ).select_from(spans).join(near, sa.true())
-    return _Branch(None, QueueReason.FOLLOW_UP, stmt, stmt, ids=sa.select(near.c.frame_id.label("id")).select_from(spans).join(near, sa.true()))
+    return _Branch(None, QueueReason.FOLLOW_UP, stmt, stmt, ids=stmt.with_only_columns(near.c.frame_id.label("id")))
 
 
 def _second_looks(sites: list[_QueueSite], user_id: int | None, since: datetime) -> _Branch:
@@ -661,14 +666,7 @@ def _section_statements(
     stmts: dict[QueueReason, sa.Select] = {}
     pred_join = sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == site.rollout_model_id)
     # 1. Held alerts and every flagged frame that joined them, oldest frame first.
-    stmts[QueueReason.PENDING_ALERT] = (
-        sa.select(*_row(QueueReason.PENDING_ALERT, AlertFlag.prediction_id, Alert.id, AlertFlag.id))
-        .select_from(Alert)
-        .join(AlertFlag, AlertFlag.alert_id == Alert.id)
-        .join(Frame, Frame.id == AlertFlag.frame_id)
-        .where(Alert.site_id == site.id, Alert.status == AlertStatus.PENDING, _undecided(user_id))
-        .order_by(Frame.captured_at)
-    )
+    stmts[QueueReason.PENDING_ALERT] = _held_alerts_of(Alert.site_id == site.id, user_id)
     # 2. Second looks (shadow.truth.needs_another_look in SQL: shadow.second_looks): a lone
     # verdict against the model (a dismissed flag, a bear on an unflagged frame) or two
     # rangers who disagree, read from the vote summary's partial index.
