@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import Counter
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -184,6 +185,13 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def upsert_insert(session: Session, entity: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of ``entity`` that takes ON CONFLICT clauses, in the session's database's
+    dialect (both spell them alike)."""
+    make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return make(entity)
 
 
 def error_line(exc: sa.exc.DBAPIError) -> str:

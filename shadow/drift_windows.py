@@ -66,9 +66,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
+from bearwatch.db import upsert_insert
 from bearwatch.schema import Camera, CameraHealth, DriftKeptWindow, Frame, FrameStatus, Prediction, Site
 from shadow import metrics
 from shadow.lru import LruCache
@@ -848,8 +848,7 @@ def store_kept_windows(session: Session, now: datetime, *, keep_hours: float,
     a camera came or went). For the drift pass's write transaction; returns the rows written."""
     rows = [{**row, "created_at": now} for row in _UNSTORED.take(str(session.get_bind().engine.url))]
     if rows:
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        statement = insert(DriftKeptWindow)
+        statement = upsert_insert(session, DriftKeptWindow)
         session.execute(statement.on_conflict_do_update(
             index_elements=[DriftKeptWindow.key],
             set_={name: statement.excluded[name] for name in ("kind", "format", "payload", "created_at")}), rows)

@@ -22,9 +22,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bearwatch.db import upsert_insert
 from bearwatch.schema import Prediction, ShadowCursor
 
 SETTLE_S = 120.0
@@ -43,8 +43,8 @@ def open_cursor(session: Session, name: str, now: datetime) -> ShadowCursor:
     query = sa.select(ShadowCursor).where(ShadowCursor.name == name).with_for_update()
     cursor = session.scalar(query)
     if cursor is None:
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        session.execute(insert(ShadowCursor).values(name=name, position=0, updated_at=now).on_conflict_do_nothing())
+        session.execute(upsert_insert(session, ShadowCursor).values(name=name, position=0, updated_at=now)
+                        .on_conflict_do_nothing())
         cursor = session.scalars(query).one()
     return cursor
 

@@ -8,7 +8,6 @@ and the migration goes up and down."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -50,11 +49,7 @@ class FromFrames:
         self.pieces.clear()
 
 
-@pytest.fixture(autouse=True)
-def _new_process() -> Iterator[None]:
-    drift_windows.clear_cache()
-    yield
-    drift_windows.clear_cache()
+pytestmark = pytest.mark.usefixtures("new_drift_process")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ full read gives."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -32,11 +31,7 @@ FRAMES_AN_HOUR = 2 * 60  # two cameras, a frame a minute
 WINDOW, REFERENCE_MAX = timedelta(hours=24), timedelta(hours=Thresholds().drift_reference_max_hours)
 
 
-@pytest.fixture(autouse=True)
-def _new_process() -> Iterator[None]:
-    drift_windows.clear_cache()
-    yield
-    drift_windows.clear_cache()
+pytestmark = pytest.mark.usefixtures("new_drift_process")
 
 
 @pytest.fixture
