@@ -33,9 +33,11 @@ reads and its buffers):
   drift restart the first pass of a restarted process: what was kept is read back
   drift         the passes after it, as the loop's hourly ones: the current windows only
   verdict+queue shadow.verdicts.submit_verdict on the first frame of the bench ranger's
-                queue, then the next queue of all sites (dashboard.queries.review.
-                review_queue_page), as the Review page does per keypress
+                queue, then the next page of all sites (dashboard.queries.review.
+                review_queue_page), as the Review page does per keypress before it
+                shows the next frame
   queue         review_queue_page alone, all sites
+  queue size    review_queue_waiting, all sites: the count the page shows after the frame
 then capture -> alert latency: the shadow loop (shadow.loop.run_shadow_loop with the jobs
 of `bearwatch shadow` except the frame-store sweep, which would delete these file-less
 frames, and with drift passes back to back in their lane) runs in a child process; after
@@ -104,7 +106,7 @@ from bearwatch.schema import (
     Verdict,
 )
 from bench.scratch_db import ScratchDatabase, scratch_database
-from dashboard.queries.review import review_queue_page
+from dashboard.queries.review import review_queue_page, review_queue_waiting
 from shadow import alert_rules, audit_design
 from shadow.alert_rules import Effect
 from shadow.alerts import process_new_flags
@@ -112,6 +114,7 @@ from shadow.delivery import DeliveryPolicy, Outbox, http_sender
 from shadow.drift_windows import clear_cache as clear_drift_cache
 from shadow.guard import run_guard_all
 from shadow.loop import run_drift_checks
+from shadow.review_queue import QueueItem
 from shadow.verdicts import submit_verdict
 
 INTERVAL_S = 5.0  # one frame per camera every 5 s
@@ -1010,19 +1013,20 @@ def measure_loop_jobs(engine: sa.Engine, writer: FrameWriter, args: argparse.Nam
 
 def measure_review(engine: sa.Engine, args: argparse.Namespace) -> list[Figure]:
     """The verdict round trip (a verdict on the first frame of the bench ranger's queue, then
-    the next queue of all sites, as the Review page does per keypress) and the queue alone."""
+    the next page of all sites, as the Review page does per keypress before it shows the
+    next frame), the page alone, and the queue's size the page reads after showing it."""
     factory = session_factory(engine)
     ranger = Actor(BENCH_RANGER, Role.RANGER)
     pick: list[tuple[int, Verdict]] = []
 
-    def queue() -> Any:
+    def queue() -> tuple[QueueItem, ...]:
         with factory() as session:
             page = review_queue_page(session, ranger, now_utc(), site=None)
-        pick[:] = [(i.frame_id, Verdict.CONFIRM if i.flagged else Verdict.DISMISS) for i in page.items[:1]]
+        pick[:] = [(i.frame_id, Verdict.CONFIRM if i.flagged else Verdict.DISMISS) for i in page[:1]]
         return page
 
     def trip() -> str:
-        """A verdict on the queue's first frame, then the next queue (whose first frame is next)."""
+        """A verdict on the queue's first frame, then the next page (whose first frame is next)."""
         if not pick:
             return "queue empty"
         frame_id, verdict = pick[0]
@@ -1030,15 +1034,19 @@ def measure_review(engine: sa.Engine, args: argparse.Namespace) -> list[Figure]:
             result = submit_verdict(factory, frame_id, ranger, verdict, now_utc())
         except BearwatchError as exc:
             return f"refused: {exc}"
-        return f"{result.effect.value}; {queue().waiting} waiting"
+        return f"{result.effect.value}; {len(queue())} shown"
 
     def queue_alone() -> str:
-        page = queue()
-        return f"{len(page.items)} items of {page.waiting}"
+        return f"{len(queue())} items"
+
+    def waiting() -> str:
+        with factory() as session:
+            return f"{review_queue_waiting(session, ranger, now_utc(), site=None)} waiting"
 
     queue()
     return [measure(engine, "verdict+queue", trip, args.rounds, args.job_budget),
-            measure(engine, "queue", queue_alone, args.passes, args.job_budget)]
+            measure(engine, "queue", queue_alone, args.passes, args.job_budget),
+            measure(engine, "queue size", waiting, args.passes, args.job_budget)]
 
 
 def _flags(factory: sessionmaker[Session], now: datetime) -> str:

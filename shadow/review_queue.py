@@ -38,6 +38,8 @@ the window holds.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -159,10 +161,10 @@ def review_queue_and_size(
     count: bool = True,
     count_cap: int | None = None,
 ) -> tuple[list[QueueItem], QueueSize]:
-    """``review_queue``, and how many frames the queue holds in all whatever its page size
-    (with ``count``: the union of every site's sections, a frame once), exactly up to
-    ``count_cap`` (default ``QUEUE_COUNT_CAP``) and capped past it. Two statements
-    whatever the number of sites (on PostgreSQL two SET LOCALs around the second)."""
+    """``review_queue``, and (with ``count``) ``queue_size`` in the same statement: two
+    statements whatever the number of sites (on PostgreSQL two SET LOCALs around the
+    second). A page that must show its frames before the count is known (the Review page)
+    reads them apart: ``review_queue``, then ``queue_size``."""
     cap = QUEUE_COUNT_CAP if count_cap is None else count_cap
     sites, user_id = _sites(session, reviewer, site)
     if not sites:
@@ -172,19 +174,16 @@ def review_queue_and_size(
     branches = _branches(session, sites, user_id, since, limit, indexed=per_camera)
     top = _first_frames(branches, now, limit, per_camera=per_camera)
     size = _queue_size(branches, cap, per_camera=per_camera) if count else sa.literal(0, sa.Integer)
-    if per_camera:
-        session.execute(sa.text(_INDEX_PLANS))
-    rows = session.execute(
-        sa.select(Frame, Camera.name, Prediction, Alert, top.c.section, top.c.flag_id, size)
-        .select_from(top)
-        .join(Frame, Frame.id == top.c.frame_id)
-        .join(Camera, Camera.id == Frame.camera_id)
-        .outerjoin(Prediction, Prediction.id == top.c.prediction_id)
-        .outerjoin(Alert, Alert.id == top.c.alert_id)
-        .options(sa.orm.defer(Prediction.embedding))
-    ).all()
-    if per_camera:
-        session.execute(sa.text(_DEFAULT_PLANS))
+    with _index_plans(session, per_camera):
+        rows = session.execute(
+            sa.select(Frame, Camera.name, Prediction, Alert, top.c.section, top.c.flag_id, size)
+            .select_from(top)
+            .join(Frame, Frame.id == top.c.frame_id)
+            .join(Camera, Camera.id == Frame.camera_id)
+            .outerjoin(Prediction, Prediction.id == top.c.prediction_id)
+            .outerjoin(Alert, Alert.id == top.c.alert_id)
+            .options(sa.orm.defer(Prediction.embedding))
+        ).all()
     site_of = {camera_id: s for s in sites for camera_id in s.camera_ids}
     items = [
         _queue_item(site_of[frame.camera_id], now, frame, camera, pred, _SECTIONS[section], alert, processed=flag_id is not None)
@@ -193,6 +192,43 @@ def review_queue_and_size(
     items.sort(key=lambda i: _rank(i, now))
     counted = rows[0][-1] if rows else 0
     return items, QueueSize(min(counted, cap), capped=counted > cap)
+
+
+def queue_size(
+    session: Session,
+    reviewer: Actor,
+    now: datetime,
+    *,
+    site: str | None = None,
+    window: timedelta = timedelta(hours=24),
+    count_cap: int | None = None,
+) -> QueueSize:
+    """How many frames ``reviewer``'s queue holds in all (every site's sections, a frame
+    once; of the one ``site``), exactly up to ``count_cap`` (default ``QUEUE_COUNT_CAP``)
+    and capped past it: ``review_queue_and_size``'s count without the page, in two
+    statements whatever the number of sites (on PostgreSQL two SET LOCALs around the
+    second). Most of the queue's cost at a season's size is this count (each section reads
+    up to the cap's frame ids), so the Review page shows the next frame first and this after."""
+    cap = QUEUE_COUNT_CAP if count_cap is None else count_cap
+    sites, user_id = _sites(session, reviewer, site)
+    if not sites:
+        return QueueSize(0)
+    per_camera = session.get_bind().dialect.name == "postgresql"
+    branches = _branches(session, sites, user_id, now - window, 1, indexed=per_camera)
+    with _index_plans(session, per_camera):
+        counted = session.execute(sa.select(_queue_size(branches, cap, per_camera=per_camera))).scalar_one()
+    return QueueSize(min(counted, cap), capped=counted > cap)
+
+
+@contextmanager
+def _index_plans(session: Session, postgresql: bool) -> Iterator[None]:
+    """On PostgreSQL, the queue's statement planned as ``_INDEX_PLANS`` says, and the
+    planner's defaults back after it (on error the transaction ends, and SET LOCAL with it)."""
+    if postgresql:
+        session.execute(sa.text(_INDEX_PLANS))
+    yield
+    if postgresql:
+        session.execute(sa.text(_DEFAULT_PLANS))
 
 
 # PostgreSQL, for the queue's statement only: every branch walks its indexes by nested

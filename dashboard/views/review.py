@@ -21,7 +21,7 @@ from dashboard.context import factory, page_actor, settings, site_names_cached, 
 from dashboard.frame_context_view import show_frame_context
 from dashboard.keys import bind_keys
 from dashboard.queries.bursts import BURST_WINDOW, burst_of
-from dashboard.queries.review import SITE_PREFERENCE, remembered_site, review_queue_page
+from dashboard.queries.review import SITE_PREFERENCE, remembered_site, review_queue_page, review_queue_waiting
 from shadow.alert_rules import EFFECT_TEXT
 from shadow.bursts import BurstResult, dismiss_burst, undo_burst
 from shadow.review_queue import QueueReason
@@ -31,6 +31,7 @@ FLASH = "review_flash"
 ALL_SITES = "all sites"
 AT = "review_at"  # the frame id on screen (None: the one at AT_INDEX)
 AT_INDEX = "review_index"  # its place in the queue
+LAST_SIZE = "review_last_size"  # (site, the queue-size caption) of the last run, shown while the new one is read
 ARMED = "review_burst_armed"  # (frame id, the burst's frame ids) awaiting the ranger's yes
 LAST_BURST = "review_last_burst"  # the burst dismiss undo would take back
 KEY_LEGEND = ("Keys: **c** confirm · **d** dismiss · **m** missed · **u** undo · **n** next · **p** previous · "
@@ -131,9 +132,9 @@ if "review_site" not in st.session_state:  # first open in this session: the use
 site = st.selectbox("Site", site_options, key="review_site", on_change=_remember_site)
 now = utcnow()
 # Not cached: the queue must drop a frame the moment it is decided.
+site_filter = None if site == ALL_SITES else site
 with factory()() as session:
-    page = review_queue_page(session, actor, now, site=None if site == ALL_SITES else site)
-queue, waiting = page.items, page.waiting
+    queue = review_queue_page(session, actor, now, site=site_filter)
 
 flash = st.session_state.pop(FLASH, None)
 if flash:
@@ -153,8 +154,12 @@ st.session_state[AT], st.session_state[AT_INDEX] = ids[index], index
 item = queue[index]
 st.html(BIG_BUTTONS)
 pending = sum(1 for i in queue if i.reason is QueueReason.PENDING_ALERT)
-st.caption(f"{waiting} in the queue" + (f" · {pending} held alert(s) waiting" if pending else "")
-           + (f" · the next {len(queue)} below" if waiting.exceeds(len(queue)) else ""))
+held = f" · {pending} held alert(s) waiting" if pending else ""
+# The queue's size is read last (at a season's size it costs more than the page): until
+# then the slot shows the last count, which this verdict changed by one at most.
+size_slot = st.empty()
+last_site, last_text = st.session_state.get(LAST_SIZE, (None, ""))
+size_slot.caption(last_text if last_site == site else "counting the queue…")
 
 left, right = st.columns([3, 1])
 with left:  # the frame with zoom and heat map, its neighbours, the camera's score (dashboard.frame_context_view)
@@ -227,3 +232,9 @@ if rest:
         ],
         hide_index=True, width="stretch",
     )
+
+with factory()() as session:
+    waiting = review_queue_waiting(session, actor, now, site=site_filter)
+size_text = f"{waiting} in the queue" + held + (f" · the next {len(queue)} below" if waiting.exceeds(len(queue)) else "")
+size_slot.caption(size_text)
+st.session_state[LAST_SIZE] = (site, size_text)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import Actor
 from bearwatch.schema import Stage, Verdict
-from shadow.review_queue import QueueReason, QueueSize, review_queue_and_size
+from shadow.review_queue import QueueReason, QueueSize, queue_size, review_queue_and_size
 from shadow.verdicts import submit_verdict
 from tests.shadow.helpers import T0, add_scored_frames, add_user, make_park, queue_plan
 from tests.statements import rows_read, statements_sent
@@ -37,8 +37,11 @@ def _fill(factory: sessionmaker[Session], cameras: tuple[int, ...], model_id: in
 
 
 def _size(factory: sessionmaker[Session], ranger: Actor, cap: int) -> QueueSize:
+    """The count read with the page, and alone as the Review page reads it after the page: the same."""
     with factory() as session:
-        return review_queue_and_size(session, ranger, NOW, limit=PAGE, count_cap=cap)[1]
+        with_page = review_queue_and_size(session, ranger, NOW, limit=PAGE, count_cap=cap)[1]
+        assert queue_size(session, ranger, NOW, count_cap=cap) == with_page
+        return with_page
 
 
 def test_the_count_is_exact_up_to_the_cap_then_at_least_the_cap(factory: sessionmaker[Session]) -> None:

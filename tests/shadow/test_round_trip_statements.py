@@ -1,7 +1,8 @@
 """A ranger's verdict round trip (shadow.verdicts.submit_verdict, then the Review page's
-next queue over all sites: dashboard.queries.review.review_queue_page) and the Rollout
-page's site list, on SQLite and PostgreSQL: the number of statements they send stays the
-same whatever the number of sites, and the queue a ranger sees is unchanged.
+next queue over all sites: dashboard.queries.review.review_queue_page), the queue's size
+the page reads after it (review_queue_waiting) and the Rollout page's site list, on
+SQLite and PostgreSQL: the number of statements they send stays the same whatever the
+number of sites, and the queue a ranger sees is unchanged.
 
 Statements are counted as the driver sends them; the transaction set-up (BEGIN, SQLite's
 PRAGMA busy_timeout, PostgreSQL's SET LOCAL) is left out of the bound: it is one
@@ -16,17 +17,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import Actor
 from bearwatch.schema import Stage, Verdict
-from dashboard.queries.review import ReviewQueue, review_queue_page
+from dashboard.queries.review import review_queue_page, review_queue_waiting
 from dashboard.queries.rollout import site_rollouts
 from shadow.alert_rules import Effect
 from shadow.alerts import process_new_flags
-from shadow.review_queue import QueueReason, review_queue
+from shadow.review_queue import QueueItem, QueueReason, QueueSize, review_queue
 from shadow.sites import get_site
 from shadow.verdicts import submit_verdict
 from tests.shadow.helpers import Park, add_channel, add_frame, add_user, at, make_park
 from tests.statements import sql_sent
 
 ROUND_TRIP_MAX = 10
+SIZE_MAX = 2  # the queue's size, read after the page: the sites, then the count
 NOW = at(10_000)
 LATER = NOW + timedelta(days=2)  # the first frames are out of the 24 h window by then
 SET_UP = ("BEGIN", "PRAGMA", "SET ")
@@ -102,13 +104,20 @@ def _work(statements: list[str]) -> list[str]:
     return [s for s in statements if not s.lstrip().upper().startswith(SET_UP)]
 
 
-def _page(factory: sessionmaker[Session], ranger: Actor, now: datetime) -> ReviewQueue:
+def _page(factory: sessionmaker[Session], ranger: Actor, now: datetime) -> tuple[QueueItem, ...]:
     with factory() as session:
         return review_queue_page(session, ranger, now, site=None)
 
 
+def _waiting(factory: sessionmaker[Session], ranger: Actor, now: datetime) -> tuple[int, QueueSize]:
+    """The queue's size as the page reads it after the page, and the statements it took."""
+    with sql_sent(factory.kw["bind"]) as statements, factory() as session:
+        waiting = review_queue_waiting(session, ranger, now, site=None)
+    return len(_work(statements)), waiting
+
+
 def _round_trip(factory: sessionmaker[Session], ranger: Actor, frame_id: int, verdict: Verdict, now: datetime,
-                expect: Effect) -> tuple[list[str], ReviewQueue]:
+                expect: Effect) -> tuple[list[str], tuple[QueueItem, ...]]:
     """A verdict and the page's next queue over all sites: their statements and the queue."""
     with sql_sent(factory.kw["bind"]) as statements:
         result = submit_verdict(factory, frame_id, ranger, verdict, now)
@@ -117,16 +126,16 @@ def _round_trip(factory: sessionmaker[Session], ranger: Actor, frame_id: int, ve
     return statements, page
 
 
-def _round_trips(factory: sessionmaker[Session], ranger: Actor, frames: Frames, now: datetime) -> dict[str, tuple[int, int]]:
+def _round_trips(factory: sessionmaker[Session], ranger: Actor, frames: Frames, now: datetime) -> dict[str, tuple[int, int, int]]:
     """Three verdicts as the Review page sends them (the held alert it shows first
     confirmed, a fresh flag dismissed, a bear reported on a follow-up frame), each with
-    the next queue: all their statements, and those that read or write rows. The queue
-    is the ranger's expected one at every step."""
+    the next queue and then its size: all the round trip's statements, those that read or
+    write rows, and the size's. The queue is the ranger's expected one at every step."""
     expected = _expected(frames)
     page = _page(factory, ranger, now)
-    assert [(i.frame_id, i.reason) for i in page.items] == expected[:50] and page.waiting.count == len(expected)
+    assert [(i.frame_id, i.reason) for i in page] == expected[:50] and _waiting(factory, ranger, now)[1].count == len(expected)
     steps = [
-        ("confirm the held alert", page.items[0].frame_id, Verdict.CONFIRM, Effect.RELEASE),
+        ("confirm the held alert", page[0].frame_id, Verdict.CONFIRM, Effect.RELEASE),
         ("dismiss a fresh flag", frames[max(frames)]["fresh_flag"], Verdict.DISMISS, Effect.NONE),
         ("a bear on a follow-up frame", frames["site01"]["follow_up"], Verdict.MISSED, Effect.SIGHTING),
     ]
@@ -135,9 +144,10 @@ def _round_trips(factory: sessionmaker[Session], ranger: Actor, frames: Frames, 
     for name, frame_id, verdict, effect in steps:
         statements, page = _round_trip(factory, ranger, frame_id, verdict, now, effect)
         expected = [e for e in expected if e[0] != frame_id]
-        assert [(i.frame_id, i.reason) for i in page.items] == expected[:50], name
-        assert page.waiting.count == len(expected), name
-        counts[name] = (len(statements), len(_work(statements)))
+        assert [(i.frame_id, i.reason) for i in page] == expected[:50], name
+        size_statements, waiting = _waiting(factory, ranger, now)
+        assert waiting == QueueSize(len(expected)), name
+        counts[name] = (len(statements), len(_work(statements)), size_statements)
     return counts
 
 
@@ -151,7 +161,7 @@ def test_a_verdict_round_trip_costs_the_same_few_statements_at_3_and_at_12_sites
     at_12_sites = _round_trips(factory, ana, _add_frames(factory, parks, LATER, ben), LATER)
 
     assert at_12_sites == at_3_sites, (at_3_sites, at_12_sites)
-    assert all(work <= ROUND_TRIP_MAX for _, work in at_3_sites.values()), at_3_sites
+    assert all(work <= ROUND_TRIP_MAX and size <= SIZE_MAX for _, work, size in at_3_sites.values()), at_3_sites
 
 
 def test_the_queue_of_all_sites_is_the_queues_of_each_site_merged(factory: sessionmaker[Session]) -> None:
