@@ -668,3 +668,20 @@ class DriftKeptWindow(Base):
     format: Mapped[int]
     payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CameraHour(Base):
+    """A closed clock hour of a camera with usable frames (shadow.periods.usable_frame):
+    how many, and how many of them night frames. The alert-rate exposures (the guard's
+    and the gates' camera-hours, shadow.alert_rates) read closed hours from here, so a
+    restarted process does not read a baseline's frames again, and frame retention does
+    not take a baseline's hours away with its frames. Written by the shadow loop's
+    rollup (shadow.camera_hours) up to its cursor (``shadow_cursors`` "camera_hours");
+    goes with its camera (migration 0021)."""
+
+    __tablename__ = "camera_hours"
+
+    camera_id: Mapped[int] = mapped_column(sa.ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)  # the hour's start (UTC)
+    frames: Mapped[int]
+    night_frames: Mapped[int]

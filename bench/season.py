@@ -26,7 +26,11 @@ reads and its buffers):
                 passes before, not measured, let a flag read position settle)
   outbox        one pass of the loop's outbox (shadow.delivery.Outbox.run, a log channel)
                 after a flag batch
-  guard         shadow.guard.run_guard_all (the promoted sites)
+  hours catch-up shadow.camera_hours.roll_camera_hours from nothing kept, pass after pass
+                until caught up (once, proportional to the history)
+  guard first   shadow.guard.run_guard_all (the promoted sites), a process's first pass: the
+                closed camera-hours read from camera_hours
+  guard         its passes after, as the loop's every minute
   drift first   shadow.loop.run_drift_checks (every site), the first pass ever (nothing kept):
                 it reads the closed reference windows and hours, which shadow.drift_windows
                 then keeps, in memory and in the database (drift_kept_windows)
@@ -90,6 +94,7 @@ from bearwatch.schema import (
     AlertStatus,
     Camera,
     CameraHealth,
+    CameraHour,
     ChannelKind,
     DeliveryStatus,
     DriftKeptWindow,
@@ -99,6 +104,7 @@ from bearwatch.schema import (
     ModelVersion,
     ReviewReason,
     Role,
+    ShadowCursor,
     Site,
     Stage,
     StageChange,
@@ -110,6 +116,8 @@ from dashboard.queries.review import review_queue_page, review_queue_waiting
 from shadow import alert_rules, audit_design
 from shadow.alert_rules import Effect
 from shadow.alerts import process_new_flags
+from shadow.camera_hours import CURSOR as CAMERA_HOURS_CURSOR
+from shadow.camera_hours import clear_hours_cache, roll_camera_hours
 from shadow.delivery import DeliveryPolicy, Outbox, http_sender
 from shadow.drift_windows import clear_cache as clear_drift_cache
 from shadow.guard import run_guard_all
@@ -992,8 +1000,18 @@ def measure_loop_jobs(engine: sa.Engine, writer: FrameWriter, args: argparse.Nam
                                                                process_new_flags(factory, now_utc()))))
         outbox.drain(factory, now_utc(), timeout_s=10)
         outbox.close()
-    figures.append(measure(engine, "guard", lambda: f"{len(run_guard_all(factory, now_utc()))} sites", args.passes,
-                           args.job_budget))
+    # The camera-hours rollup from nothing kept (the fill wrote into hours an earlier size's
+    # passes kept): the loop's passes until it has caught up, once, proportional to the
+    # history; then a process's first guard pass reads the kept hours, and the later passes
+    # the hours closed since.
+    with factory.begin() as session:
+        session.execute(sa.delete(CameraHour))
+        session.execute(sa.delete(ShadowCursor).where(ShadowCursor.name == CAMERA_HOURS_CURSOR))
+    figures.append(measure(engine, "hours catch-up", lambda: f"{_roll_hours(factory)} camera-hours", 1, args.job_budget))
+    clear_hours_cache()
+    guard = lambda: f"{len(run_guard_all(factory, now_utc()))} sites"  # noqa: E731
+    figures.append(measure(engine, "guard first", guard, 1, args.job_budget))
+    figures.append(measure(engine, "guard", guard, args.passes, args.job_budget))
     # The first drift pass ever reads the closed references and hours once; shadow.drift_windows
     # keeps them in memory and in drift_kept_windows, so a restarted process reads them back and
     # the loop's hourly passes read the open hours only. The fill wrote older frames into hours
@@ -1047,6 +1065,15 @@ def measure_review(engine: sa.Engine, args: argparse.Namespace) -> list[Figure]:
     return [measure(engine, "verdict+queue", trip, args.rounds, args.job_budget),
             measure(engine, "queue", queue_alone, args.passes, args.job_budget),
             measure(engine, "queue size", waiting, args.passes, args.job_budget)]
+
+
+def _roll_hours(factory: sessionmaker[Session]) -> int:
+    """The rollup's passes until it has caught up: the camera-hours written."""
+    written = total = roll_camera_hours(factory, now_utc())
+    while written:
+        written = roll_camera_hours(factory, now_utc())
+        total += written
+    return total
 
 
 def _flags(factory: sessionmaker[Session], now: datetime) -> str:

@@ -9,7 +9,8 @@ since it left manual (any status: the model's alert rate, not only confirmed one
 
 Camera-hours: distinct (camera, clock hour) buckets holding at least one usable frame
 (not black/near-uniform, see :mod:`shadow.periods`), so a dark camera adds no hours.
-A bucket is night when most of its frames are ``is_night``. Rates are compared per
+A bucket is night when most of its frames are ``is_night``. Read by shadow.camera_hours
+(closed hours kept in the database, and cached per process). Rates are compared per
 day/night period when each period has at least ``MIN_PERIOD_EVENTS`` baseline events
 (indirect standardisation: the current exposure is weighted by the baseline's
 night/day rate), pooled otherwise. Hours of a period the baseline never saw are left
@@ -19,25 +20,23 @@ out of the current exposure, and so are its alerts.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Unpack
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bearwatch.park_file import Thresholds
 from bearwatch.schema import FRAME_VOTES_BEAR_PREDICATE, Alert, Camera, Frame, FrameVotes, Site, Stage
+from shadow.camera_hours import FrameKey, hour_of, site_hours
 from shadow.episodes import episode_band, episode_gap_s
-from shadow.lru import LruCache
-from shadow.periods import Period, hour_bucket, latest_manual_period, usable_frame
+from shadow.periods import Period, latest_manual_period
 from shadow.stats import RateRatio, rate_ratio_test
 from shadow.truth import is_bear_sql
 
 MIN_PERIOD_EVENTS = 5
 
-FrameKey = tuple[int, datetime, bool | None]  # camera id, captured at, is_night
 
 
 @dataclass(frozen=True)
@@ -61,16 +60,12 @@ class Exposure:
         return self.events / self.hours if self.hours else None
 
 
-def _hour(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
-
-
 def camera_hours(frames: Iterable[FrameKey]) -> tuple[float, float]:
     """(day hours, night hours): distinct camera-hour buckets with a frame, each night
     when most of its frames are night frames."""
     votes: dict[tuple[int, datetime], list[int]] = defaultdict(lambda: [0, 0])
     for camera_id, at, night in frames:
-        votes[(camera_id, _hour(at))][1 if night else 0] += 1
+        votes[(camera_id, hour_of(at))][1 if night else 0] += 1
     night_hours = sum(1 for day_n, night_n in votes.values() if night_n > day_n)
     return float(len(votes) - night_hours), float(night_hours)
 
@@ -192,80 +187,6 @@ def trial_scope_of(site: Site) -> Scope:
     return Scope(frozenset(cams) or None, frozenset(hours) or None)
 
 
-def _of_site_cameras(session: Session, site: Site, frames: sa.Select[Unpack[tuple[Any, ...]]]) -> sa.Select[Unpack[tuple[Any, ...]]]:
-    """``frames`` (a select over frames, its columns labelled) kept to the site's cameras
-    so that each camera's time window is one range scan of the (camera_id, captured_at)
-    index: a LATERAL per camera on PostgreSQL (whose planner otherwise walks every site's
-    frames by captured_at: frames arrive in time order, so that index looks cheaper), an
-    IN on SQLite, which searches the index once per camera id."""
-    cameras = sa.select(Camera.id).where(Camera.site_id == site.id)
-    if session.get_bind().dialect.name != "postgresql":
-        return frames.where(Frame.camera_id.in_(cameras.scalar_subquery()))
-    site_cameras = cameras.subquery("site_cameras")
-    of_camera = frames.where(Frame.camera_id == site_cameras.c.id).lateral("of_camera")
-    return sa.select(*of_camera.c).select_from(site_cameras).join(of_camera, sa.true())
-
-
-def _read_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
-    """One key per (camera, clock hour) with a usable frame in [start, end): its hour and
-    whether most of its frames are night frames. Aggregated in SQL, so a pass reads one
-    row per camera-hour, not every frame (3 weeks x 4 cameras: 2,016 rows, not 1.4M)."""
-    if end <= start:
-        return []
-    bucket = hour_bucket(session, Frame.captured_at)
-    night = sa.func.sum(sa.case((Frame.is_night.is_(True), 1), else_=0))
-    rows = session.execute(_of_site_cameras(session, site, (
-        sa.select(Frame.camera_id.label("camera_id"), bucket.label("hour"), night.label("night"), sa.func.count().label("frames"))
-        .where(Frame.captured_at >= start, Frame.captured_at < end, usable_frame())
-        .group_by(Frame.camera_id, bucket)
-    ))).all()
-    return [(c, datetime.strptime(str(b)[:13], "%Y-%m-%d %H").replace(tzinfo=timezone.utc), 2 * int(n or 0) > int(k))
-            for c, b, n, k in rows]
-
-
-# The camera-hours of a clock hour stop changing once its frames are in, so each process
-# reads a closed hour once: the guard (every minute) and the gates then read only the hours
-# since the last closed one, not the whole baseline and period since promotion (667k frames
-# a pass at a season's 1M). An hour counts as closed SETTLED after it ended, measured from
-# the end of the span asked for; a frame written later still into a closed hour is missed
-# until the process restarts.
-SETTLED = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class _ClosedHours:
-    upto: datetime  # an hour boundary: the keys cover [start, upto)
-    keys: tuple[FrameKey, ...]
-
-
-# Per (database, site, span start, the site's cameras): a camera moved in or out reads again.
-_CLOSED_HOURS: LruCache[Hashable, _ClosedHours] = LruCache(256)
-
-
-def clear_hours_cache() -> None:
-    _CLOSED_HOURS.clear()
-
-
-def _site_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
-    """:func:`_read_hours` of [start, end), the closed hours from this process's cache."""
-    start, end = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (start, end))  # naive is UTC
-    boundary = _hour(end - SETTLED)
-    if boundary <= start:
-        return _read_hours(session, site, start, end)
-    cameras = tuple(session.scalars(sa.select(Camera.id).where(Camera.site_id == site.id).order_by(Camera.id)))
-    key = (str(session.get_bind().engine.url), site.id, start, cameras)
-    cached = _CLOSED_HOURS.get(key)
-    if cached is None:
-        closed = tuple(_read_hours(session, site, start, boundary))
-    elif cached.upto >= boundary:  # asked about an earlier end: its closed hours are all in hand
-        closed = tuple(k for k in cached.keys if k[1] < boundary)
-    else:
-        closed = cached.keys + tuple(_read_hours(session, site, cached.upto, boundary))
-    if cached is None or cached.upto < boundary:
-        _CLOSED_HOURS.put(key, _ClosedHours(boundary, closed))
-    return [*closed, *_read_hours(session, site, boundary, end)]
-
-
 # The partial index's predicate as a literal: both databases prove a partial index from
 # literals, not from bound parameters (bearwatch.schema.FrameVotes' bear index).
 _HAS_BEAR_VOTE = sa.literal_column(f"frame_votes.{FRAME_VOTES_BEAR_PREDICATE}", sa.Boolean)
@@ -289,7 +210,7 @@ def bear_frames(session: Session, site: Site, start: datetime, end: datetime) ->
 def baseline_exposure(session: Session, site: Site, period: Period, t: Thresholds, scope: Scope = ALL) -> Exposure:
     """Ranger-confirmed bear episodes of ``period`` and its camera-hours."""
     return baseline_of(scope.filter(bear_frames(session, site, period.start, period.end)),
-                       scope.filter(_site_hours(session, site, period.start, period.end)), t)
+                       scope.filter(site_hours(session, site, period.start, period.end)), t)
 
 
 def alert_keys(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
@@ -305,7 +226,7 @@ def current_exposure(session: Session, site: Site, start: datetime, end: datetim
                      scope: Scope = ALL) -> Exposure:
     """The model's alert episodes (by the baseline's ``gap_s``) in [start, end) and their camera-hours."""
     episodes = group_sightings(scope.filter(alert_keys(session, site, start, end)), gap_s)
-    return exposure(episodes, scope.filter(_site_hours(session, site, start, end)), gap_s)
+    return exposure(episodes, scope.filter(site_hours(session, site, start, end)), gap_s)
 
 
 def alert_rate_comparison(session: Session, site: Site, now: datetime, thresholds: Thresholds) -> RateComparison | None:
@@ -351,7 +272,7 @@ def daily_alert_rates(session: Session, site: Site, start: datetime, end: dateti
     [start, end), grouped over the whole window as the guard groups them (an episode over
     midnight counts once), in two statements whatever the window's length."""
     episodes = group_sightings(scope.filter(alert_keys(session, site, start, end)), gap_s)
-    return daily_rates(episodes, scope.filter(_site_hours(session, site, start, end)))
+    return daily_rates(episodes, scope.filter(site_hours(session, site, start, end)))
 
 
 def hours_between(start: datetime, end: datetime) -> float:

@@ -48,6 +48,7 @@ from bearwatch.heartbeat import HeartbeatWriter
 from bearwatch.schema import Site, utcnow
 from shadow import metrics
 from shadow.alerts import process_new_flags
+from shadow.camera_hours import roll_camera_hours
 from shadow.delivery import DeliveryPolicy, Outbox, http_sender, outbox_depth
 from shadow.drift import compute_drifts, store_drift_checks
 from shadow.escalation import escalate_held_alerts
@@ -101,9 +102,11 @@ def run_drift_checks(factory: sessionmaker[Session], now: datetime) -> int:
 
 
 def measurement_jobs(*, guard_every_s: float = 60.0, drift_every_s: float = 3600.0) -> list[Job]:
-    """The guard (demotes a promoted site by itself) and the drift checks it reads."""
+    """The guard (demotes a promoted site by itself), the camera-hours rollup before it
+    (its exposures read the closed hours kept: shadow.camera_hours) and the drift checks."""
     return [
         Job("drift", lambda factory, now: run_drift_checks(factory, now), every_s=drift_every_s, lane=DRIFT_LANE),
+        Job("camera_hours", roll_camera_hours, every_s=guard_every_s, lane=MEASUREMENT_LANE),
         Job("guard", lambda factory, now: run_guard_all(factory, now), every_s=guard_every_s, lane=MEASUREMENT_LANE),
     ]
 

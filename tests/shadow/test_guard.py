@@ -146,3 +146,44 @@ def test_a_site_the_guard_cannot_check_leaves_the_other_sites_guarded(
     with factory() as session:
         assert session.get(Site, dark_id).stage is Stage.MANUAL  # type: ignore[union-attr]
         assert session.get(Site, broken_id).stage is Stage.LIMITED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("rolled_up", [True, False], ids=["hours-kept", "hours-from-frames"])
+def test_retention_of_the_baseline_frames_leaves_the_guard_the_alert_rate_it_had(
+    factory: sessionmaker[Session], tmp_path: Path, rolled_up: bool,
+) -> None:
+    """Retention deletes the frames nobody reviewed and keeps the evidence, the bear frames
+    rangers confirmed. The baseline's camera-hours were counted from its frames, so they
+    shrank to the hours still holding a frame (336 -> 51 here): the baseline's rate rose
+    six times over, and the guard saw an unchanged alert rate at a third of the baseline,
+    below the band, on its way to a demotion. The shadow loop's rollup keeps the hours
+    (shadow.camera_hours); ``hours-from-frames`` shows the old reading, as it was."""
+    from ingest.store import FrameStore
+    from ingest.sweeper import retain
+    from shadow.camera_hours import clear_hours_cache, roll_camera_hours
+
+    promoted, now = START + 7 * DAY, START + 10 * DAY
+    spec = SimSpec(seed=4, model_recall=0.98, model_precision=0.9)
+    flags_only = SMALL.model_copy(update={"audit_rate": 0.0, "audit_near_rate": 0.0})  # rangers review the flags
+    with factory.begin() as session:
+        site = create_site(session, "lake", spec, START, tmp_path / "models", flags_only)
+        simulate(session, site, spec, START, promoted, tmp_path / "frames")
+        _promote(session, site, promoted, Stage.LIMITED)
+        simulate(session, site, spec, promoted, now, tmp_path / "frames")
+    while rolled_up and roll_camera_hours(factory, now, hours=1000):
+        pass
+
+    def guard_pass() -> dict[str, float]:
+        clear_hours_cache()  # a restarted process
+        results = run_guard_all(factory, now)
+        assert [(r.site, r.demoted) for r in results] == [("lake", False)]
+        return results[0].evidence["alert_rate"]  # type: ignore[no-any-return]
+
+    before = guard_pass()
+    assert before["low"] < before["ratio"] < before["high"] and before["baseline_camera_hours"] == 7 * 24 * 2
+    retain(factory, FrameStore(tmp_path / "frames"), days=2, now=now)
+    after = guard_pass()
+    if rolled_up:
+        assert after == before
+    else:
+        assert after["baseline_camera_hours"] < before["baseline_camera_hours"] / 4 and after["ratio"] < after["low"]

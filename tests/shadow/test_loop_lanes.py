@@ -110,7 +110,7 @@ def test_a_drift_pass_that_does_not_end_holds_no_alert(
         bear = add_frame(factory, camera, utcnow() - timedelta(seconds=5), model_id=model, score=0.95)
         loop.wait_rounds(5)  # blocks on the old loop: its one thread is in the drift pass
         assert _alerted(factory, bear)
-        assert loop.lines[0].endswith("; drift lane: drift; measurements lane: guard")
+        assert loop.lines[0].endswith("; drift lane: drift; measurements lane: camera_hours, guard")
         guards = len(guarded)
         wait_for("the guard to run beside the drift pass", lambda: len(guarded) > guards, timeout=10)
         # Ops see the stuck pass: since when it runs, and a warning; the alert lane succeeds.
