@@ -52,14 +52,8 @@ from bearwatch.errors import ConfigError
 from bearwatch.park_file import Thresholds
 from bearwatch.schema import DriftEvent, Site, Stage
 from shadow import metrics
-from shadow.drift_windows import (
-    SAMPLE_EMBEDDINGS,
-    WindowData,
-    WindowSpec,
-    read_windows,
-    sample_seed,
-    store_kept_windows,
-)
+from shadow.drift_sampling import WindowSpec, sample_seed
+from shadow.drift_windows import SAMPLE_EMBEDDINGS, WindowData, read_windows, store_kept_windows
 from shadow.periods import Period, latest_manual_period, latest_manual_periods, thresholds_of
 from shadow.stats import ks_compare, mmd_test, share_compare
 

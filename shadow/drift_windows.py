@@ -1,10 +1,8 @@
 """Reading drift windows: each window's counts over all its frames and a bounded, seeded,
 day/night-stratified sample of its values, for any number of windows in one statement
 (shadow.drift compares them; its module doc says which frames are left out and why).
-
-The sample is the first frames in the order of a seeded hash of the frame id (integer
-arithmetic both databases compute alike), taken per day/night stratum in proportion to
-the window's frames, so the sample keeps the window's night share.
+The statements, and the sample's order and allocation, are shadow.drift_sampling's: this
+module runs them, merges a window's clock hours and keeps what it read.
 
 A closed window (``WindowSpec.closed``: a reference that ended and stays put, ops' or a
 promoted site's manual period, whose frames no longer change) is read once per process
@@ -66,15 +64,22 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.orm import QueryableAttribute, Session, aliased
+from sqlalchemy.orm import Session, aliased
 
 from bearwatch.db import upsert_insert
-from bearwatch.schema import Camera, CameraHealth, DriftKeptWindow, Frame, FrameStatus, Prediction, Site
+from bearwatch.schema import Camera, CameraHealth, DriftKeptWindow, Prediction
 from shadow import metrics
+from shadow.drift_sampling import (
+    COUNTS,
+    HOUR,
+    OOD_THRESHOLD,
+    WindowSpec,
+    candidate_query,
+    repeats_query,
+    sample_query,
+)
 from shadow.lru import LruCache
-from shadow.periods import hour_bucket, usable_frame
 
-OOD_THRESHOLD = 1.0  # inference.ood: 1.0 is as far as the farthest 1% of the reference
 SAMPLE_FRAMES = 2000  # per window, for the KS metrics: D's sampling error ~0.02, well under drift_min_ks
 SAMPLE_EMBEDDINGS = 300  # per window, for the MMD (its kernel matrix is (2 x 300)^2)
 
@@ -122,159 +127,6 @@ class WindowData:
         return self.totals.frames
 
 
-@dataclass(frozen=True)
-class WindowSpec:
-    """One window to read: the usable frames of the site's streaming cameras in
-    [start, end) with the model's predictions."""
-
-    site_id: int
-    model_id: int | None
-    start: datetime
-    end: datetime
-    seed: int  # the sample's: the same seed on the same data reads the same frames
-    closed: bool = False  # it ended and its frames no longer change: read once, then cached
-    hourly: bool = False  # the current window: read by clock hour, closed hours kept (module doc)
-
-
-_PRIME = 2_147_483_647  # 2^31 - 1
-RANK_RANGE = 2**31  # sample_rank's values lie in [0, RANK_RANGE)
-
-
-def _const(value: int) -> sa.ColumnElement[int]:
-    return sa.literal_column(str(value), sa.BigInteger)
-
-
-def _xor(a: sa.ColumnElement[int], b: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
-    """a XOR b for non-negative integers: SQLite has no XOR operator."""
-    return a.op("|", return_type=sa.BigInteger)(b) - a.op("&", return_type=sa.BigInteger)(b)
-
-
-def _xorshift(x: sa.ColumnElement[int], shift: int) -> sa.ColumnElement[int]:
-    return _xor(x, x.op(">>", return_type=sa.BigInteger)(_const(shift)))
-
-
-def sample_rank(frame_id: sa.ColumnElement[int] | QueryableAttribute[int], seed: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
-    """SQL: a seeded pseudo-random rank of a frame, computed alike by SQLite and PostgreSQL
-    (neither shares a hash function with the other): multiply-mod-prime and xorshift
-    rounds whose intermediates stay under 2^63. The first n frames in this order are a
-    uniform random sample of them (over cameras and time alike)."""
-    x = ((sa.cast(frame_id, sa.BigInteger) % _const(_PRIME)) * _const(1_103_515_245)
-         + seed * _const(69_069) + _const(12_345)) % _const(_PRIME)
-    x = (_xorshift(x, 15) * _const(2_654_435_761)) % _const(_PRIME)
-    x = (_xorshift(x, 13) * _const(1_597_334_677)) % _const(_PRIME)
-    return _xorshift(x, 16)
-
-
-def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
-    return sa.case((condition, 1), else_=0)
-
-
-def _windows_cte(specs: Sequence[WindowSpec]) -> sa.CTE:
-    at = Frame.captured_at.type
-    rows = [
-        sa.select(sa.literal(key, sa.Integer).label("key"), sa.literal(s.site_id, sa.Integer).label("site_id"),
-                  sa.literal(s.model_id if s.model_id is not None else -1, sa.Integer).label("model_id"),
-                  sa.literal(s.start, at).label("start"), sa.literal(s.end, at).label("end"),
-                  sa.literal(s.seed, sa.BigInteger).label("seed"))
-        for key, s in enumerate(specs)
-    ]
-    return (sa.union_all(*rows) if len(rows) > 1 else rows[0]).cte("drift_windows")
-
-
-def _window_frames(specs: Sequence[WindowSpec], *, per_camera: bool) -> tuple[sa.CTE, Any, sa.Select[Any]]:
-    """The windows, the columns of their usable frames on streaming cameras, and the
-    select joining them (before any column is chosen). ``per_camera``
-    (PostgreSQL): each camera's frames of a window read from its (camera_id, captured_at)
-    index (LATERAL); joined by camera, PostgreSQL walked every site's frames of the span
-    by captured_at for each window (27M rows for 40 windows at 1M frames, issue 13)."""
-    w = _windows_cte(specs)
-    streaming = sa.and_(Camera.site_id == w.c.site_id, Camera.enabled,
-                        Camera.health.not_in([CameraHealth.OFFLINE, CameraHealth.DISABLED]))
-    in_window = sa.and_(Frame.camera_id == Camera.id, Frame.captured_at >= w.c.start, Frame.captured_at < w.c.end)
-    if per_camera:
-        source = (sa.select(Frame.id, Frame.camera_id, Frame.captured_at, Frame.sha256, Frame.brightness,
-                            Frame.sharpness, Frame.is_night, Frame.status)
-                  # OFFSET 0: kept a subquery, not pulled up into the join it was written to avoid
-                  .where(in_window, usable_frame()).offset(0).lateral("camera_frames"))
-        c: Any = source.c
-        joined = sa.select().select_from(w).join(Camera, streaming).join(source, sa.true())
-    else:
-        c = Frame
-        joined = sa.select().select_from(w).join(Camera, streaming).join(Frame, in_window).where(usable_frame())
-    return w, c, joined
-
-
-def _ranked(specs: Sequence[WindowSpec], *, per_camera: bool) -> sa.Subquery:
-    """Per window: its frames (each image once), their predictions, each frame's rank in
-    its stratum among all frames and among the scored ones, and the stratum's counts."""
-    w, c, joined = _window_frames(specs, per_camera=per_camera)
-    frames = (
-        joined.with_only_columns(
-            w.c.key, w.c.model_id, c.id.label("frame_id"), c.brightness, c.sharpness, c.is_night,
-            sa.case((c.is_night.is_(None), 2), (c.is_night.is_(True), 1), else_=0).label("stratum"),
-            _flag(c.status == FrameStatus.PENDING).label("pending"),
-            sample_rank(c.id, w.c.seed).label("rank"),
-            # a frozen camera sends the same bytes again and again: each image counts once
-            sa.func.row_number().over(partition_by=(w.c.key, c.camera_id, c.sha256),
-                                      order_by=(c.captured_at, c.id)).label("copy"),
-            maintain_column_froms=False,
-        )
-        .subquery("window_frames")
-    )
-    f = frames.c
-    # The predictions are joined after the de-duplication, and their embeddings only to the
-    # sampled rows, so no sort carries 1 KB a row. A model stores an embedding with every
-    # prediction or with none (inference.runner): the embedding sample is drawn among the
-    # scored frames.
-    scored = Prediction.positive_score.is_not(None)
-    window, part = (f.key,), (f.key, f.stratum)
-    return (
-        sa.select(
-            f.key, f.stratum, f.frame_id, f.rank, f.brightness, f.sharpness, f.is_night, Prediction.id.label("prediction_id"),
-            Prediction.positive_score, Prediction.flagged, Prediction.ood_score, _flag(scored).label("is_scored"),
-            sa.func.row_number().over(partition_by=part, order_by=(f.rank, f.frame_id)).label("r_all"),
-            sa.func.row_number().over(partition_by=(*part, _flag(scored)), order_by=(f.rank, f.frame_id)).label("r_scored"),
-            sa.func.count().over(partition_by=window).label("n_window"),
-            sa.func.count().over(partition_by=part).label("n_stratum"),
-            sa.func.count(Prediction.positive_score).over(partition_by=window).label("scored_window"),
-            sa.func.count(Prediction.positive_score).over(partition_by=part).label("scored"),
-            sa.func.count(f.brightness).over(partition_by=part).label("brightness_known"),
-            sa.func.sum(_flag(sa.and_(scored, Prediction.flagged.is_(True)))).over(partition_by=part).label("flagged_n"),
-            sa.func.sum(_flag(sa.and_(scored, Prediction.ood_score.is_not(None)))).over(partition_by=part).label("ood_known_n"),
-            sa.func.sum(_flag(sa.and_(scored, Prediction.ood_score > OOD_THRESHOLD))).over(partition_by=part).label("ood_over_n"),
-            sa.func.sum(f.pending).over(partition_by=part).label("pending_n"),
-        )
-        .select_from(frames)
-        .outerjoin(Prediction, sa.and_(Prediction.frame_id == f.frame_id, Prediction.model_version_id == f.model_id))
-        .where(f.copy == 1)
-        .subquery("ranked")
-    )
-
-
-def _sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
-                  per_camera: bool = False) -> sa.Select[Any]:
-    """One statement for all ``specs``: per window and stratum (day, night, unknown) the
-    counts over every frame, and the sampled frames (see the module doc)."""
-    ranked = _ranked(specs, per_camera=per_camera)
-    r = ranked.c
-    # Proportional allocation: stratum s gets floor(n * share of s) of the window's n.
-    in_sample = r.r_all * r.n_window <= sample_frames * r.n_stratum
-    in_embedding_sample = sa.and_(r.is_scored == 1, r.r_scored * r.scored_window <= sample_embeddings * r.scored)
-    chosen = aliased(Prediction)
-    return (
-        sa.select(
-            r.key, r.stratum, r.n_stratum, r.brightness_known, r.scored, r.flagged_n, r.ood_known_n, r.ood_over_n,
-            _flag(in_sample).label("in_sample"), r.brightness, r.sharpness, r.is_night, r.positive_score, r.flagged,
-            r.ood_score, chosen.embedding,
-        )
-        .select_from(ranked)
-        .outerjoin(chosen, sa.and_(chosen.id == r.prediction_id, in_embedding_sample))
-        # r_all = 1: each stratum's counts come with its first frame even when its share rounds to none
-        .where(sa.or_(in_sample, in_embedding_sample, r.r_all == 1))
-        .order_by(r.key, r.stratum, r.r_all)
-    )
-
-
 @dataclass
 class _Gathered:
     strata: dict[int, sa.Row[Any]] = field(default_factory=dict)  # a row of each stratum: its counts
@@ -294,7 +146,7 @@ class _Gathered:
             self.add_values(row)
 
     def add_values(self, row: Any) -> None:
-        """A sampled frame's values (a row of _sample_query or a _Candidate)."""
+        """A sampled frame's values (a row of sample_query or a _Candidate)."""
         if row.brightness is not None:
             self.brightness.append(row.brightness)
         if row.sharpness is not None:
@@ -332,7 +184,7 @@ _CACHE: LruCache[Hashable, WindowData] = LruCache(512)
 
 
 def _streaming_cameras(session: Session, site_ids: set[int]) -> dict[int, tuple[int, ...]]:
-    """The cameras whose frames count in the sites' windows (``_sample_query``'s join)."""
+    """The cameras whose frames count in the sites' windows (``sample_query``'s join)."""
     cameras: dict[int, list[int]] = {site_id: [] for site_id in site_ids}
     for site_id, camera_id in session.execute(
         sa.select(Camera.site_id, Camera.id)
@@ -443,7 +295,6 @@ class _Unstored:
             self._rows.clear()
 
 
-HOUR = timedelta(hours=1)
 HOUR_SETTLED = timedelta(minutes=5)  # an hour this long over, with no frame waiting for a score, is closed
 
 
@@ -462,9 +313,6 @@ class _Candidate(NamedTuple):
     positive_score: float | None
     flagged: bool | None
     ood_score: float | None
-
-
-_COUNTS = ("n_stratum", "brightness_known", "scored", "flagged_n", "ood_known_n", "ood_over_n")
 
 
 # A _Candidate packed (about 60 bytes): None is -1 for ids and flags, and a clear bit of
@@ -501,13 +349,13 @@ def _unpack(packed: np.ndarray) -> list[_Candidate]:
 
 # A frame of a piece that is the first copy of its image in the piece and was seen in the
 # clock hour before it (a frozen stream across the hour): what it added to the piece's counts.
-_REPEATS = np.dtype([("frame_id", "i8"), ("stratum", "i1"), ("counts", "i8", (len(_COUNTS),))])
+_REPEATS = np.dtype([("frame_id", "i8"), ("stratum", "i1"), ("counts", "i8", (len(COUNTS),))])
 
 
 @dataclass(frozen=True)
 class _Piece:
     """A window's frames in one clock hour (each image once within it): per stratum the
-    counts (_COUNTS) and the first frames in sample order (_PACKED), and its repeats of the
+    counts (COUNTS) and the first frames in sample order (_PACKED), and its repeats of the
     hour before it (_REPEATS: none for a piece that does not start on the hour, always the
     first of its window)."""
 
@@ -515,59 +363,6 @@ class _Piece:
     packed: np.ndarray
     pending: int  # frames still waiting for a score: the piece may still change
     repeats: np.ndarray = field(default_factory=lambda: np.zeros(0, _REPEATS))
-
-
-def _candidate_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
-                     per_camera: bool) -> sa.Select[Any]:
-    """One statement for all pieces: per piece and stratum the counts and the frames that
-    may be sampled from it (:class:`_Candidate`), without embeddings."""
-    r = _ranked(specs, per_camera=per_camera).c
-    in_all = r.r_all <= sample_frames
-    in_scored = sa.and_(r.is_scored == 1, r.r_scored <= sample_embeddings)
-    return (
-        sa.select(r.key, *(getattr(r, name) for name in _COUNTS), r.pending_n, r.stratum, r.rank, r.frame_id,
-                  r.prediction_id, _flag(in_all).label("in_all"), _flag(in_scored).label("in_scored"), r.brightness,
-                  r.sharpness, r.is_night, r.positive_score, r.flagged, r.ood_score)
-        .where(sa.or_(in_all, in_scored, r.r_all == 1))
-        .order_by(r.key, r.stratum, r.r_all)
-    )
-
-
-def _hour_before(session: Session, column: Any) -> sa.ColumnElement[str]:
-    """SQL: hour_bucket of the clock hour before the timestamp's."""
-    if session.get_bind().dialect.name == "postgresql":
-        return sa.func.to_char(column - sa.literal(HOUR, sa.Interval), "YYYY-MM-DD HH24")
-    return sa.func.substr(sa.func.datetime(column, "-1 hour"), 1, 13)
-
-
-def _repeats_query(session: Session, specs: Sequence[WindowSpec], *, per_camera: bool) -> sa.Select[Any]:
-    """For runs of pieces (``specs``: each run's span, from the clock hour before its first
-    piece): the frames that are the first copy of their image in their clock hour and
-    whose copy before is in the hour before (a frozen stream across the hour), with what
-    each adds to its piece's counts. Reads each frame once, without its prediction."""
-    w, c, joined = _window_frames(specs, per_camera=per_camera)
-    hour = hour_bucket(session, c.captured_at)
-    image = (w.c.key, c.camera_id, c.sha256)
-    copies = joined.with_only_columns(
-        w.c.key, w.c.model_id, c.id.label("frame_id"), c.captured_at, c.brightness, c.is_night,
-        _hour_before(session, c.captured_at).label("before"),
-        sa.func.row_number().over(partition_by=(*image, hour), order_by=(c.captured_at, c.id)).label("in_hour"),
-        sa.func.lag(hour).over(partition_by=image, order_by=(c.captured_at, c.id)).label("seen"),
-        maintain_column_froms=False,
-    ).subquery("copies")
-    k = copies.c
-    scored = Prediction.positive_score.is_not(None)
-    return (
-        sa.select(k.key, k.frame_id, k.captured_at,
-                  sa.case((k.is_night.is_(None), 2), (k.is_night.is_(True), 1), else_=0).label("stratum"),
-                  _flag(k.brightness.is_not(None)).label("brightness_known"), _flag(scored).label("scored"),
-                  _flag(sa.and_(scored, Prediction.flagged.is_(True))).label("flagged_n"),
-                  _flag(sa.and_(scored, Prediction.ood_score.is_not(None))).label("ood_known_n"),
-                  _flag(sa.and_(scored, Prediction.ood_score > OOD_THRESHOLD)).label("ood_over_n"))
-        .select_from(copies)
-        .outerjoin(Prediction, sa.and_(Prediction.frame_id == k.frame_id, Prediction.model_version_id == k.model_id))
-        .where(k.in_hour == 1, k.seen == k.before)
-    )
 
 
 def _runs(pieces: Sequence[WindowSpec]) -> list[list[int]]:
@@ -596,8 +391,8 @@ def _repeats(session: Session, pieces: Sequence[WindowSpec], *, per_camera: bool
     if runs:
         spans = [replace(pieces[run[0]], start=pieces[run[0]].start - HOUR, end=pieces[run[-1]].end) for run in runs]
         by_hour = [{pieces[i].start: i for i in run} for run in runs]
-        for row in session.execute(_repeats_query(session, spans, per_camera=per_camera)):
-            counts = (1, *(int(getattr(row, name)) for name in _COUNTS[1:]))
+        for row in session.execute(repeats_query(session, spans, per_camera=per_camera)):
+            counts = (1, *(int(getattr(row, name)) for name in COUNTS[1:]))
             if (i := by_hour[row.key].get(_hour_of(row.captured_at))) is not None:
                 found[i].append((row.frame_id, row.stratum, counts))
     return [np.array(rows, _REPEATS) for rows in found]
@@ -625,8 +420,8 @@ def _read_pieces(session: Session, pieces: Sequence[WindowSpec], sample_frames: 
     counts: list[dict[int, tuple[int, ...]]] = [{} for _ in pieces]
     candidates: list[list[_Candidate]] = [[] for _ in pieces]
     pending = [0] * len(pieces)
-    for row in session.execute(_candidate_query(pieces, sample_frames, sample_embeddings, per_camera=per_camera)):
-        counts[row.key][row.stratum] = tuple(int(getattr(row, name) or 0) for name in _COUNTS)
+    for row in session.execute(candidate_query(pieces, sample_frames, sample_embeddings, per_camera=per_camera)):
+        counts[row.key][row.stratum] = tuple(int(getattr(row, name) or 0) for name in COUNTS)
         pending[row.key] += int(row.pending_n or 0)
         candidates[row.key].append(_Candidate(
             row.stratum, row.rank, row.frame_id, row.prediction_id, bool(row.in_all), bool(row.in_scored),
@@ -656,8 +451,8 @@ def _merge(pieces: Sequence[_Piece], sample_frames: int, sample_embeddings: int,
     order). None: a piece kept too few first frames to stand in for its repeats (the
     window is then read whole)."""
     repeats = np.concatenate([p.repeats for p in pieces[1:]]) if len(pieces) > 1 else np.zeros(0, _REPEATS)
-    totals = {s: [sum(p.counts.get(s, (0,) * len(_COUNTS))[i] for p in pieces)
-                  - int(repeats["counts"][repeats["stratum"] == s, i].sum()) for i in range(len(_COUNTS))]
+    totals = {s: [sum(p.counts.get(s, (0,) * len(COUNTS))[i] for p in pieces)
+                  - int(repeats["counts"][repeats["stratum"] == s, i].sum()) for i in range(len(COUNTS))]
               for s in (0, 1, 2)}
     n_window, scored_window = sum(t[0] for t in totals.values()), sum(t[2] for t in totals.values())
     repeated = repeats["frame_id"]
@@ -670,7 +465,7 @@ def _merge(pieces: Sequence[_Piece], sample_frames: int, sample_embeddings: int,
     for s in (0, 1, 2):
         stratum = every[every["stratum"] == s]
         stratum = stratum[np.lexsort((stratum["frame_id"], stratum["rank"]))]  # sample order
-        # _sample_query's proportional allocation: the i-th when i * window <= size * stratum
+        # sample_query's proportional allocation: the i-th when i * window <= size * stratum
         if n_window:
             sampled += _unpack(stratum[stratum["in_all"]][:sample_frames * totals[s][0] // n_window])
         if scored_window:
@@ -705,13 +500,13 @@ _UNSTORED = _Unstored(4096 + 512)
 
 
 def _dump_piece(piece: _Piece) -> bytes:
-    counts = np.array([(s, *c) for s, c in sorted(piece.counts.items())], np.int64).reshape(-1, 1 + len(_COUNTS))
+    counts = np.array([(s, *c) for s, c in sorted(piece.counts.items())], np.int64).reshape(-1, 1 + len(COUNTS))
     return _dump([counts, piece.packed, np.array([piece.pending], np.int64), piece.repeats])
 
 
 def _load_piece(payload: bytes) -> _Piece:
     counts, packed, pending, repeats = _load(payload, 4)
-    if (packed.dtype != _PACKED or repeats.dtype != _REPEATS or counts.ndim != 2 or counts.shape[1] != 1 + len(_COUNTS)
+    if (packed.dtype != _PACKED or repeats.dtype != _REPEATS or counts.ndim != 2 or counts.shape[1] != 1 + len(COUNTS)
             or pending.shape != (1,)):
         raise ValueError("arrays of another layout")
     return _Piece({int(row[0]): tuple(int(v) for v in row[1:]) for row in counts}, packed, int(pending[0]), repeats)
@@ -826,7 +621,7 @@ def read_windows(session: Session, specs: Sequence[WindowSpec], *, sample_frames
     if todo:
         gathered = [_Gathered() for _ in todo]
         per_camera = session.get_bind().dialect.name == "postgresql"
-        query = _sample_query([specs[i] for i in todo], sample_frames, sample_embeddings, per_camera=per_camera)
+        query = sample_query([specs[i] for i in todo], sample_frames, sample_embeddings, per_camera=per_camera)
         for row in session.execute(query):
             gathered[row.key].add(row)
         found.update((i, g.window()) for i, g in zip(todo, gathered, strict=True))
@@ -867,14 +662,3 @@ def store_kept_windows(session: Session, now: datetime, *, keep_hours: float,
                                                newer.created_at > DriftKeptWindow.created_at).exists()),
         )).execution_options(synchronize_session=False))
     return len(rows)
-
-
-def sample_seed(site: Site) -> int:
-    """A site's sample seed: fixed, so consecutive checks share most of their sample and
-    a chart of the statistics does not jitter from one sample to the next."""
-    return site.id
-
-
-def sample_seed_sql(site_id: sa.ColumnElement[int] | QueryableAttribute[int]) -> sa.ColumnElement[int]:
-    """SQL: ``sample_seed`` of the site with that id."""
-    return sa.cast(site_id, sa.BigInteger)

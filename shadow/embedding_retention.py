@@ -33,7 +33,7 @@ from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 
 from bearwatch.db import write_transaction
 from bearwatch.schema import Camera, Frame, Prediction
-from shadow.drift_windows import RANK_RANGE, sample_rank, sample_seed_sql
+from shadow.drift_sampling import RANK_RANGE, sample_rank, sample_seed_sql
 from shadow.flag_cursor import open_cursor
 
 CURSOR = "embedding_thinning"

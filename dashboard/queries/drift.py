@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bearwatch.schema import Camera, CameraHealth, DriftEvent, Frame, Prediction, Site, Stage
 from dashboard.queries.buckets import day_bucket
 from shadow.drift import reference_window
-from shadow.drift_windows import OOD_THRESHOLD
+from shadow.drift_sampling import OOD_THRESHOLD
 from shadow.periods import thresholds_of, usable_frame
 
 SCORE_BINS = 10  # the score histogram: [0, 0.1), ..., [0.9, 1]

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.schema import Camera, CameraHealth, Frame, FrameStatus, Prediction
 from shadow import drift_windows
-from shadow.drift_windows import WindowData, WindowSpec, read_windows
+from shadow.drift_sampling import WindowSpec
+from shadow.drift_windows import WindowData, read_windows
 from tests.shadow.helpers import make_park
 from tests.statements import buffers_touched, statements_sent
 

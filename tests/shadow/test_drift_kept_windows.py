@@ -23,7 +23,8 @@ from bearwatch.migrations import alembic_config
 from bearwatch.schema import DriftEvent, DriftKeptWindow, Site
 from shadow import drift_windows
 from shadow.drift import compute_drifts, store_drift_checks
-from shadow.drift_windows import CLOSED, HOUR_PIECE, KEPT_FORMAT, WindowSpec
+from shadow.drift_sampling import WindowSpec
+from shadow.drift_windows import CLOSED, HOUR_PIECE, KEPT_FORMAT
 from shadow.loop import run_drift_checks
 from tests.shadow.helpers import Park, make_park
 from tests.shadow.test_drift_hourly import _frames
@@ -55,7 +56,7 @@ pytestmark = pytest.mark.usefixtures("new_drift_process")
 @pytest.fixture
 def from_frames(monkeypatch: pytest.MonkeyPatch) -> FromFrames:
     seen = FromFrames()
-    sample_query, read_pieces = drift_windows._sample_query, drift_windows._read_pieces
+    sample_query, read_pieces = drift_windows.sample_query, drift_windows._read_pieces
 
     def whole(specs: Any, *args: Any, **kwargs: Any) -> Any:
         seen.whole += specs
@@ -65,7 +66,7 @@ def from_frames(monkeypatch: pytest.MonkeyPatch) -> FromFrames:
         seen.pieces += specs
         return read_pieces(session, specs, *args)
 
-    monkeypatch.setattr(drift_windows, "_sample_query", whole)
+    monkeypatch.setattr(drift_windows, "sample_query", whole)
     monkeypatch.setattr(drift_windows, "_read_pieces", pieces)
     return seen
 

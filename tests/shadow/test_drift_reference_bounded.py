@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.db import write_transaction
 from bearwatch.park_file import Thresholds
 from bearwatch.schema import DriftEvent, DriftKeptWindow, Frame, Site, Stage, StageChange
-from shadow import drift_windows
+from shadow import drift_sampling, drift_windows
 from shadow.drift import compute_drifts, store_drift_checks
-from shadow.drift_windows import CLOSED, WindowSpec
+from shadow.drift_sampling import WindowSpec
+from shadow.drift_windows import CLOSED
 from tests.shadow.helpers import Park, make_park
 from tests.shadow.test_drift_hourly import _frames
 from tests.statements import Sent, plan_nodes, rows_read, statements_sent
@@ -36,17 +37,17 @@ pytestmark = pytest.mark.usefixtures("new_drift_process")
 
 @pytest.fixture
 def hours_read(monkeypatch: pytest.MonkeyPatch) -> dict[int, float]:
-    """Per site: the hours of frames the statements of drift_windows read (every one of them
+    """Per site: the hours of frames the statements of drift_sampling read (every one of them
     reads its frames through _window_frames: whole windows, clock hours, repeats)."""
     seen: dict[int, float] = {}
-    window_frames = drift_windows._window_frames
+    window_frames = drift_sampling._window_frames
 
     def spy(specs: list[WindowSpec], **kwargs: Any) -> Any:
         for spec in specs:
             seen[spec.site_id] = seen.get(spec.site_id, 0.0) + (spec.end - spec.start) / HOUR
         return window_frames(specs, **kwargs)
 
-    monkeypatch.setattr(drift_windows, "_window_frames", spy)
+    monkeypatch.setattr(drift_sampling, "_window_frames", spy)
     return seen
 
 

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.schema import Frame, FrameStatus, Prediction
-from shadow import drift_windows
-from shadow.drift_windows import WindowSpec, read_windows
+from shadow import drift_sampling, drift_windows
+from shadow.drift_sampling import WindowSpec
+from shadow.drift_windows import read_windows
 from shadow.embedding_retention import keep_threshold, thin_embeddings
 from tests.shadow.helpers import T0, Park, make_park
 
@@ -56,7 +57,7 @@ def _fill(factory: sessionmaker[Session], park: Park, *, days: float = DAYS, sta
 
 def _state(factory: sessionmaker[Session], site_id: int) -> list[tuple[int, Any, bool, bool]]:
     """(frame id, captured_at, rank below the kept share, has its embedding) per prediction."""
-    rank = drift_windows.sample_rank(Frame.id, sa.literal(site_id, sa.BigInteger))
+    rank = drift_sampling.sample_rank(Frame.id, sa.literal(site_id, sa.BigInteger))
     with factory() as session:
         return [tuple(r) for r in session.execute(  # type: ignore[misc]
             sa.select(Frame.id, Frame.captured_at, rank < keep_threshold(KEEP), Prediction.embedding.is_not(None))

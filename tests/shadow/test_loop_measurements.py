@@ -74,7 +74,7 @@ def test_the_loop_leader_applies_retention_keeping_evidence_and_thins_old_embedd
     cli_db: sessionmaker[Session], data_env: dict[str, str], tmp_path: Path
 ) -> None:
     from bearwatch.schema import Camera, Decision, Frame, Prediction
-    from shadow.drift_windows import sample_rank, sample_seed_sql
+    from shadow.drift_sampling import sample_rank, sample_seed_sql
     from shadow.embedding_retention import KEEP_FRACTION, keep_threshold
 
     frames_root = Path(data_env["BEARWATCH_DATA_DIR"]) / "frames"
