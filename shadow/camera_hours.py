@@ -170,7 +170,9 @@ class _ClosedHours:
 
 
 # Per (database, site, span start, the site's cameras): a camera moved in or out reads again.
-_CLOSED_HOURS: LruCache[Hashable, _ClosedHours] = LruCache(256)
+# At most 500,000 camera-hours in all (~75 MB: a 90-day baseline of 50 cameras is 108,000);
+# past that the least recently used are read again from camera_hours.
+_CLOSED_HOURS: LruCache[Hashable, _ClosedHours] = LruCache(256, weight=lambda hours: len(hours.keys), max_weight=500_000)
 
 
 def clear_hours_cache() -> None:

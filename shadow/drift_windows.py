@@ -179,8 +179,17 @@ class _Gathered:
 
 log = logging.getLogger(__name__)
 
+# What a process keeps of drift windows in memory, at most (each cache): past it the least
+# recently used go, and a pass that needs them reads them back from drift_kept_windows.
+MEMORY_BUDGET = 256 * 2**20
+
+
+def _window_bytes(window: WindowData) -> int:
+    return sum(getattr(window, name).nbytes for name in _WINDOW_ARRAYS)
+
+
 # Closed windows read: a reference per site and rollout model, at most ~3 MB each.
-_CACHE: LruCache[Hashable, WindowData] = LruCache(512)
+_CACHE: LruCache[Hashable, WindowData] = LruCache(512, weight=_window_bytes, max_weight=MEMORY_BUDGET)
 
 
 def _streaming_cameras(session: Session, site_ids: set[int]) -> dict[int, tuple[int, ...]]:
@@ -492,9 +501,11 @@ def _window_of(counts: WindowCounts, sampled: list[_Candidate], embedded: list[_
 # candidates per stratum (mostly one stratum an hour), 60 bytes each: at most ~0.3 MB an
 # hour (a site with over 2,300 usable frames an hour), ~90 KB at 25 cameras a frame a
 # minute. A site's 24 h window is 24 hours, a manual site's 7-day reference 168 more:
-# 4,096 hours are ~20 manual sites (~370 MB at 25 cameras each, 1.2 GB at most); a pass
-# that needs more reads the rest back from drift_kept_windows, not from the frames.
-_PIECES: LruCache[Hashable, _Piece] = LruCache(4096)
+# 4,096 hours are ~20 manual sites (~370 MB at 25 cameras each, 1.2 GB at most), so the
+# hours are held to MEMORY_BUDGET as well; a pass that needs more reads the rest back
+# from drift_kept_windows, not from the frames.
+_PIECES: LruCache[Hashable, _Piece] = LruCache(
+    4096, weight=lambda piece: piece.packed.nbytes + piece.repeats.nbytes, max_weight=MEMORY_BUDGET)
 # Kept in memory, not yet written to drift_kept_windows: at most what the caches hold.
 _UNSTORED = _Unstored(4096 + 512)
 
