@@ -211,21 +211,35 @@ def _claim(session: Session, now: datetime, policy: DeliveryPolicy, free: Callab
                  .order_by(AlertDelivery.next_attempt_at, AlertDelivery.id).limit(slots))
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        for delivery in session.scalars(query).all():
-            alert = session.get(Alert, delivery.alert_id)
-            channel = session.get(AlertChannel, delivery.channel_id)
-            assert alert is not None and channel is not None
-            frame = session.get(Frame, alert.frame_id)
-            site = session.get(Site, alert.site_id)
-            camera = session.get(Camera, alert.camera_id)
-            assert frame is not None and site is not None and camera is not None
-            score = session.scalar(sa.select(Prediction.positive_score).where(
-                Prediction.frame_id == alert.frame_id, Prediction.model_version_id == alert.model_version_id))
+        deliveries = session.scalars(query).all()
+        if not deliveries:
+            continue
+        channel = session.get(AlertChannel, channel_id)
+        assert channel is not None
+        details = _alert_details(session, {d.alert_id for d in deliveries})
+        for delivery in deliveries:
+            alert, frame, site, zone, camera, score = details[delivery.alert_id]
             delivery.attempts += 1
             delivery.claimed_until = now + timedelta(seconds=policy.lease_s)
             claimed.append(Claimed(delivery.id, channel.id, channel.name, channel.kind, channel.url, delivery.attempts,
-                                   alert_payload(alert, site.name, camera.name, frame, now, score, site.timezone), channel.format))
+                                   alert_payload(alert, site, camera, frame, now, score, zone), channel.format))
     return claimed
+
+
+def _alert_details(session: Session, alert_ids: set[int]) -> dict[int, Any]:
+    """What the payloads of ``alert_ids`` need (alert, frame, site name and time zone, camera
+    name, the alerting model's score of the frame), in one statement for a channel's
+    claims, not five per delivery."""
+    rows = session.execute(
+        sa.select(Alert, Frame, Site.name, Site.timezone, Camera.name, Prediction.positive_score)
+        .join(Frame, Frame.id == Alert.frame_id)
+        .join(Site, Site.id == Alert.site_id)
+        .join(Camera, Camera.id == Alert.camera_id)
+        .outerjoin(Prediction, sa.and_(Prediction.frame_id == Alert.frame_id,
+                                       Prediction.model_version_id == Alert.model_version_id))
+        .where(Alert.id.in_(alert_ids))
+    ).all()
+    return {row[0].id: tuple(row) for row in rows}
 
 
 class DeadlineExceeded(Exception):

@@ -198,3 +198,37 @@ def test_a_pass_does_not_wait_for_a_stuck_send_nor_send_it_twice(factory: sessio
     assert calls == [calls[0]]
     with factory() as session:
         assert session.scalars(sa.select(AlertDelivery)).one().attempts == 1
+
+
+def test_claiming_a_channels_deliveries_costs_the_same_statements_for_2_and_for_12(factory: sessionmaker[Session]) -> None:
+    """The outbox builds each claimed alert's payload from one statement per channel, not
+    five per delivery (alert, frame, site, camera, score: 60 statements for 12 alerts);
+    the payloads are unchanged: each its own alert's site, camera, frame and score."""
+    from bearwatch.schema import Camera, Frame, Prediction
+    from shadow.delivery import _claim
+    from tests.statements import sql_sent
+
+    park = make_park(factory, stage=Stage.EXPANDED, thresholds={"alert_cooldown_s": 0})
+    add_channel(factory, "ops-hook", ChannelKind.WEBHOOK, "http://127.0.0.1:9/")
+    policy = DeliveryPolicy()
+
+    def claim(first: int, count: int, now_s: float) -> tuple[int, list[Claimed]]:
+        frames = [add_frame(factory, park.cameras[i % 2], at(first + i), model_id=park.model_id, score=0.9 - i / 100)
+                  for i in range(count)]
+        process_new_flags(factory, at(now_s), max_age_s=None)
+        with sql_sent(factory.kw["bind"]) as statements, factory.begin() as session:
+            claimed = _claim(session, at(now_s), policy, lambda channel_id: 100, set())
+        assert sorted(c.payload["frame_id"] for c in claimed) == frames
+        return len([s for s in statements if not s.lstrip().upper().startswith(("BEGIN", "PRAGMA", "SET "))]), claimed
+
+    two, _ = claim(0, 2, 10)
+    twelve, claimed = claim(20, 12, 40)  # the first two are still claimed (their lease runs to 70 s)
+    assert two == twelve, (two, twelve)
+    with factory() as session:
+        cameras = dict(session.execute(sa.select(Frame.id, Camera.name).join(Camera, Camera.id == Frame.camera_id)).all())
+        scores = dict(session.execute(sa.select(Prediction.frame_id, Prediction.positive_score)).all())
+    for item in claimed:
+        frame_id = item.payload["frame_id"]
+        assert (item.payload["site"], item.payload["camera"], item.payload["score"]) == ("north", cameras[frame_id], scores[frame_id])
+        assert item.attempts == 1
+    assert len({c.payload["alert_id"] for c in claimed}) == 12
