@@ -263,15 +263,16 @@ _UNION_PARTS = 400
 _ANCHOR, _NEIGHBOUR = sa.orm.aliased(Frame, name="anchor"), sa.orm.aliased(Frame, name="neighbour")
 
 
-def _rank(item: QueueItem, now: datetime) -> tuple[int, float, int]:
-    """Live bears first: held alerts (each blocks an alert; longest held first), flags of
-    the last hour (newest first: the bear may still be in view), second looks, older
-    flags (newest first), follow-ups, then the audit sample (oldest first). SQL:
-    ``_queue_order``."""
+def _rank(item: QueueItem, now: datetime) -> tuple[int, float, float, int]:
+    """Live bears first: held alerts (each blocks an alert; longest held first, an alert's
+    frames oldest first), flags of the last hour (newest first: the bear may still be in
+    view), second looks, older flags (newest first), follow-ups, then the audit sample
+    (oldest first). SQL: ``_queue_order``."""
     t = item.captured_at.timestamp()
     if item.reason is QueueReason.FLAGGED:
-        return (_FRESH_RANK if item.captured_at >= now - FRESH_FLAG else _OLDER_FLAG_RANK, -t, item.frame_id)
-    return (_SECTION_RANK[item.reason], t, item.frame_id)
+        return (_FRESH_RANK if item.captured_at >= now - FRESH_FLAG else _OLDER_FLAG_RANK, 0.0, -t, item.frame_id)
+    held = item.pending_since.timestamp() if item.reason is QueueReason.PENDING_ALERT else 0.0
+    return (_SECTION_RANK[item.reason], held, t, item.frame_id)
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,7 @@ def _branches(
         branches += [_Branch(qs, reason, stmt, stmt) for reason, stmt in
                      _section_statements(session, qs, user_id, since).items() if reason not in skip]
     if indexed:
-        branches.append(_held_alerts(sites, user_id))
+        branches.append(_held_alerts(sites, user_id, limit))
         branches.append(_indexed_flagged(sites, user_id, since, limit * _PAGES[QueueReason.FLAGGED]))
         branches.append(_second_looks(sites, user_id, since))
         branches.append(_follow_ups(sites, since))
@@ -425,14 +426,14 @@ def _section_page(
 
 
 def _queue_order(frames: sa.Subquery, now: datetime) -> tuple[sa.ColumnElement[object], ...]:
-    """``_rank`` in SQL over rows with a section and a captured_at."""
+    """``_rank`` in SQL over rows with a section, a held_since and a captured_at."""
     section, at = frames.c.section, frames.c.captured_at
     flagged = section == _SECTIONS.index(QueueReason.FLAGGED)
     rank = sa.case(
         (flagged, sa.case((at >= now - FRESH_FLAG, _FRESH_RANK), else_=_OLDER_FLAG_RANK)),
         *((section == _SECTIONS.index(reason), r) for reason, r in _SECTION_RANK.items()),
     )
-    return rank, sa.case((flagged, at)).desc(), at, frames.c.frame_id
+    return rank, frames.c.held_since, sa.case((flagged, at)).desc(), at, frames.c.frame_id
 
 
 def _queue_size(branches: list[_Branch], cap: int, *, per_camera: bool) -> sa.ScalarSelect[int]:
@@ -534,24 +535,48 @@ def _indexed_flagged(sites: list[_QueueSite], user_id: int | None, since: dateti
     return _Branch(None, QueueReason.FLAGGED, page, counted)
 
 
-def _held_alerts_of(of_sites: sa.ColumnElement[bool], user_id: int | None) -> sa.Select:
-    """Held alerts (``of_sites``: a condition on Alert.site_id) and every flagged frame that
-    joined them, oldest frame first, through ix_alerts' (site, status) key."""
+def _held_frames(alerts: sa.FromClause, user_id: int | None, *, after: sa.FromClause | None = None) -> sa.Select:
+    """Every flagged frame that joined the held ``alerts`` (rows with an ``id`` and a
+    ``created_at``; a LATERAL on ``after``) that the reviewer has not decided, the longest
+    held first, each alert's frames oldest first (the columns of ``_row``)."""
+    start = sa.select(*_row(QueueReason.PENDING_ALERT, AlertFlag.prediction_id, alerts.c.id, AlertFlag.id,
+                            held_since=alerts.c.created_at))
+    joined = start.select_from(after).join(alerts, sa.true()) if after is not None else start.select_from(alerts)
     return (
-        sa.select(*_row(QueueReason.PENDING_ALERT, AlertFlag.prediction_id, Alert.id, AlertFlag.id))
-        .select_from(Alert)
-        .join(AlertFlag, AlertFlag.alert_id == Alert.id)
+        joined.join(AlertFlag, AlertFlag.alert_id == alerts.c.id)
         .join(Frame, Frame.id == AlertFlag.frame_id)
-        .where(of_sites, Alert.status == AlertStatus.PENDING, _undecided(user_id))
-        .order_by(Frame.captured_at)
+        .where(_undecided(user_id))
+        .order_by(alerts.c.created_at, Frame.captured_at)
     )
 
 
-def _held_alerts(sites: list[_QueueSite], user_id: int | None) -> _Branch:
-    """PostgreSQL: the held alerts of all ``sites`` at once."""
-    stmt = _held_alerts_of(Alert.site_id == sa.any_(sa.literal([qs.site.id for qs in sites], sa.ARRAY(sa.Integer))),
-                           user_id)
-    return _Branch(None, QueueReason.PENDING_ALERT, stmt, stmt)
+def _held_alerts_of(of_sites: sa.ColumnElement[bool], user_id: int | None) -> sa.Select:
+    """Held alerts (``of_sites``: a condition on Alert.site_id) and their frames
+    (``_held_frames``), through ix_alerts' (site, status, created_at) key."""
+    held = sa.select(Alert.id, Alert.created_at).where(of_sites, Alert.status == AlertStatus.PENDING).subquery("held")
+    return _held_frames(held, user_id)
+
+
+def _held_alerts(sites: list[_QueueSite], user_id: int | None, size: int) -> _Branch:
+    """PostgreSQL: the held alerts of all ``sites`` at once. The page takes each site's
+    ``size`` longest held with a frame left to decide, walking its own range of the (site,
+    status, created_at) key (a LATERAL per site), then their frames: given the sites at
+    once, or the frames before the alerts are cut, PostgreSQL reads and sorts every held
+    alert (2,137 frames at the season bench's 10M). The count reads them unordered up to
+    its cap."""
+    site_ids = sa.literal([qs.site.id for qs in sites], sa.ARRAY(sa.Integer))
+    site = sa.func.unnest(site_ids).table_valued("id").render_derived(name="held_site")
+    flag, frame = sa.orm.aliased(AlertFlag, name="held_flag"), sa.orm.aliased(Frame, name="held_frame")
+    undecided = sa.select(flag.id).join(frame, frame.id == flag.frame_id).where(flag.alert_id == Alert.id)
+    if user_id is not None:
+        undecided = undecided.where(~sa.select(Decision.id).where(Decision.frame_id == frame.id,
+                                                                  Decision.reviewer_id == user_id).exists())
+    longest = (sa.select(Alert.id, Alert.created_at)
+               .where(Alert.site_id == site.c.id, Alert.status == AlertStatus.PENDING, undecided.exists())
+               .order_by(Alert.created_at).limit(size).lateral("held"))
+    page = _held_frames(longest, user_id, after=site).limit(size)
+    counted = _held_alerts_of(Alert.site_id == sa.any_(site_ids), user_id).order_by(None)
+    return _Branch(None, QueueReason.PENDING_ALERT, page, counted)
 
 
 def _follow_ups(sites: list[_QueueSite], since: datetime) -> _Branch:
@@ -604,7 +629,7 @@ def _follow_ups(sites: list[_QueueSite], since: datetime) -> _Branch:
         near.c.frame_id, near.c.captured_at,
         sa.literal_column(str(_SECTIONS.index(QueueReason.FOLLOW_UP)), sa.Integer).label("section"),
         near.c.prediction_id, sa.cast(sa.null(), sa.BigInteger).label("alert_id"),
-        sa.cast(sa.null(), sa.BigInteger).label("flag_id"),
+        sa.cast(sa.null(), sa.BigInteger).label("flag_id"), sa.cast(sa.null(), UTCDateTime()).label("held_since"),
     ).select_from(spans).join(near, sa.true())
     return _Branch(None, QueueReason.FOLLOW_UP, stmt, stmt, ids=stmt.with_only_columns(near.c.frame_id.label("id")))
 
@@ -657,14 +682,15 @@ def _indexed_audit(sites: list[_QueueSite], user_id: int | None, since: datetime
     return _Branch(None, QueueReason.AUDIT, stmt, stmt)
 
 
-_IdColumn = sa.orm.InstrumentedAttribute[int] | sa.orm.InstrumentedAttribute[int | None]
+_IdColumn = sa.orm.InstrumentedAttribute[int] | sa.orm.InstrumentedAttribute[int | None] | sa.ColumnElement[Any]
 
 
 def _row(
     reason: QueueReason, prediction_id: _IdColumn | None = None, alert_id: _IdColumn | None = None,
-    flag_id: _IdColumn | None = None,
+    flag_id: _IdColumn | None = None, *, held_since: sa.ColumnElement[datetime] | None = None,
 ) -> tuple[sa.ColumnElement[Any], ...]:
-    """The columns every section's query selects (``_ROW_COLUMNS``: a union needs one shape)."""
+    """The columns every section's query selects (``_ROW_COLUMNS``: a union needs one shape);
+    a held alert's frames carry when the alert was made (``held_since``: longest held first)."""
     def id_or_null(column: _IdColumn | None, name: str) -> sa.ColumnElement[Any]:
         return (sa.cast(sa.null(), sa.BigInteger) if column is None else column).label(name)
 
@@ -672,13 +698,14 @@ def _row(
         Frame.id.label("frame_id"), Frame.captured_at.label("captured_at"),
         sa.literal_column(str(_SECTIONS.index(reason)), sa.Integer).label("section"),
         id_or_null(prediction_id, "prediction_id"), id_or_null(alert_id, "alert_id"), id_or_null(flag_id, "flag_id"),
+        (sa.cast(sa.null(), UTCDateTime()) if held_since is None else held_since).label("held_since"),
     )
-
 
 
 _ROW_COLUMNS = tuple(sa.literal_column(name, type_) for name, type_ in (
     ("frame_id", sa.BigInteger()), ("captured_at", UTCDateTime()), ("section", sa.Integer()),
     ("prediction_id", sa.BigInteger()), ("alert_id", sa.BigInteger()), ("flag_id", sa.BigInteger()),
+    ("held_since", UTCDateTime()),
 ))
 
 

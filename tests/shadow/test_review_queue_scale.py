@@ -94,3 +94,39 @@ def test_the_queue_is_never_planned_in_parallel_even_where_parallel_looks_free(
         nodes = plan_nodes(engine, queue, setup=PARALLEL_LOOKS_FREE + review_queue._INDEX_PLANS)
         parallel = [n["Node Type"] for n in nodes if n.get("Parallel Aware") or n["Node Type"].startswith("Gather")]
         assert not parallel, (count, parallel)
+
+
+def test_a_page_reads_a_pages_worth_of_held_alerts_however_many_wait(
+    engine: sa.Engine, factory: sessionmaker[Session],
+) -> None:
+    """Held alerts nobody decided stay held (``held_escalation: notify``) and pile up over a
+    trial. The page read every one of them and sorted them (2,137 at the season bench's 10M);
+    now each site's longest held from its own index range, a page's worth, and they come
+    longest held first, each alert's frames oldest first."""
+    from shadow.alerts import process_new_flags
+
+    parks = [make_park(factory, name=name, stage=Stage.LIMITED, trial=(T0, NOW + timedelta(days=7)),
+                       thresholds={"alert_cooldown_s": 0}) for name in ("north", "south")]
+    batches, per_batch = 6, 50  # per site: flag passes an hour apart, each making 50 held alerts
+    for batch in range(batches):
+        for p, park in enumerate(parks):
+            first = 1 + 100_000 * p + per_batch * batch
+            add_scored_frames(factory, park.model_id, [
+                (first + i, park.cameras[i % 2], NOW - timedelta(hours=20 - batch, seconds=-i), 0.9) for i in range(per_batch)])
+        if batch == 1:  # captured before all the others, flagged in the second pass
+            add_scored_frames(factory, parks[0].model_id, [(90_000, parks[0].cameras[0], NOW - timedelta(hours=21), 0.9)])
+        process_new_flags(factory, NOW - timedelta(hours=batches - batch), max_age_s=None)
+    ana = add_user(factory, "ana")
+    with factory() as session:
+        items, waiting = review_queue_and_size(session, ana, NOW)
+    assert waiting == QueueSize(2 * batches * per_batch + 1)
+    assert [i.reason for i in items] == [QueueReason.PENDING_ALERT] * 50
+    assert items == sorted(items, key=lambda i: (i.pending_since, i.captured_at, i.frame_id))
+    assert {i.pending_since for i in items} == {NOW - timedelta(hours=batches)}  # the first pass's
+    assert 90_000 not in [i.frame_id for i in items]  # captured first, but held since the second pass
+    if engine.dialect.name != "postgresql":
+        return
+    with statements_sent(engine) as seen, factory() as session:
+        assert review_queue_and_size(session, ana, NOW, count=False)[0] == items
+    alerts_read = rows_read(queue_plan(engine, seen), ["alerts"])
+    assert alerts_read <= 2 * (per_batch + 1) + 50, alerts_read  # a page per site: 650 (every held alert) before
