@@ -1,4 +1,4 @@
-"""What reaches a ranger, live bears first: held alerts (oldest first), flags of the last
+"""What reaches a ranger, live bears first: held alerts (longest held first), flags of the last
 hour (newest first), second looks (a lone verdict against the model, or two rangers who
 disagree: shadow.truth.needs_another_look), older flags (newest first), follow-ups
 around found misses, then the audit sample of frames the site's rollout model did not
