@@ -1007,7 +1007,7 @@ def measure_loop_jobs(engine: sa.Engine, writer: FrameWriter, args: argparse.Nam
     with factory.begin() as session:
         session.execute(sa.delete(CameraHour))
         session.execute(sa.delete(ShadowCursor).where(ShadowCursor.name == CAMERA_HOURS_CURSOR))
-    figures.append(measure(engine, "hours catch-up", lambda: f"{_roll_hours(factory)} camera-hours", 1, args.job_budget))
+    figures.append(measure(engine, "hours catch-up", lambda: f"{_roll_hours(factory)} hours", 1, args.job_budget))
     clear_hours_cache()
     guard = lambda: f"{len(run_guard_all(factory, now_utc()))} sites"  # noqa: E731
     figures.append(measure(engine, "guard first", guard, 1, args.job_budget))
@@ -1068,7 +1068,7 @@ def measure_review(engine: sa.Engine, args: argparse.Namespace) -> list[Figure]:
 
 
 def _roll_hours(factory: sessionmaker[Session]) -> int:
-    """The rollup's passes until it has caught up: the camera-hours written."""
+    """The rollup's passes until it has caught up: the hours rolled up."""
     written = total = roll_camera_hours(factory, now_utc())
     while written:
         written = roll_camera_hours(factory, now_utc())

@@ -139,7 +139,7 @@ def roll_camera_hours(factory: sessionmaker[Session], now: datetime, *, hours: i
     """The shadow loop's rollup: every camera's closed hours after the cursor, at most
     ``hours`` of them, into ``camera_hours``, and the cursor past them, in one write
     transaction (rows and cursor move together). Starts at the first frame's hour. Returns
-    the camera-hours written."""
+    how many hours the cursor moved (0: caught up; hours without a frame move it too)."""
     closed = hour_of(_utc(now) - SETTLED)
     with factory() as session:  # the read outside the write transaction (SQLite's lock)
         kept = kept_through(session)
@@ -158,7 +158,7 @@ def roll_camera_hours(factory: sessionmaker[Session], now: datetime, *, hours: i
             session.execute(upsert_insert(session, CameraHour).on_conflict_do_nothing(), [
                 {"camera_id": c, "hour": hour, "frames": frames, "night_frames": night} for c, hour, frames, night in rows])
         cursor.position, cursor.updated_at = _as_position(upto), now
-    return len(rows)
+    return int((upto - kept) // HOUR)
 
 
 # --- cached ----------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_the_baseline_bear_frames_are_read_from_the_bear_verdicts_not_from_every
 
 
 def _roll_all(factory: sessionmaker[Session], now: datetime, hours: int = HOURS_PER_PASS) -> list[int]:
-    """The rollup's passes until it has caught up: the camera-hours each wrote."""
+    """The rollup's passes until it has caught up: the hours each moved on."""
     passes: list[int] = []
     while written := roll_camera_hours(factory, now, hours=hours):
         passes.append(written)
@@ -170,8 +170,8 @@ def test_kept_hours_give_the_exposure_the_frames_give(factory: sessionmaker[Sess
     end = at(0) + timedelta(days=2, minutes=25)
     _frames(factory, park.cameras, at(0), end)
     passes = _roll_all(factory, end)
-    # 48 closed hours (the hour that ended 25 min ago is settled) of 2 cameras, 6 hours a pass
-    assert passes == [12] * 8, passes
+    # 48 closed hours (the hour that ended 25 min ago is settled), 6 hours a pass
+    assert passes == [6] * 8, passes
     with factory() as session:
         assert kept_through(session) == at(0) + timedelta(days=2)
         assert session.scalar(sa.select(sa.func.count()).select_from(CameraHour)) == 96
@@ -181,6 +181,17 @@ def test_kept_hours_give_the_exposure_the_frames_give(factory: sessionmaker[Sess
     _forget_kept(factory)
     assert kept == [_fresh(factory, park.site_id, start, stop) for start, stop in spans]
     assert kept[1].night_hours > 0 and kept[1].day_hours > 0
+
+
+def test_hours_without_frames_do_not_stop_the_rollup(factory: sessionmaker[Session]) -> None:
+    """A park dark for half a day: the rollup moves past the empty hours and keeps the hours
+    after them (a pass that wrote nothing is not the end)."""
+    park = make_park(factory, cameras=2)
+    _frames(factory, park.cameras, at(0), at(0) + timedelta(hours=3))
+    _frames(factory, park.cameras, at(0) + timedelta(hours=15), at(0) + timedelta(hours=18))
+    assert _roll_all(factory, at(0) + timedelta(hours=18, minutes=20)) == [6, 6, 6]
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(CameraHour)) == 2 * 6
 
 
 def test_frame_retention_leaves_the_kept_hours(factory: sessionmaker[Session], tmp_path: Path) -> None:
