@@ -14,7 +14,7 @@ grow with the baseline and the period since promotion:
   keeps the baseline's bear frames as evidence, no longer takes the baseline's hours away
   (the baseline's rate would rise and the guard would see the alert rate fall).
 - **Cached**: each process keeps the closed hours it read per (site, span start, the
-  site's cameras) and then reads only the hours closed since.
+  site's cameras) and then reads only the hours closed since (shadow.closed_spans).
 - **Read from frames**: a span's part hour at its start (a period starts mid-hour; the
   bucket is then that part's), the hours past the rollup's cursor, and the open hours.
 
@@ -24,8 +24,6 @@ closed hour (old footage backfilled) is not counted once its hour is kept.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Unpack
 
@@ -34,24 +32,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import upsert_insert, write_transaction
 from bearwatch.schema import Camera, CameraHour, Frame, ShadowCursor, Site
+from shadow.closed_spans import SETTLED, ClosedSpans, FrameKey, as_utc, hour_of
 from shadow.flag_cursor import open_cursor
-from shadow.lru import LruCache
 from shadow.periods import hour_bucket, usable_frame
 
-FrameKey = tuple[int, datetime, bool | None]  # camera id, captured at (here: the hour), is_night
-SETTLED = timedelta(minutes=10)
 HOUR = timedelta(hours=1)
 HOURS_PER_PASS = 6  # a rollup pass aggregates at most this many hours (catching up after an upgrade)
 CURSOR = "camera_hours"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def hour_of(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
-
-
-def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)  # naive is UTC
 
 
 def _as_position(hour: datetime) -> int:
@@ -140,7 +128,7 @@ def roll_camera_hours(factory: sessionmaker[Session], now: datetime, *, hours: i
     ``hours`` of them, into ``camera_hours``, and the cursor past them, in one write
     transaction (rows and cursor move together). Starts at the first frame's hour. Returns
     how many hours the cursor moved (0: caught up; hours without a frame move it too)."""
-    closed = hour_of(_utc(now) - SETTLED)
+    closed = hour_of(as_utc(now) - SETTLED)
     with factory() as session:  # the read outside the write transaction (SQLite's lock)
         kept = kept_through(session)
         if kept is None:
@@ -163,16 +151,10 @@ def roll_camera_hours(factory: sessionmaker[Session], now: datetime, *, hours: i
 
 # --- cached ----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _ClosedHours:
-    upto: datetime  # an hour boundary: the keys cover [start, upto)
-    keys: tuple[FrameKey, ...]
-
-
-# Per (database, site, span start, the site's cameras): a camera moved in or out reads again.
-# At most 500,000 camera-hours in all (~75 MB: a 90-day baseline of 50 cameras is 108,000);
-# past that the least recently used are read again from camera_hours.
-_CLOSED_HOURS: LruCache[Hashable, _ClosedHours] = LruCache(256, weight=lambda hours: len(hours.keys), max_weight=500_000)
+# Per (database, site, the site's cameras) and span start: a camera moved in or out reads
+# again. At most 500,000 camera-hours in all (~75 MB: a 90-day baseline of 50 cameras is
+# 108,000); past that the least recently used are read again from camera_hours.
+_CLOSED_HOURS = ClosedSpans(256, max_keys=500_000)
 
 
 def clear_hours_cache() -> None:
@@ -182,20 +164,7 @@ def clear_hours_cache() -> None:
 def site_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
     """The site's camera-hour keys of [start, end): closed hours kept or cached, the
     open ones read from the frames."""
-    start, end = _utc(start), _utc(end)
-    boundary = hour_of(end - SETTLED)
-    if boundary <= start:
-        return _read_hours(session, site, start, end)
     cameras = tuple(session.scalars(sa.select(Camera.id).where(Camera.site_id == site.id).order_by(Camera.id)))
-    key = (str(session.get_bind().engine.url), site.id, start, cameras)
-    cached = _CLOSED_HOURS.get(key)
-    if cached is None:
-        closed = tuple(_closed_hours(session, site, start, boundary))
-    elif cached.upto >= boundary:  # asked about an earlier end: its closed hours are all in hand
-        closed = tuple(k for k in cached.keys if k[1] < boundary)
-    else:
-        closed = cached.keys + tuple(_closed_hours(session, site, cached.upto, boundary))
-    if cached is None or cached.upto < boundary:
-        _CLOSED_HOURS.put(key, _ClosedHours(boundary, closed))
-    return [*closed, *_read_hours(session, site, boundary, end)]
-
+    return _CLOSED_HOURS.read((str(session.get_bind().engine.url), site.id, cameras), start, end,
+                              closed=lambda a, b: _closed_hours(session, site, a, b),
+                              fresh=lambda a, b: _read_hours(session, site, a, b))

@@ -1,6 +1,6 @@
 """A small thread-safe least-recently-used map, for what a shadow process reads once and
-keeps: closed drift reference windows and hours (shadow.drift_windows) and the
-camera-hours of closed clock hours (shadow.camera_hours). Bounded by entries and, given a
+keeps: closed drift reference windows and hours (shadow.drift_windows) and the guard's
+camera-hours and alerts of closed clock hours (shadow.closed_spans). Bounded by entries and, given a
 ``weight`` (an entry's bytes, say), by their total: the oldest used goes first, so a
 process with many sites stays within its budget instead of growing with them."""
 
