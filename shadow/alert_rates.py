@@ -39,7 +39,6 @@ from shadow.truth import is_bear_sql
 MIN_PERIOD_EVENTS = 5
 
 
-
 @dataclass(frozen=True)
 class Exposure:
     day_events: int

@@ -85,9 +85,14 @@ def _hour_counts(session: Session, start: datetime, end: datetime, site: Site | 
             for c, b, k, n in rows]
 
 
+def _key(camera_id: int, hour: datetime, frames: int, night: int) -> FrameKey:
+    """A camera-hour's key: night when most of its usable frames are night frames."""
+    return camera_id, hour, 2 * night > frames
+
+
 def _read_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:
     """The site's camera-hour keys of [start, end), read from its frames."""
-    return [(c, hour, 2 * night > frames) for c, hour, frames, night in _hour_counts(session, start, end, site)]
+    return [_key(*counts) for counts in _hour_counts(session, start, end, site)]
 
 
 # --- kept ------------------------------------------------------------------------------------
@@ -107,7 +112,7 @@ def _kept_hours(session: Session, site: Site, start: datetime, end: datetime) ->
         .where(CameraHour.camera_id.in_(sa.select(Camera.id).where(Camera.site_id == site.id).scalar_subquery()),
                CameraHour.hour >= start, CameraHour.hour < end)
     ).all()
-    return [(c, hour, 2 * night > frames) for c, hour, frames, night in rows]
+    return [_key(c, hour, frames, night) for c, hour, frames, night in rows]
 
 
 def _closed_hours(session: Session, site: Site, start: datetime, end: datetime) -> list[FrameKey]:

@@ -307,10 +307,11 @@ def _sites(session: Session, reviewer: Actor, site: str | None) -> tuple[list[_Q
     return sites, (rows[0][3] if rows else None)
 
 
-def _undecided(user_id: int | None) -> sa.ColumnElement[bool]:
+def _undecided(user_id: int | None, frame_id: Any = Frame.id) -> sa.ColumnElement[bool]:
+    """SQL: the reviewer (None: not a registered user) has no verdict on the frame ``frame_id``."""
     if user_id is None:
         return sa.true()
-    return ~sa.select(Decision.id).where(Decision.frame_id == Frame.id, Decision.reviewer_id == user_id).exists()
+    return ~sa.select(Decision.id).where(Decision.frame_id == frame_id, Decision.reviewer_id == user_id).exists()
 
 
 def _queue_item(
@@ -567,10 +568,8 @@ def _held_alerts(sites: list[_QueueSite], user_id: int | None, size: int) -> _Br
     site_ids = sa.literal([qs.site.id for qs in sites], sa.ARRAY(sa.Integer))
     site = sa.func.unnest(site_ids).table_valued("id").render_derived(name="held_site")
     flag, frame = sa.orm.aliased(AlertFlag, name="held_flag"), sa.orm.aliased(Frame, name="held_frame")
-    undecided = sa.select(flag.id).join(frame, frame.id == flag.frame_id).where(flag.alert_id == Alert.id)
-    if user_id is not None:
-        undecided = undecided.where(~sa.select(Decision.id).where(Decision.frame_id == frame.id,
-                                                                  Decision.reviewer_id == user_id).exists())
+    undecided = (sa.select(flag.id).join(frame, frame.id == flag.frame_id)
+                 .where(flag.alert_id == Alert.id, _undecided(user_id, frame.id)))
     longest = (sa.select(Alert.id, Alert.created_at)
                .where(Alert.site_id == site.c.id, Alert.status == AlertStatus.PENDING, undecided.exists())
                .order_by(Alert.created_at).limit(size).lateral("held"))
@@ -734,7 +733,7 @@ def _section_statements(
     of_site = Frame.camera_id.in_(qs.camera_ids)
     stmts: dict[QueueReason, sa.Select] = {}
     pred_join = sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == site.rollout_model_id)
-    # 1. Held alerts and every flagged frame that joined them, oldest frame first.
+    # 1. Held alerts and every flagged frame that joined them, longest held first.
     stmts[QueueReason.PENDING_ALERT] = _held_alerts_of(Alert.site_id == site.id, user_id)
     # 2. Second looks (shadow.truth.needs_another_look in SQL: shadow.second_looks): a lone
     # verdict against the model (a dismissed flag, a bear on an unflagged frame) or two
