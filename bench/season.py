@@ -1069,10 +1069,10 @@ def measure_review(engine: sa.Engine, args: argparse.Namespace) -> list[Figure]:
 
 def _roll_hours(factory: sessionmaker[Session]) -> int:
     """The rollup's passes until it has caught up: the hours rolled up."""
-    written = total = roll_camera_hours(factory, now_utc())
-    while written:
-        written = roll_camera_hours(factory, now_utc())
-        total += written
+    moved = total = roll_camera_hours(factory, now_utc())
+    while moved:
+        moved = roll_camera_hours(factory, now_utc())
+        total += moved
     return total
 
 
