@@ -95,7 +95,9 @@ def _estimated_rows(session: Session, table: str) -> int | None:
     """PostgreSQL's estimate of a table's rows; None elsewhere or before its first ANALYZE."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    rows = session.scalar(sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table})
+    rows = session.scalar(sa.text(  # a partitioned table's: its partitions' (one row for a plain table)
+        "SELECT sum(c.reltuples)::bigint FROM pg_partition_tree(to_regclass(:t)) t JOIN pg_class c ON c.oid = t.relid "
+        "WHERE t.isleaf AND c.reltuples >= 0"), {"t": table})
     return rows if rows is not None and rows >= 0 else None
 
 

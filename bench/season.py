@@ -84,10 +84,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.auth import Actor
-from bearwatch.db import make_engine, session_factory
+from bearwatch.db import make_engine, session_factory, write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.migrations import upgrade_to_head
 from bearwatch.park_file import Thresholds
+from bearwatch.partitions import ensure_partitions, is_partitioned, remake_stream_partitions
 from bearwatch.schema import (
     AlertChannel,
     AlertSource,
@@ -723,6 +724,23 @@ class FillReport:
 BULK_TABLES = ("frames", "predictions")
 
 
+def stream_partitions_for(factory: sessionmaker[Session], park: Park, count: int) -> int:
+    """PostgreSQL's partitioned layout (bearwatch.partitions): the migration's first stream
+    partitions (empty, sized for a fresh park) replaced by partitions over every id the
+    fill gives (it computes them: capture order), each a day of this park's frame ids, or
+    ``count`` of them if given (as many as a park that keeps that many days has, to see
+    what planning over them costs); those after are made ahead as the loop's job makes
+    them. Returns how many."""
+    with write_transaction(factory) as session:
+        if not is_partitioned(session):
+            return 0
+        top = park.slots_max * park.cameras + 1
+        day = -(-(top - 1) // count) if count else int(park.cameras * 86400 / INTERVAL_S)
+        sizes = [day] * -(-(top - 1) // day)
+        remake_stream_partitions(session, sizes)
+    return len(sizes)
+
+
 def drop_secondary_indexes(conn: psycopg.Connection) -> list[str]:
     """Drop the bulk tables' indexes but their primary keys (foreign keys refer to those);
     returns the statements that make them again."""
@@ -737,7 +755,7 @@ def drop_secondary_indexes(conn: psycopg.Connection) -> list[str]:
                 "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i"
                 " WHERE i.indrelid = %s::regclass AND NOT i.indisprimary", [table]).fetchall():
             conn.execute(f'DROP INDEX "{name}"')
-            again.append(definition)
+            again.append(definition.replace(" ON ONLY ", " ON "))  # a partitioned table's: for its partitions too
     return again
 
 
@@ -1273,8 +1291,9 @@ def print_comparison(sizes: list[int], values: list[dict[str, float]]) -> None:
 
 def table_sizes(conninfo: str) -> dict[str, int]:
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute("SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind IN ('r', 'p')"
-                            " AND relnamespace = 'public'::regnamespace ORDER BY 2 DESC").fetchall()
+        rows = conn.execute(  # a partitioned table's partitions summed
+            "SELECT coalesce(pg_partition_root(oid), oid)::regclass::text, sum(pg_total_relation_size(oid)) FROM pg_class"
+            " WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace GROUP BY 1 ORDER BY 2 DESC").fetchall()
         total = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     sizes = {str(name): int(size) for name, size in rows}
     sizes["(database)"] = int(total[0]) if total else 0
@@ -1320,6 +1339,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--inject-seconds", type=float, default=60.0)
     parser.add_argument("--drain-seconds", type=float, default=5.0, help="the loop's time after the last frame")
     parser.add_argument("--loop-start-timeout", type=float, default=1800.0)
+    parser.add_argument("--partitions", type=int, default=0,
+                        help="stream partitions over the largest size's frame ids (default: a day of frames each)")
     parser.add_argument("--chunk-frames", type=int, default=50_000, help="frames per COPY transaction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
@@ -1360,16 +1381,19 @@ def _run(database: ScratchDatabase, folder: Path, args: argparse.Namespace) -> N
         upgrade_to_head(engine)
         anchor = datetime.now(timezone.utc).replace(microsecond=0)
         park = build_park(session_factory(engine), args, folder, anchor)
+        partitions = stream_partitions_for(session_factory(engine), park, args.partitions)
         filler = Filler(park, conninfo, args.seed, args.chunk_frames, not args.checked_fill)
         writer = FrameWriter(park, conninfo, args.seed, filler.embeddings)
         print(f"season bench on {db_name}: {args.cameras} cameras, {args.sites} sites ({args.expanded} expanded, "
               f"{args.limited} limited), one frame / {INTERVAL_S:g} s per camera; embeddings kept for frames of the last "
               f"{args.embedding_days:g} days (drift's current window; a later change keeps them for a window only); "
-              f"load average {os.getloadavg()[0]:.2f}; disk free {shutil.disk_usage('/').free / 1e9:.0f} GB", flush=True)
+              f"load average {os.getloadavg()[0]:.2f}; disk free {shutil.disk_usage('/').free / 1e9:.0f} GB; "
+              f"{partitions} stream partitions of frames and predictions", flush=True)
         slots_done, all_values = 0, []
         for size in args.sizes:
             slots = size // args.cameras
             report = fill_to(park, filler, conninfo, slots_done, slots, args)
+            ensure_partitions(session_factory(engine))  # for the frames written from now on
             slots_done = slots
             print(f"\nfilled {report.frames:,} frames (+{2 * report.frames:,} predictions) to {size:,} in "
                   f"{report.seconds:.0f} s: COPY {report.copy_seconds:.0f} s "

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from bearwatch.db import write_transaction
+from bearwatch.partitions import is_partitioned
 from bearwatch.schema import Frame, FrameQueueEntry, FrameStatus, Prediction, utcnow
 
 
@@ -49,6 +50,7 @@ class ClaimedFrame:
     frame_id: int
     path: str  # relative to the frame store root
     attempts: int
+    kept: bool = False  # in the kept partition (bearwatch.partitions): its predictions go there too
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,9 @@ def _among(column: InstrumentedAttribute[int], ids: Sequence[int], session: Sess
 def claim_batch(factory: sessionmaker[Session], size: int, lease_s: float) -> Claim:
     token = str(uuid.uuid4())
     with write_transaction(factory) as session:
+        kept = sa.literal_column("frames.kept") if is_partitioned(session) else sa.false()
         rows = session.execute(
-            sa.select(FrameQueueEntry.frame_id, Frame.path, FrameQueueEntry.attempts)
+            sa.select(FrameQueueEntry.frame_id, Frame.path, FrameQueueEntry.attempts, kept.label("kept"))
             .join(Frame, Frame.id == FrameQueueEntry.frame_id)
             .where(_claimable())
             .order_by(FrameQueueEntry.frame_id)
@@ -114,7 +117,7 @@ def claim_batch(factory: sessionmaker[Session], size: int, lease_s: float) -> Cl
                 attempts=FrameQueueEntry.attempts + 1,
             )
         )
-    return Claim(token, tuple(ClaimedFrame(r.frame_id, r.path, r.attempts + 1) for r in rows))
+    return Claim(token, tuple(ClaimedFrame(r.frame_id, r.path, r.attempts + 1, bool(r.kept)) for r in rows))
 
 
 def _still_held(claim: Claim, session: Session) -> sa.ColumnElement[bool]:
@@ -155,7 +158,8 @@ def commit_results(
             sa.select(FrameQueueEntry.frame_id).where(_still_held(claim, session)).with_for_update()))
         if not held:
             return 0
-        _insert_predictions(session, np.fromiter(sorted(held), np.int64, len(held)), scored)
+        kept = {f.frame_id for f in claim.frames if f.kept}
+        _insert_predictions(session, np.fromiter(sorted(held), np.int64, len(held)), scored, kept)
         attempts = {f.frame_id: f.attempts for f in claim.frames}
         outcomes = {  # failures are few: frame by frame here is cheap
             frame_id: _outcome(error, attempts[frame_id], max_attempts)
@@ -188,10 +192,13 @@ _PREDICTION_COLUMNS = ("frame_id", "model_version_id", "probabilities", "positiv
                        "embedding", "scored_at")
 
 
-def _insert_predictions(session: Session, held: npt.NDArray[np.int64], scored: Sequence[ModelScores]) -> None:
+def _insert_predictions(
+    session: Session, held: npt.NDArray[np.int64], scored: Sequence[ModelScores], kept: set[int],
+) -> None:
     """One insert of the held frames' predictions that are not stored yet: a frame scored
     again (set back to pending by hand) keeps its first prediction by each model, as the
-    unique (frame_id, model_version_id) requires."""
+    unique (frame_id, model_version_id) requires. On a partitioned PostgreSQL each row says
+    whether its frame is a ``kept`` one (the partition it goes to)."""
     if not any(len(s.frame_ids) for s in scored):
         return
     stored: dict[int, list[int]] = {}
@@ -211,7 +218,10 @@ def _insert_predictions(session: Session, held: npt.NDArray[np.int64], scored: S
     if not rows:
         return
     if dialect.name == "postgresql":
-        _copy(session, rows)
+        if is_partitioned(session):
+            _copy(session, [(*row, row[0] in kept) for row in rows], (*_PREDICTION_COLUMNS, "frame_kept"))
+        else:
+            _copy(session, rows, _PREDICTION_COLUMNS)
     else:  # SQLite: the driver's executemany, of values that are the driver's already (the
         # JSON serialised, the time converted once), so no type processing per row
         session.connection().exec_driver_sql(
@@ -219,13 +229,13 @@ def _insert_predictions(session: Session, held: npt.NDArray[np.int64], scored: S
             f"VALUES ({', '.join(['?'] * len(_PREDICTION_COLUMNS))})", rows)
 
 
-def _copy(session: Session, rows: list[tuple[Any, ...]]) -> None:
+def _copy(session: Session, rows: list[tuple[Any, ...]], names: Sequence[str]) -> None:
     """COPY on the session's connection, so in its transaction. Measured against
     SQLAlchemy's executemany (insertmanyvalues) on PostgreSQL: a fraction of the client's
     CPU per row and less of the server's."""
     driver = session.connection().connection.driver_connection
     assert isinstance(driver, psycopg.Connection)  # bearwatch's PostgreSQL driver (postgresql+psycopg://)
-    columns = ", ".join(_PREDICTION_COLUMNS)
+    columns = ", ".join(names)
     with driver.cursor() as cursor, cursor.copy(f"COPY {Prediction.__tablename__} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)

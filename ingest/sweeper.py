@@ -10,7 +10,8 @@ rows and the next camera-day folders up to FILES_PER_PASS files, and starts over
 last, so a pass costs the same on day 1 and day 90. `bearwatch frames sweep` sweeps all of it.
 
 retain: frames captured more than N days ago are deleted (row, predictions, file),
-except frames that a decision, an alert or a stage change's evidence refers to.
+except frames that a decision, an alert or a stage change's evidence refers to. On a
+partitioned PostgreSQL (bearwatch.partitions) a whole partition at a time.
 Stage-change evidence refers to frames by ``frame_id`` / ``frame_ids`` keys anywhere
 in its JSON.
 """
@@ -18,6 +19,7 @@ in its JSON.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +30,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import write_transaction
+from bearwatch.partitions import (
+    DroppedPartition,
+    StreamPartition,
+    drop_partition,
+    expired_partitions,
+    frame_paths,
+    in_default_partition,
+    is_partitioned,
+)
 from bearwatch.schema import Alert, Decision, Frame, StageChange
 from ingest.store import FrameStore
 
@@ -225,12 +236,58 @@ def _rows_of(factory: sessionmaker[Session], store: FrameStore, directory: Path,
 
 
 def retain(factory: sessionmaker[Session], store: FrameStore, *, days: float, now: datetime) -> RetainReport:
+    """Frames captured before ``now - days`` deleted, with their predictions and files;
+    evidence kept. On a partitioned PostgreSQL (bearwatch.partitions) whole stream
+    partitions go once all their frames are that old (so a frame may stay up to a
+    partition's span, about a day, longer), their evidence moved to the kept partition
+    first; only frames in the default partition are deleted row by row."""
     cutoff = now - timedelta(days=days)
     with factory() as session:
         evidence = evidence_frame_ids(session)
+        partitioned = is_partitioned(session)
+    dropped = kept = 0
+    if partitioned:
+        with factory() as session:
+            expired = expired_partitions(session, cutoff)
+        for partition in expired:
+            gone = _drop_with_files(factory, store, partition, evidence)
+            dropped, kept = dropped + gone.frames, kept + len(gone.kept)
+    rows = retain_rows(factory, store, cutoff, evidence, only_default=partitioned)
+    return RetainReport(dropped + rows.frames_deleted, kept + rows.kept_as_evidence)
+
+
+def _drop_with_files(factory: sessionmaker[Session], store: FrameStore, partition: StreamPartition,
+                     evidence: set[int]) -> DroppedPartition:
+    """A partition dropped, then the files of its frames but those kept as evidence. Their
+    paths are written to a temporary file first (a day of a big park's paths does not
+    fit in memory); files left by a crash are swept later, as orphans."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spill:
+        after = 0
+        while True:
+            with factory() as session:
+                rows = frame_paths(session, partition, after, BATCH * 20)
+            if not rows:
+                break
+            spill.writelines(f"{frame_id}\t{path}\n" for frame_id, path in rows)
+            after = rows[-1][0]
+        gone = drop_partition(factory, partition, evidence)
+        spill.seek(0)
+        for line in spill:
+            frame_id, path = line.rstrip("\n").split("\t", 1)
+            if int(frame_id) not in gone.kept:
+                store.delete(path)
+    return gone
+
+
+def retain_rows(factory: sessionmaker[Session], store: FrameStore, cutoff: datetime, evidence: set[int], *,
+                 only_default: bool) -> RetainReport:
+    """Row by row: frames captured before ``cutoff`` that nothing refers to (with
+    ``only_default``, those in the partitioned frames' default partition only)."""
+    old = [Frame.captured_at < cutoff, *([in_default_partition()] if only_default else [])]
+    with factory() as session:
         kept = session.scalar(
             sa.select(sa.func.count()).select_from(Frame)
-            .where(Frame.captured_at < cutoff, sa.or_(_referenced(Frame.id), Frame.id.in_(evidence) if evidence else sa.false()))
+            .where(*old, sa.or_(_referenced(Frame.id), Frame.id.in_(evidence) if evidence else sa.false()))
         ) or 0
     deleted = 0
     last_id = 0
@@ -238,7 +295,7 @@ def retain(factory: sessionmaker[Session], store: FrameStore, *, days: float, no
         with write_transaction(factory) as session:
             rows = session.execute(
                 sa.select(Frame.id, Frame.path)
-                .where(Frame.captured_at < cutoff, Frame.id > last_id, ~_referenced(Frame.id))
+                .where(*old, Frame.id > last_id, ~_referenced(Frame.id))
                 .order_by(Frame.id).limit(BATCH)
             ).all()
             if not rows:

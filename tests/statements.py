@@ -6,6 +6,7 @@ not depend on the machine's load), or the rows their scans read (EXPLAIN ANALYZE
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,9 +86,20 @@ def plan_nodes(engine: sa.Engine, statement: Sent, *, setup: str = "") -> list[d
     return list(walk((doc if isinstance(doc, list) else [doc])[0]["Plan"]))
 
 
+_PARTITION = re.compile(r"(.*(?:frames|predictions).*?)(?:_stream)?_(?:p\d+|kept|stream|default)")
+
+
+def root_name(name: str) -> str:
+    """A partition's (or its index's) name as its root table's (index's) on PostgreSQL's
+    partitioned frames and predictions (bearwatch.partitions): frames_p1 -> frames,
+    ix_frames_captured_at_p1 -> ix_frames_captured_at; other names as they are."""
+    match = _PARTITION.fullmatch(name)
+    return match.group(1) if match else name
+
+
 def rows_read(nodes: Iterable[dict[str, Any]], relations: Iterable[str] | None = None) -> int:
-    """The rows the plan's scans of tables (of ``relations``, or of any) read: returned or
-    filtered out, over all loops."""
+    """The rows the plan's scans of tables (of ``relations``, or of any; a partition counts
+    as its root table) read: returned or filtered out, over all loops."""
     wanted = set(relations) if relations is not None else None
     return sum((n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)) * n.get("Actual Loops", 1)
-               for n in nodes if "Relation Name" in n and (wanted is None or n["Relation Name"] in wanted))
+               for n in nodes if "Relation Name" in n and (wanted is None or root_name(n["Relation Name"]) in wanted))

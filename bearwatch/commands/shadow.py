@@ -222,6 +222,7 @@ def shadow(
     """Run the shadow loop until SIGTERM: new flags -> alerts, the alert outbox, the
     guard, the drift checks and frame-store housekeeping (only the leader runs them)."""
     from bearwatch.heartbeat import HeartbeatWriter
+    from bearwatch.partitions import ensure_partitions
     from bearwatch.settings import load_settings
     from ingest.store import FrameStore
     from ingest.sweeper import SweepCursor, retain, sweep
@@ -236,7 +237,9 @@ def shadow(
     lane = HOUSEKEEPING_LANE
     cursor = SweepCursor()  # a pass's work is bounded; the whole store is covered pass by pass
     housekeeping = [Job("sweep", lambda factory, now: sweep(factory, store, now=now, cursor=cursor), every_s=sweep_every,
-                        lane=lane)]
+                        lane=lane),
+                    # PostgreSQL's frame partitions, made ahead (a no-op elsewhere)
+                    Job("partitions", lambda factory, now: ensure_partitions(factory), every_s=3600.0, lane=lane)]
     if retention_days is not None:
         housekeeping.append(Job("retention", lambda factory, now: retain(factory, store, days=retention_days, now=now),
                                 every_s=3600.0, lane=lane))

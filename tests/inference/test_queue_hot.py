@@ -259,7 +259,9 @@ def _update_counts(database_url: str) -> tuple[int, int]:
     """(updates, HOT updates) of frames as the statistics collector has them now."""
     conninfo = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo) as conn:
-        row = conn.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'frames'").fetchone()
+        row = conn.execute(  # frames' partitions (bearwatch.partitions), or the plain table
+            "SELECT sum(n_tup_upd), sum(n_tup_hot_upd) FROM pg_stat_user_tables "
+            "WHERE relid IN (SELECT relid FROM pg_partition_tree('frames'))").fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 

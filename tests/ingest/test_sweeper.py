@@ -28,6 +28,7 @@ from ingest.store import FrameStore
 from ingest.sweeper import SweepCursor, retain, sweep
 from tests.conftest import run_cli
 from tests.ingest.helpers import camera, jpeg, make_camera, scene
+from tests.partitions import fill_partition
 from tests.statements import plan_nodes, rows_read, statements_sent
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)  # the CLI uses the real clock
@@ -49,6 +50,7 @@ def _park(factory: sessionmaker[Session], store: FrameStore) -> dict[str, int]:
     cam = make_camera(factory, "rtsp://cam/x")
     ids = {name: _frame(factory, store, cam, NOW - timedelta(days=40, minutes=i))
            for i, name in enumerate(["old", "old_decided", "old_alerted", "old_ledger"])}
+    fill_partition(factory)  # PostgreSQL: the old frames' partition is full, and can go as a whole
     ids["new"] = _frame(factory, store, cam, NOW - timedelta(days=1))
     with factory.begin() as session:
         ranger = User(name="rita", role=Role.RANGER)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.schema import CameraHour, Frame, FrameStatus, ShadowCursor, Site
 from shadow.alert_rates import Exposure, current_exposure
 from shadow.camera_hours import HOURS_PER_PASS, clear_hours_cache, kept_through, roll_camera_hours
+from tests.partitions import partitions_of
 from tests.shadow.helpers import add_user, at, make_park
 from tests.statements import buffers_touched, statements_sent
 
@@ -202,6 +203,7 @@ def test_frame_retention_leaves_the_kept_hours(factory: sessionmaker[Session], t
 
     park = make_park(factory, cameras=2)
     end = at(0) + timedelta(days=3)
+    partitions_of(factory, 2 * 2 * 24 * 60)  # PostgreSQL: the first two days' frames apart, as a park's days
     _frames(factory, park.cameras, at(0), end)
     _roll_all(factory, end)
     before = _fresh(factory, park.site_id, at(0), end)

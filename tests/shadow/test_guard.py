@@ -16,6 +16,7 @@ from bearwatch.schema import Site, Stage, StageChange
 from shadow.guard import GuardFindings, decide, run_guard, run_guard_all
 from shadow.rollout import record_stage_change
 from shadow.stats import rate_ratio_test
+from tests.partitions import end_partition
 from tests.shadow.scenario import DAY, SMALL, START
 
 T = Thresholds()
@@ -168,6 +169,7 @@ def test_retention_of_the_baseline_frames_leaves_the_guard_the_alert_rate_it_had
     with factory.begin() as session:
         site = create_site(session, "lake", spec, START, tmp_path / "models", flags_only)
         simulate(session, site, spec, START, promoted, tmp_path / "frames")
+        end_partition(session)  # PostgreSQL: the manual period's frames in partitions of their own, as its days
         _promote(session, site, promoted, Stage.LIMITED)
         simulate(session, site, spec, promoted, now, tmp_path / "frames")
     while rolled_up and roll_camera_hours(factory, now, hours=1000):

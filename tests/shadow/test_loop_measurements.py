@@ -13,6 +13,7 @@ from bearwatch.demo.simulate import SimSpec, create_site, simulate
 from bearwatch.schema import DriftEvent, Heartbeat, ProcessState, Site, Stage, StageChange, utcnow
 from shadow.rollout import record_stage_change
 from tests.conftest import wait_for
+from tests.partitions import partitions_of
 from tests.shadow.scenario import SAMPLED, SMALL
 from tests.shadow.test_loop import Loop
 
@@ -81,6 +82,7 @@ def test_the_loop_leader_applies_retention_keeping_evidence_and_thins_old_embedd
     now = utcnow()
     start = now - 4 * DAY - timedelta(minutes=30)  # hourly frames half an hour off the cutoff
     spec = SimSpec(seed=6, cameras=1, frame_interval_s=3600.0)
+    partitions_of(cli_db, 49)  # PostgreSQL: the 49 frames older than the cutoff apart, as a park's days
     with cli_db.begin() as session:
         site = create_site(session, "lake", spec, start, tmp_path / "models", SAMPLED)
         simulate(session, site, spec, start, now, frames_root)

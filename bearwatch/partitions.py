@@ -1,0 +1,275 @@
+"""PostgreSQL's partitioned frames and predictions (migration 0022): partitions made
+ahead, and whole partitions dropped by retention.
+
+frames is partitioned by LIST (kept): ``frames_kept`` (evidence retention kept) and
+``frames_stream``, by RANGE (id) into ``frames_pN``; predictions alike by (frame_kept,
+frame_id) with the same bounds, so ``frames_pN`` and ``predictions_pN`` go together.
+Frame ids come from one sequence in capture order, so a range is a stretch of time: each
+partition is sized to hold about a day of frames (the last full one's rate).
+``frames_stream_default`` takes any id no range holds (none while partitions are made
+ahead); new ranges start above its rows, and retention deletes its old rows one by one.
+
+SQLite, and PostgreSQL before 15 (the migration leaves the tables plain there), have
+none of this: ``is_partitioned`` is False and retention deletes rows.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from bearwatch.db import write_transaction
+from bearwatch.schema import FRAMES_FILLFACTOR, Frame
+
+MIN_SPAN = 100_000  # ids in a partition, at least ...
+MAX_SPAN = 200_000_000  # ... and at most (a day of 2,300 frames a second)
+AHEAD = 2  # partitions kept ready above the next frame id
+# How long partition changes wait for their locks: a detach (and an attach, on the default
+# partition) waits behind every query reading frames, and every query after waits behind
+# it. Rather than hold ingest and the dashboard, give up and try again next hour.
+DDL_LOCK_WAIT_MS = 2000
+DAY_S = 86_400.0
+# The tables that keep a foreign key (frame_id, frame_kept) to frames (ON UPDATE CASCADE).
+FRAME_REFERRERS = ("decisions", "alerts", "frame_votes", "frame_queue")
+# Objects of the partitioned layout that bearwatch.schema does not describe (it describes
+# the plain tables SQLite keeps): left out of the schema comparison (alembic/env.py).
+_LAYOUT_COLUMNS = {("frames", "kept"), ("predictions", "frame_kept"), *((t, "frame_kept") for t in FRAME_REFERRERS)}
+_LAYOUT_CONSTRAINTS = {"uq_frames_camera_id_captured_at", "uq_predictions_frame_id_model_version_id"}
+_LAYOUT_INDEXES = {"ix_alerts_frame_id_frame_kept"}
+_FOREIGN_KEYS_CHANGED = {"frames", "predictions"}  # keys to these: composite, or triggers instead
+
+_BOUND = re.compile(r"FOR VALUES FROM \((MINVALUE|'?-?\d+'?)\) TO \((MAXVALUE|'?-?\d+'?)\)")
+_NUMBER = re.compile(r"frames_p(\d+)")
+_PARTITION = re.compile(r"(frames|predictions)_(kept|stream|stream_default|p\d+)")
+_LOWEST = -(2**63)
+
+_partitioned: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class StreamPartition:
+    number: int
+    low: int  # the first id it holds (_LOWEST for MINVALUE) ...
+    high: int  # ... and the first it does not
+
+    @property
+    def frames(self) -> str:
+        return f"frames_p{self.number}"
+
+    @property
+    def predictions(self) -> str:
+        return f"predictions_p{self.number}"
+
+
+def is_partitioned(session: Session) -> bool:
+    """Whether this database has the partitioned layout (asked once per engine: only a
+    migration changes it)."""
+    engine = session.get_bind()
+    assert isinstance(engine, sa.Engine)
+    if engine.dialect.name != "postgresql":
+        return False
+    if engine not in _partitioned:
+        _partitioned[engine] = bool(session.scalar(sa.text(
+            "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass('frames'))")))
+    return _partitioned[engine]
+
+
+def layout_object(type_: str, name: str | None, table: str | None, referred: str | None) -> bool:
+    """Whether a schema object is the partitioned layout's own (alembic/env.py leaves these
+    out of the comparison with bearwatch.schema on a partitioned database)."""
+    if type_ == "table":
+        return name is not None and _PARTITION.fullmatch(name) is not None
+    if type_ == "column":
+        return (table, name) in _LAYOUT_COLUMNS
+    if type_ == "unique_constraint":
+        return name in _LAYOUT_CONSTRAINTS
+    if type_ == "index":
+        return name in _LAYOUT_INDEXES
+    if type_ == "foreign_key_constraint":
+        # (PostgreSQL also lists a key to a partitioned table once per partition)
+        return referred is not None and (referred in _FOREIGN_KEYS_CHANGED or _PARTITION.fullmatch(referred) is not None)
+    return False
+
+
+def stream_partitions(session: Session) -> list[StreamPartition]:
+    """The ranged stream partitions of frames, lowest first (the default one left out)."""
+    rows = session.execute(sa.text(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'frames_stream'::regclass"
+    )).all()
+    found = []
+    for name, bound in rows:
+        number, range_ = _NUMBER.fullmatch(name), _BOUND.search(bound)
+        if number is None or range_ is None:
+            continue
+        low, high = (_value(v) for v in range_.groups())
+        found.append(StreamPartition(int(number.group(1)), low, high))
+    return sorted(found, key=lambda p: p.low)
+
+
+def _value(bound: str) -> int:
+    if bound == "MINVALUE":
+        return _LOWEST
+    if bound == "MAXVALUE":
+        return 2**63 - 1
+    return int(bound.strip("'"))
+
+
+def in_default_partition() -> sa.ColumnElement[bool]:
+    """SQL: a row of frames is in the default stream partition."""
+    return sa.literal_column("frames.tableoid = 'frames_stream_default'::regclass", sa.Boolean)
+
+
+def next_frame_id(session: Session) -> int:
+    """The first frame id not given yet."""
+    last, called = session.execute(sa.text("SELECT last_value, is_called FROM frames_id_seq")).one()
+    return int(last) + 1 if called else int(last)
+
+
+def ensure_partitions(factory: sessionmaker[Session]) -> int:
+    """Make stream partitions until AHEAD of them lie wholly above the next frame id;
+    returns how many were made (0 on a plain database)."""
+    with write_transaction(factory) as session:
+        if not is_partitioned(session):
+            return 0
+        partitions = stream_partitions(session)
+        next_id = next_frame_id(session)
+        ready = sum(1 for p in partitions if p.low >= next_id)
+        if ready >= AHEAD:
+            return 0
+        span = _span(session, partitions, next_id)
+        number = max((p.number for p in partitions), default=0) + 1
+        in_default = session.scalar(sa.text("SELECT max(id) FROM frames_stream_default"))
+        low = max(partitions[-1].high if partitions else next_id, (in_default or 0) + 1)
+        for k in range(AHEAD - ready):
+            make_stream_partition(session, number + k, low, low + span)
+            low += span
+        return AHEAD - ready
+
+
+def _span(session: Session, partitions: list[StreamPartition], next_id: int) -> int:
+    """About a day of frame ids: the rate at which the last full partition filled, else
+    the top partition's size."""
+    full = [p for p in partitions if p.high <= next_id and p.low > _LOWEST]
+    for last in full[-3:][::-1]:  # (one emptied by hand, or a park that was off, says nothing)
+        first, final, _count = _captured(session, last.frames, count=False)
+        if first is not None and final is not None and final > first:
+            per_day = (last.high - last.low) * DAY_S / (final - first).total_seconds()
+            return int(min(MAX_SPAN, max(MIN_SPAN, round(per_day, -3))))
+    ranged = [p for p in partitions if p.low > _LOWEST]
+    return ranged[-1].high - ranged[-1].low if ranged else MIN_SPAN
+
+
+def remake_stream_partitions(session: Session, sizes: Sequence[int]) -> None:
+    """The empty stream partitions from the next frame id on replaced by new ones of
+    ``sizes`` ids each, the first from the next id (a bench or a test that fills a park's
+    history in bulk lays the partitions out as a park's days would have)."""
+    next_id = next_frame_id(session)
+    for partition in stream_partitions(session):
+        if partition.high > next_id:
+            if partition.low < next_id or session.scalar(sa.text(f"SELECT EXISTS (SELECT 1 FROM {partition.frames})")):
+                raise ValueError(f"{partition.frames} holds frames: only empty partitions are made again")
+            for table in ("predictions", "frames"):
+                session.execute(sa.text(f"ALTER TABLE {table}_stream DETACH PARTITION {table}_p{partition.number}"))
+                session.execute(sa.text(f"DROP TABLE {table}_p{partition.number}"))
+    number = max((p.number for p in stream_partitions(session)), default=0) + 1
+    low = next_id
+    for k, size in enumerate(sizes):
+        make_stream_partition(session, number + k, low, low + size)
+        low += size
+
+
+def make_stream_partition(session: Session, number: int, low: int, high: int) -> None:
+    """frames_pN and predictions_pN for ids [low, high), their indexes named after the
+    root tables' (ix_frames_captured_at_p3), each frames partition with its own unique
+    (camera_id, captured_at). Made apart and attached: an attach takes a lock that lets
+    ingest, inference and the dashboard go on (a CREATE ... PARTITION OF would hold them).
+    (Migration 0022 has a frozen copy.)"""
+    session.execute(sa.text(f"SET LOCAL lock_timeout = '{DDL_LOCK_WAIT_MS}ms'"))
+    for table, options in (("frames", f" WITH (fillfactor = {FRAMES_FILLFACTOR})"), ("predictions", "")):
+        name = f"{table}_p{number}"
+        session.execute(sa.text(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS){options}"))
+        if table == "frames":
+            session.execute(sa.text(f"CREATE UNIQUE INDEX uq_frames_camera_id_captured_at_p{number} "
+                                    f"ON {name} (camera_id, captured_at)"))
+        session.execute(sa.text(f"ALTER TABLE {table}_stream ATTACH PARTITION {name} FOR VALUES FROM ({low}) TO ({high})"))
+        for index, root in session.execute(sa.text(
+            "SELECT c.relname, pg_partition_root(c.oid)::regclass::text FROM pg_index x "
+            "JOIN pg_class c ON c.oid = x.indexrelid WHERE x.indrelid = CAST(:t AS regclass) AND pg_partition_root(c.oid) <> c.oid"
+        ), {"t": name}).all():
+            session.execute(sa.text(f'ALTER INDEX "{index}" RENAME TO "{root}_p{number}"'))
+
+
+def _captured(session: Session, partition: str, count: bool = True) -> tuple[datetime | None, datetime | None, int]:
+    """A frames partition's first and last capture time (as bearwatch.schema reads them),
+    and its frames (with ``count``: a read of its primary key)."""
+    table = sa.table(partition, sa.column("captured_at", Frame.__table__.c.captured_at.type))
+    first, last, frames = session.execute(sa.select(
+        sa.func.min(table.c.captured_at), sa.func.max(table.c.captured_at),
+        sa.func.count() if count else sa.literal(0))).one()
+    return first, last, int(frames)
+
+
+@dataclass(frozen=True)
+class DroppedPartition:
+    frames: int  # dropped with it
+    kept: frozenset[int]  # the frames moved to frames_kept as evidence
+
+
+def frame_paths(session: Session, partition: StreamPartition, after_id: int, limit: int) -> list[tuple[int, str]]:
+    """(id, path) of a stream partition's frames above ``after_id``, in id order."""
+    return [(int(i), str(p)) for i, p in session.execute(sa.text(
+        f"SELECT id, path FROM {partition.frames} WHERE id > :after ORDER BY id LIMIT :limit"),
+        {"after": after_id, "limit": limit})]
+
+
+def expired_partitions(session: Session, cutoff: datetime) -> list[StreamPartition]:
+    """Stream partitions no new frame goes to whose frames were all captured before
+    ``cutoff`` (an empty one too)."""
+    next_id = next_frame_id(session)
+    expired = []
+    for partition in stream_partitions(session):
+        if partition.high > next_id:
+            break
+        newest = _captured(session, partition.frames, count=False)[1]
+        if newest is None or newest < cutoff:
+            expired.append(partition)
+    return expired
+
+
+def drop_partition(factory: sessionmaker[Session], partition: StreamPartition, evidence: Collection[int]) -> DroppedPartition:
+    """In one transaction: the partition's evidence (frames a decision, an alert or one of
+    ``evidence``, the stage changes' frame ids, refers to) moved to the kept partitions
+    with their predictions, what refers to the rest deleted (queue entries, flags,
+    heatmaps), and both partitions detached and dropped. A verdict on one of its frames
+    committed meanwhile makes the detach fail (the foreign key): nothing is dropped, and
+    the next pass keeps that frame too."""
+    span = {"low": partition.low, "high": partition.high}
+    in_range = "frame_id >= :low AND frame_id < :high"
+    with write_transaction(factory) as session:
+        session.execute(sa.text(f"SET LOCAL lock_timeout = '{DDL_LOCK_WAIT_MS}ms'"))
+        count = _captured(session, partition.frames)[2]
+        moved = list(session.scalars(sa.text(
+            f"UPDATE frames SET kept = true WHERE id >= :low AND id < :high AND NOT kept AND ("
+            f"id IN (SELECT frame_id FROM decisions WHERE {in_range} AND NOT frame_kept) "
+            f"OR id IN (SELECT frame_id FROM alerts WHERE {in_range} AND NOT frame_kept) "
+            "OR id = ANY(CAST(:evidence AS bigint[]))) RETURNING id"
+        ), {**span, "evidence": sorted(i for i in evidence if partition.low <= i < partition.high)}))
+        if moved:
+            session.execute(sa.text("UPDATE predictions SET frame_kept = true WHERE frame_id = ANY(CAST(:moved AS bigint[])) AND NOT frame_kept"),
+                            {"moved": moved})
+        session.execute(sa.text(f"DELETE FROM prediction_heatmaps h USING {partition.predictions} p WHERE h.prediction_id = p.id"))
+        session.execute(sa.text(f"DELETE FROM alert_flags a WHERE a.{in_range} "
+                                "AND NOT EXISTS (SELECT 1 FROM frames_kept k WHERE k.id = a.frame_id)"), span)
+        session.execute(sa.text(f"DELETE FROM frame_queue WHERE {in_range} AND NOT frame_kept"), span)
+        for table in ("predictions", "frames"):
+            session.execute(sa.text(f"ALTER TABLE {table}_stream DETACH PARTITION {table}_p{partition.number}"))
+            session.execute(sa.text(f"DROP TABLE {table}_p{partition.number}"))
+    return DroppedPartition(count - len(moved), frozenset(moved))
+
