@@ -146,7 +146,8 @@ def ensure_partitions(factory: sessionmaker[Session]) -> int:
         span = _span(session, partitions, next_id)
         number = max((p.number for p in partitions), default=0) + 1
         in_default = session.scalar(sa.text("SELECT max(id) FROM frames_stream_default"))
-        low = max(partitions[-1].high if partitions else next_id, (in_default or 0) + 1)
+        # above the ranges, the default partition's rows and ids the sequence already passed
+        low = max(partitions[-1].high if partitions else next_id, (in_default or 0) + 1, next_id)
         for k in range(AHEAD - ready):
             make_stream_partition(session, number + k, low, low + span)
             low += span

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from alembic import command
+from pytest_alembic import MigrationContext
 from sqlalchemy.orm import Session, sessionmaker
 
-from bearwatch.db import make_engine, session_factory
-from bearwatch.migrations import alembic_config
+from bearwatch.db import session_factory
 from bearwatch.partitions import ensure_partitions, next_frame_id, stream_partitions
 from bearwatch.schema import (
     Alert,
@@ -243,10 +242,10 @@ def test_each_stream_partition_refuses_a_second_frame_of_a_camera_at_one_time(fa
         _frame(factory, None, site_id, camera_id, NOW)
 
 
-def test_the_upgrade_keeps_every_row_and_the_downgrade_too(database_url: str) -> None:
-    cfg = alembic_config(database_url)
-    command.upgrade(cfg, "0021")
-    engine = make_engine(database_url)
+def test_the_upgrade_keeps_every_row_and_the_downgrade_too(alembic_runner: MigrationContext, alembic_engine: sa.Engine) -> None:
+    """pytest-alembic's runner on PostgreSQL: a park's rows at 0021, the upgrade, the downgrade."""
+    alembic_runner.migrate_up_to("0021")
+    engine = alembic_engine
     factory = session_factory(engine)
     site_id, camera_id, model_id, ranger_id = _park(factory)
     ids = [_frame(factory, None, site_id, camera_id, NOW + timedelta(seconds=5 * k), model_id, score=0.2 + 0.2 * k)
@@ -269,7 +268,7 @@ def test_the_upgrade_keeps_every_row_and_the_downgrade_too(database_url: str) ->
 
     before = contents()
     assert before["frame_queue"] == [(pending,)] and before["alert_flags"] == [(flag,)]
-    command.upgrade(cfg, "0022")
+    alembic_runner.migrate_up_one()
     engine.dispose()
     assert contents() == before
     assert _count(factory, "SELECT count(*) FROM frames_p0") == 5  # the old table, attached as it was
@@ -282,7 +281,7 @@ def test_the_upgrade_keeps_every_row_and_the_downgrade_too(database_url: str) ->
         session.add(Decision(frame_id=10**9, reviewer_id=ranger_id, verdict=Verdict.CONFIRM))
 
     after = contents()
-    command.downgrade(cfg, "0021")
+    alembic_runner.migrate_down_one()
     engine.dispose()
     assert contents() == after
     assert _relations(factory, "frames%") == {"frames"}
