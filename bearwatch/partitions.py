@@ -121,9 +121,11 @@ def _value(bound: str) -> int:
     return int(bound.strip("'"))
 
 
-def in_default_partition() -> sa.ColumnElement[bool]:
-    """SQL: a row of frames is in the default stream partition."""
-    return sa.literal_column("frames.tableoid = 'frames_stream_default'::regclass", sa.Boolean)
+def default_partition() -> sa.TableClause:
+    """The default stream partition of frames, for reading it alone (a condition on
+    ``tableoid`` would read the old frames of every partition, the kept ones too)."""
+    columns = Frame.__table__.c
+    return sa.table("frames_stream_default", *(sa.column(name, columns[name].type) for name in ("id", "path", "captured_at")))
 
 
 def next_frame_id(session: Session) -> int:

@@ -33,10 +33,10 @@ from bearwatch.db import write_transaction
 from bearwatch.partitions import (
     DroppedPartition,
     StreamPartition,
+    default_partition,
     drop_partition,
     expired_partitions,
     frame_paths,
-    in_default_partition,
     is_partitioned,
 )
 from bearwatch.schema import Alert, Decision, Frame, StageChange
@@ -280,23 +280,24 @@ def _drop_with_files(factory: sessionmaker[Session], store: FrameStore, partitio
 
 
 def retain_rows(factory: sessionmaker[Session], store: FrameStore, cutoff: datetime, evidence: set[int], *,
-                 only_default: bool) -> RetainReport:
+                only_default: bool) -> RetainReport:
     """Row by row: frames captured before ``cutoff`` that nothing refers to (with
     ``only_default``, those in the partitioned frames' default partition only)."""
-    old = [Frame.captured_at < cutoff, *([in_default_partition()] if only_default else [])]
+    frames = default_partition() if only_default else Frame.__table__
+    old = frames.c.captured_at < cutoff
     with factory() as session:
         kept = session.scalar(
-            sa.select(sa.func.count()).select_from(Frame)
-            .where(*old, sa.or_(_referenced(Frame.id), Frame.id.in_(evidence) if evidence else sa.false()))
+            sa.select(sa.func.count()).select_from(frames)
+            .where(old, sa.or_(_referenced(frames.c.id), frames.c.id.in_(evidence) if evidence else sa.false()))
         ) or 0
     deleted = 0
     last_id = 0
     while True:
         with write_transaction(factory) as session:
             rows = session.execute(
-                sa.select(Frame.id, Frame.path)
-                .where(*old, Frame.id > last_id, ~_referenced(Frame.id))
-                .order_by(Frame.id).limit(BATCH)
+                sa.select(frames.c.id, frames.c.path)
+                .where(old, frames.c.id > last_id, ~_referenced(frames.c.id))
+                .order_by(frames.c.id).limit(BATCH)
             ).all()
             if not rows:
                 break
