@@ -5,7 +5,11 @@ frames is partitioned by LIST (kept): ``frames_kept`` (evidence retention kept) 
 ``frames_stream``, by RANGE (id) into ``frames_pN``; predictions alike by (frame_kept,
 frame_id) with the same bounds, so ``frames_pN`` and ``predictions_pN`` go together.
 Frame ids come from one sequence in capture order, so a range is a stretch of time: each
-partition is sized to hold about a day of frames (the last full one's rate).
+partition is sized to hold about PARTITION_DAYS of frames (the last full one's rate).
+Fewer, larger partitions: a query by capture time (the guard's, the review queue's, a
+camera's window) cannot prune ranges of ids, so it probes every partition's index; with
+a week each, a park keeping 30 days has about 8 to probe (measured in docs/benchmarks.md).
+The price: a frame stays up to a partition's span past the retention window.
 ``frames_stream_default`` takes any id no range holds (none while partitions are made
 ahead); new ranges start above its rows, and retention deletes its old rows one by one.
 
@@ -27,8 +31,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearwatch.db import write_transaction
 from bearwatch.schema import FRAMES_FILLFACTOR, Frame
 
+PARTITION_DAYS = 7.0  # the capture time a partition holds
 MIN_SPAN = 100_000  # ids in a partition, at least ...
-MAX_SPAN = 200_000_000  # ... and at most (a day of 2,300 frames a second)
+MAX_SPAN = 1_000_000_000  # ... and at most (a week of 1,650 frames a second)
 AHEAD = 2  # partitions kept ready above the next frame id
 # How long partition changes wait for their locks: a detach (and an attach, on the default
 # partition) waits behind every query reading frames, and every query after waits behind
@@ -157,14 +162,14 @@ def ensure_partitions(factory: sessionmaker[Session]) -> int:
 
 
 def _span(session: Session, partitions: list[StreamPartition], next_id: int) -> int:
-    """About a day of frame ids: the rate at which the last full partition filled, else
-    the top partition's size."""
+    """About PARTITION_DAYS of frame ids: the rate at which the last full partition
+    filled, else the top partition's size."""
     full = [p for p in partitions if p.high <= next_id and p.low > _LOWEST]
     for last in full[-3:][::-1]:  # (one emptied by hand, or a park that was off, says nothing)
         first, final, _count = _captured(session, last.frames, count=False)
         if first is not None and final is not None and final > first:
-            per_day = (last.high - last.low) * DAY_S / (final - first).total_seconds()
-            return int(min(MAX_SPAN, max(MIN_SPAN, round(per_day, -3))))
+            per_span = (last.high - last.low) * PARTITION_DAYS * DAY_S / (final - first).total_seconds()
+            return int(min(MAX_SPAN, max(MIN_SPAN, round(per_span, -3))))
     ranged = [p for p in partitions if p.low > _LOWEST]
     return ranged[-1].high - ranged[-1].low if ranged else MIN_SPAN
 

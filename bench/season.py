@@ -88,7 +88,7 @@ from bearwatch.db import make_engine, session_factory, write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.migrations import upgrade_to_head
 from bearwatch.park_file import Thresholds
-from bearwatch.partitions import ensure_partitions, is_partitioned, remake_stream_partitions
+from bearwatch.partitions import PARTITION_DAYS, ensure_partitions, is_partitioned, remake_stream_partitions
 from bearwatch.schema import (
     AlertChannel,
     AlertSource,
@@ -727,7 +727,7 @@ BULK_TABLES = ("frames", "predictions")
 def stream_partitions_for(factory: sessionmaker[Session], park: Park, count: int) -> int:
     """PostgreSQL's partitioned layout (bearwatch.partitions): the migration's first stream
     partitions (empty, sized for a fresh park) replaced by partitions over every id the
-    fill gives (it computes them: capture order), each a day of this park's frame ids, or
+    fill gives (it computes them: capture order), each PARTITION_DAYS of this park's frame ids, or
     ``count`` of them if given (as many as a park that keeps that many days has, to see
     what planning over them costs); those after are made ahead as the loop's job makes
     them. Returns how many."""
@@ -735,8 +735,8 @@ def stream_partitions_for(factory: sessionmaker[Session], park: Park, count: int
         if not is_partitioned(session):
             return 0
         top = park.slots_max * park.cameras + 1
-        day = -(-(top - 1) // count) if count else int(park.cameras * 86400 / INTERVAL_S)
-        sizes = [day] * -(-(top - 1) // day)
+        span = -(-(top - 1) // count) if count else int(park.cameras * PARTITION_DAYS * 86400 / INTERVAL_S)
+        sizes = [span] * -(-(top - 1) // span)
         remake_stream_partitions(session, sizes)
     return len(sizes)
 
@@ -1340,7 +1340,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drain-seconds", type=float, default=5.0, help="the loop's time after the last frame")
     parser.add_argument("--loop-start-timeout", type=float, default=1800.0)
     parser.add_argument("--partitions", type=int, default=0,
-                        help="stream partitions over the largest size's frame ids (default: a day of frames each)")
+                        help="stream partitions over the largest size's frame ids (default: a week of frames each)")
     parser.add_argument("--chunk-frames", type=int, default=50_000, help="frames per COPY transaction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")

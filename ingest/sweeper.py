@@ -239,7 +239,7 @@ def retain(factory: sessionmaker[Session], store: FrameStore, *, days: float, no
     """Frames captured before ``now - days`` deleted, with their predictions and files;
     evidence kept. On a partitioned PostgreSQL (bearwatch.partitions) whole stream
     partitions go once all their frames are that old (so a frame may stay up to a
-    partition's span, about a day, longer), their evidence moved to the kept partition
+    partition's span, about a week, longer), their evidence moved to the kept partition
     first; only frames in the default partition are deleted row by row."""
     cutoff = now - timedelta(days=days)
     with factory() as session:

@@ -9,7 +9,7 @@ from bearwatch.partitions import is_partitioned, next_frame_id, remake_stream_pa
 
 
 def fill_partition(factory: sessionmaker[Session]) -> None:
-    """As if the stream partition now being written had filled up (a day of a park's
+    """As if the stream partition now being written had filled up (a week of a park's
     frames): the next frame goes to the next partition. Nothing on a plain database."""
     with factory.begin() as session:
         end_partition(session)

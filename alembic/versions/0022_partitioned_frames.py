@@ -16,8 +16,8 @@ and churned with the season. On PostgreSQL 15 and later:
   holding every id up to the sequence's next value: the upgrade keeps every row without
   copying it. It reads each table once (the partition bound's check) and builds the new
   unique indexes (the primary keys must hold the partition keys); it does not rewrite.
-  ``_p1`` and ``_p2`` are made ahead, each about a day of frames (the last day's count,
-  at least 100,000 ids); bearwatch.partitions keeps making them, and retention
+  ``_p1`` and ``_p2`` are made ahead, each about a week of frames (7 times the last day's
+  count, at least 100,000 ids); bearwatch.partitions keeps making them, and retention
   (ingest.sweeper.retain) moves a partition's evidence to the kept partition and drops
   the rest of it with its predictions.
 
@@ -94,12 +94,12 @@ def _next_id() -> int:
     return max(last + 1 if called else last, highest + 1)
 
 
-def _day_of_frames() -> int:
+def _week_of_frames() -> int:
     bind = op.get_bind()
     count = bind.exec_driver_sql(
         "SELECT count(*) FROM frames WHERE captured_at > (SELECT max(captured_at) FROM frames) - interval '1 day'"
     ).scalar_one()
-    return max(_MIN_SPAN, int(count))
+    return max(_MIN_SPAN, 7 * int(count))
 
 
 def _make_stream_partition(number: int, low: int, high: int) -> None:
@@ -127,7 +127,7 @@ def upgrade() -> None:
         return
     op.execute("LOCK TABLE frames, predictions IN ACCESS EXCLUSIVE MODE")
     bound = _next_id()
-    span = _day_of_frames()
+    span = _week_of_frames()
     _old_tables_set_aside()
     _parents()
     _old_tables_attached(bound)

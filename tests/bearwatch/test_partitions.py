@@ -116,7 +116,7 @@ def test_retention_drops_a_whole_partition_and_moves_its_evidence_to_the_kept_on
                           status=AlertStatus.SENT, idempotency_key="k1"))
         session.add(StageChange(site_id=site_id, from_stage=Stage.MANUAL, to_stage=Stage.LIMITED, actor="ops",
                                 reason="gate passed", evidence={"examples": {"frame_ids": [ids["ledger"]]}}))
-    fill_partition(factory)  # a day's frames later
+    fill_partition(factory)  # a partition's frames later
     ids["new"] = _frame(factory, store, site_id, camera_id, NOW - timedelta(days=1), model_id)
     with factory() as session:
         paths = {i: p for i, p in session.execute(sa.select(Frame.id, Frame.path))}
@@ -206,7 +206,7 @@ def test_deleting_a_frame_or_a_prediction_deletes_what_hangs_on_it(factory: sess
     assert _count(factory, "SELECT count(*) FROM frames") == 0
 
 
-def test_partitions_are_made_ahead_each_about_a_day_of_frames(factory: sessionmaker[Session]) -> None:
+def test_partitions_are_made_ahead_each_about_a_week_of_frames(factory: sessionmaker[Session]) -> None:
     site_id, camera_id, _model, _ranger = _park(factory)
     for hour in (0, 12):  # the first partition filled in 12 hours
         _frame(factory, None, site_id, camera_id, NOW + timedelta(hours=hour))
@@ -219,7 +219,7 @@ def test_partitions_are_made_ahead_each_about_a_day_of_frames(factory: sessionma
         indexes = set(session.scalars(sa.text(
             "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid IN ('frames_p3'::regclass, 'predictions_p3'::regclass)")))
     span = before[1].high - before[1].low
-    assert [(p.number, p.low, p.high) for p in after][-1] == (3, before[-1].high, before[-1].high + 2 * span)
+    assert [(p.number, p.low, p.high) for p in after][-1] == (3, before[-1].high, before[-1].high + 2 * 7 * span)
     assert {"ix_frames_captured_at_p3", "uq_frames_camera_id_captured_at_p3", "ix_predictions_flagged_id_p3",
             "pk_frames_p3"} <= indexes
     assert ensure_partitions(factory) == 0
