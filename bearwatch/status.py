@@ -95,9 +95,9 @@ def _estimated_rows(session: Session, table: str) -> int | None:
     """PostgreSQL's estimate of a table's rows; None elsewhere or before its first ANALYZE."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    rows = session.scalar(sa.text(  # a partitioned table's: its partitions' (one row for a plain table)
-        "SELECT sum(c.reltuples)::bigint FROM pg_partition_tree(to_regclass(:t)) t JOIN pg_class c ON c.oid = t.relid "
-        "WHERE t.isleaf AND c.reltuples >= 0"), {"t": table})
+    rows = session.scalar(sa.text(  # a plain table's, or a partitioned one's partitions' (bearwatch.partitions)
+        "SELECT sum(reltuples)::bigint FROM pg_class WHERE relkind = 'r' AND reltuples >= 0 AND oid IN "
+        "(SELECT relid FROM pg_partition_tree(to_regclass(:t)) UNION SELECT to_regclass(:t))"), {"t": table})
     return rows if rows is not None and rows >= 0 else None
 
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bearwatch.db import make_engine, session_factory, write_transaction
 from bearwatch.migrations import upgrade_to_head
-from bearwatch.partitions import drop_partition, remake_stream_partitions, stream_partitions
+from bearwatch.partitions import OPT_IN, drop_partition, remake_stream_partitions, stream_partitions
 from bearwatch.schema import Camera, ModelVersion, Role, Site, Stage, User
 from bench.scratch_db import scratch_database
 from ingest.store import FrameStore
@@ -150,6 +150,7 @@ def main() -> None:
     with scratch_database(args.pg_admin_url, "bearwatch_retention") as database:
         engine = make_engine(database.url)
         try:
+            os.environ[OPT_IN] = "1"  # the partitioned layout (not the default yet)
             upgrade_to_head(engine)
             factory = session_factory(engine)
             setup(factory, args.frames, args.cameras)

@@ -88,7 +88,7 @@ from bearwatch.db import make_engine, session_factory, write_transaction
 from bearwatch.errors import BearwatchError
 from bearwatch.migrations import upgrade_to_head
 from bearwatch.park_file import Thresholds
-from bearwatch.partitions import PARTITION_DAYS, ensure_partitions, is_partitioned, remake_stream_partitions
+from bearwatch.partitions import OPT_IN, ensure_partitions, is_partitioned, remake_stream_partitions
 from bearwatch.schema import (
     AlertChannel,
     AlertSource,
@@ -727,15 +727,14 @@ BULK_TABLES = ("frames", "predictions")
 def stream_partitions_for(factory: sessionmaker[Session], park: Park, count: int) -> int:
     """PostgreSQL's partitioned layout (bearwatch.partitions): the migration's first stream
     partitions (empty, sized for a fresh park) replaced by partitions over every id the
-    fill gives (it computes them: capture order), each PARTITION_DAYS of this park's frame ids, or
-    ``count`` of them if given (as many as a park that keeps that many days has, to see
-    what planning over them costs); those after are made ahead as the loop's job makes
-    them. Returns how many."""
+    fill gives (it computes them: capture order), ``count`` of them (as many as a park
+    keeps: with a week each, 5 for a month); those after are made ahead as the loop's job
+    makes them. Returns how many."""
     with write_transaction(factory) as session:
         if not is_partitioned(session):
             return 0
         top = park.slots_max * park.cameras + 1
-        span = -(-(top - 1) // count) if count else int(park.cameras * PARTITION_DAYS * 86400 / INTERVAL_S)
+        span = -(-(top - 1) // count)
         sizes = [span] * -(-(top - 1) // span)
         remake_stream_partitions(session, sizes)
     return len(sizes)
@@ -1340,7 +1339,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drain-seconds", type=float, default=5.0, help="the loop's time after the last frame")
     parser.add_argument("--loop-start-timeout", type=float, default=1800.0)
     parser.add_argument("--partitions", type=int, default=0,
-                        help="stream partitions over the largest size's frame ids (default: a week of frames each)")
+                        help="the partitioned layout (PostgreSQL 15+, opt-in), with this many stream partitions over "
+                             "the largest size's frame ids (default 0: plain tables)")
     parser.add_argument("--chunk-frames", type=int, default=50_000, help="frames per COPY transaction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
@@ -1378,6 +1378,8 @@ def _run(database: ScratchDatabase, folder: Path, args: argparse.Namespace) -> N
     writer: FrameWriter | None = None
     try:
         engine = make_engine(db_url)
+        if args.partitions:
+            os.environ[OPT_IN] = "1"  # the partitioned layout (bearwatch.partitions; not the default yet)
         upgrade_to_head(engine)
         anchor = datetime.now(timezone.utc).replace(microsecond=0)
         park = build_park(session_factory(engine), args, folder, anchor)

@@ -35,7 +35,9 @@ The unique (camera_id, captured_at) of frames cannot span partitions (a partitio
 table's unique keys must hold its partition keys): each stream partition has its own.
 
 SQLite, and PostgreSQL before 15 (a row moving to another partition is a delete and an
-insert there, which would fire the ON DELETE CASCADE), keep the tables as they were.
+insert there, which would fire the ON DELETE CASCADE), keep the tables as they were; so
+does PostgreSQL unless BEARWATCH_PARTITIONED_FRAMES=1 is set where the upgrade runs (the
+layout's costs: docs/benchmarks.md, "A park's season on partitioned tables").
 
 Revision ID: 0022
 Revises: 0021
@@ -43,6 +45,7 @@ Create Date: 2026-12-01 17:10:00
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from alembic import op
@@ -52,6 +55,7 @@ down_revision: str | Sequence[str] | None = '0021'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+OPT_IN = "BEARWATCH_PARTITIONED_FRAMES"  # bearwatch.partitions.OPT_IN when this was written
 _MIN_SPAN = 100_000
 # Tables that keep a foreign key to frames: (table, ON DELETE action).
 _REFERRERS = (("decisions", "CASCADE"), ("alerts", "NO ACTION"), ("frame_votes", "CASCADE"), ("frame_queue", "CASCADE"))
@@ -76,8 +80,13 @@ _PREDICTION_INDEXES = (
 
 
 def _partitioning() -> bool:
+    """Only when asked for (BEARWATCH_PARTITIONED_FRAMES=1 where the upgrade runs), on
+    PostgreSQL 15 or later: measured on the season bench, every query by capture time
+    probes each partition and plans over all of them (the verdict round trip 43 -> 187 ms,
+    the flag pass 16 -> 273 ms at 10M frames), so it is not the default yet."""
     bind = op.get_bind()
-    return bind.dialect.name == "postgresql" and int(bind.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 150000
+    return (os.environ.get(OPT_IN) == "1" and bind.dialect.name == "postgresql"
+            and int(bind.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 150000)
 
 
 def _is_partitioned() -> bool:

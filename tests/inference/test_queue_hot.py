@@ -261,7 +261,7 @@ def _update_counts(database_url: str) -> tuple[int, int]:
     with psycopg.connect(conninfo) as conn:
         row = conn.execute(  # frames' partitions (bearwatch.partitions), or the plain table
             "SELECT sum(n_tup_upd), sum(n_tup_hot_upd) FROM pg_stat_user_tables "
-            "WHERE relid IN (SELECT relid FROM pg_partition_tree('frames'))").fetchone()
+            "WHERE relid IN (SELECT relid FROM pg_partition_tree('frames') UNION SELECT 'frames'::regclass)").fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
