@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import context
 
 from bearwatch.db import make_engine
-from bearwatch.partitions import layout_object
+from bearwatch.partitions import has_layout, layout_object
 from bearwatch.schema import Base
 
 config = context.config
@@ -50,8 +50,7 @@ def _compared_on(connection: sa.Connection) -> Callable[..., bool]:
 
     def compared(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
         if not partitioned:
-            partitioned.append(bool(connection.exec_driver_sql(
-                "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass('frames'))").scalar()))
+            partitioned.append(has_layout(connection))
         if not partitioned[0]:
             return True
         table = getattr(getattr(obj, "table", None), "name", None)

@@ -85,9 +85,14 @@ def is_partitioned(session: Session) -> bool:
     if engine.dialect.name != "postgresql":
         return False
     if engine not in _partitioned:
-        _partitioned[engine] = bool(session.scalar(sa.text(
-            "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass('frames'))")))
+        _partitioned[engine] = has_layout(session.connection())
     return _partitioned[engine]
+
+
+def has_layout(connection: sa.Connection) -> bool:
+    """Asked of the database now (no cache; alembic/env.py asks on its connection)."""
+    return connection.dialect.name == "postgresql" and bool(connection.exec_driver_sql(
+        "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass('frames'))").scalar())
 
 
 def layout_object(type_: str, name: str | None, table: str | None, referred: str | None) -> bool:
@@ -146,10 +151,11 @@ def next_frame_id(session: Session) -> int:
 
 def ensure_partitions(factory: sessionmaker[Session]) -> int:
     """Make stream partitions until AHEAD of them lie wholly above the next frame id;
-    returns how many were made (0 on a plain database)."""
-    with write_transaction(factory) as session:
+    returns how many were made (0 on a plain database, without a write transaction)."""
+    with factory() as session:
         if not is_partitioned(session):
             return 0
+    with write_transaction(factory) as session:
         partitions = stream_partitions(session)
         next_id = next_frame_id(session)
         ready = sum(1 for p in partitions if p.low >= next_id)
@@ -188,14 +194,20 @@ def remake_stream_partitions(session: Session, sizes: Sequence[int]) -> None:
         if partition.high > next_id:
             if partition.low < next_id or session.scalar(sa.text(f"SELECT EXISTS (SELECT 1 FROM {partition.frames})")):
                 raise ValueError(f"{partition.frames} holds frames: only empty partitions are made again")
-            for table in ("predictions", "frames"):
-                session.execute(sa.text(f"ALTER TABLE {table}_stream DETACH PARTITION {table}_p{partition.number}"))
-                session.execute(sa.text(f"DROP TABLE {table}_p{partition.number}"))
+            _detach_and_drop(session, partition)
     number = max((p.number for p in stream_partitions(session)), default=0) + 1
     low = next_id
     for k, size in enumerate(sizes):
         make_stream_partition(session, number + k, low, low + size)
         low += size
+
+
+def _detach_and_drop(session: Session, partition: StreamPartition) -> None:
+    """predictions_pN, then frames_pN (nothing may refer to a frame of it by then: the
+    keys refuse the detach otherwise)."""
+    for parent, table in (("predictions", partition.predictions), ("frames", partition.frames)):
+        session.execute(sa.text(f"ALTER TABLE {parent}_stream DETACH PARTITION {table}"))
+        session.execute(sa.text(f"DROP TABLE {table}"))
 
 
 def make_stream_partition(session: Session, number: int, low: int, high: int) -> None:
@@ -281,8 +293,6 @@ def drop_partition(factory: sessionmaker[Session], partition: StreamPartition, e
         session.execute(sa.text(f"DELETE FROM alert_flags a WHERE a.{in_range} "
                                 "AND NOT EXISTS (SELECT 1 FROM frames_kept k WHERE k.id = a.frame_id)"), span)
         session.execute(sa.text(f"DELETE FROM frame_queue WHERE {in_range} AND NOT frame_kept"), span)
-        for table in ("predictions", "frames"):
-            session.execute(sa.text(f"ALTER TABLE {table}_stream DETACH PARTITION {table}_p{partition.number}"))
-            session.execute(sa.text(f"DROP TABLE {table}_p{partition.number}"))
+        _detach_and_drop(session, partition)
     return DroppedPartition(count - len(moved), frozenset(moved))
 

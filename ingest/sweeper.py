@@ -245,13 +245,11 @@ def retain(factory: sessionmaker[Session], store: FrameStore, *, days: float, no
     with factory() as session:
         evidence = evidence_frame_ids(session)
         partitioned = is_partitioned(session)
+        expired = expired_partitions(session, cutoff) if partitioned else []
     dropped = kept = 0
-    if partitioned:
-        with factory() as session:
-            expired = expired_partitions(session, cutoff)
-        for partition in expired:
-            gone = _drop_with_files(factory, store, partition, evidence)
-            dropped, kept = dropped + gone.frames, kept + len(gone.kept)
+    for partition in expired:
+        gone = _drop_with_files(factory, store, partition, evidence)
+        dropped, kept = dropped + gone.frames, kept + len(gone.kept)
     rows = retain_rows(factory, store, cutoff, evidence, only_default=partitioned)
     return RetainReport(dropped + rows.frames_deleted, kept + rows.kept_as_evidence)
 
