@@ -24,9 +24,10 @@ SQLite, PostgreSQL before 15 and a database migrated without OPT_IN have none of
 from __future__ import annotations
 
 import re
+import time
 import weakref
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -58,6 +59,10 @@ _BOUND = re.compile(r"FOR VALUES FROM \((MINVALUE|'?-?\d+'?)\) TO \((MAXVALUE|'?
 _NUMBER = re.compile(r"frames_p(\d+)")
 _PARTITION = re.compile(r"(frames|predictions)_(kept|stream|stream_default|p\d+)")
 _LOWEST = -(2**63)
+
+# How long a process goes by what it read of the partitions for frame_id_floor: sealed
+# partitions never change, so an older reading only prunes less (a partition sealed since).
+FLOOR_READING_S = 300.0
 
 _partitioned: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
 
@@ -110,6 +115,76 @@ def layout_object(type_: str, name: str | None, table: str | None, referred: str
         # (PostgreSQL also lists a key to a partitioned table once per partition)
         return referred is not None and (referred in _FOREIGN_KEYS_CHANGED or _PARTITION.fullmatch(referred) is not None)
     return False
+
+
+@dataclass
+class _Sealed:
+    """What frame_id_floor reads of an engine's partitions, at ``read_at`` (monotonic)."""
+    read_at: float
+    next_id: int  # the first frame id not given then: every frame written since has a higher one
+    partitions: list[tuple[StreamPartition, datetime | None]]  # sealed then, lowest first, with their newest capture
+    default_lowest: int | None  # the lowest id in the default partition then (its rows lie between ranges)
+    kept_newest: datetime | None  # the newest capture among frames_kept's then (partitions dropped before)
+    newest: dict[StreamPartition, datetime | None] = field(default_factory=dict)
+
+
+_sealed: weakref.WeakKeyDictionary[sa.Engine, _Sealed] = weakref.WeakKeyDictionary()
+
+
+def frame_id_floor(session: Session, since: datetime) -> int | None:
+    """The lowest id a frame captured at or after ``since`` can have on the partitioned
+    layout, for conditions ``Frame.id >= floor`` (and ``Prediction.frame_id >= floor``)
+    beside a query's capture-time window: PostgreSQL then leaves the stream partitions
+    below it out of the plan instead of planning and probing every partition (the work of
+    a windowed query grows no more with the partitions retention keeps). None: nothing to
+    leave out (a plain database, or the window reaches the oldest partition).
+
+    Sound because a partition no new frame goes to (sealed) keeps its newest capture
+    time: the floor is the first id of the lowest sealed partition holding a frame
+    captured since ``since`` (every partition below holds none; evidence moved to
+    frames_kept keeps its id), else where the sealed ones end, lowered to the default
+    partition's lowest row and to the next id. A backfilled frame (old capture, new id)
+    lies above the floor. Evidence of partitions dropped before the reading lies in
+    frames_kept with ids the reading does not place: no floor for a window reaching back
+    to its newest frame. Read at most every FLOOR_READING_S per engine (a few catalog and
+    index reads), each sealed partition's newest capture once."""
+    if not is_partitioned(session):
+        return None
+    engine = session.get_bind()
+    assert isinstance(engine, sa.Engine)
+    sealed = _sealed.get(engine)
+    if sealed is None or time.monotonic() - sealed.read_at > FLOOR_READING_S:
+        sealed = _read_sealed(session, sealed.newest if sealed is not None else {})
+        _sealed[engine] = sealed
+    if not sealed.partitions or (sealed.kept_newest is not None and sealed.kept_newest >= since):
+        return None
+    floor = next((p.low for p, newest in sealed.partitions if newest is not None and newest >= since),
+                 sealed.partitions[-1][0].high)
+    floor = min(floor, sealed.next_id, sealed.default_lowest if sealed.default_lowest is not None else floor)
+    return floor if floor > sealed.partitions[0][0].low else None
+
+
+def forget_readings() -> None:
+    """frame_id_floor reads the partitions again on its next call (tests that change them)."""
+    _sealed.clear()
+
+
+def _read_sealed(session: Session, newest: dict[StreamPartition, datetime | None]) -> _Sealed:
+    next_id = next_frame_id(session)
+    partitions = [p for p in stream_partitions(session) if p.high <= next_id]
+    for partition in partitions:
+        if partition not in newest:
+            newest[partition] = _captured(session, partition.frames, count=False)[1]
+    default_lowest = session.scalar(sa.text("SELECT min(id) FROM frames_stream_default"))
+    kept_newest = _captured(session, "frames_kept", count=False)[1]
+    return _Sealed(time.monotonic(), next_id, [(p, newest[p]) for p in partitions], default_lowest, kept_newest,
+                   {p: newest[p] for p in partitions})
+
+
+def at_least(floor: int | None, *ids: sa.ColumnElement[int] | sa.orm.InstrumentedAttribute[int]) -> list[sa.ColumnElement[bool]]:
+    """``id >= floor`` for each of ``ids`` (frame ids: frames.id, predictions.frame_id),
+    or nothing where ``floor`` is None (frame_id_floor)."""
+    return [] if floor is None else [column >= floor for column in ids]
 
 
 def stream_partitions(session: Session) -> list[StreamPartition]:

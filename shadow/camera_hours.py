@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from bearwatch.db import upsert_insert, write_transaction
+from bearwatch.partitions import at_least, frame_id_floor
 from bearwatch.schema import Camera, CameraHour, Frame, ShadowCursor, Site
 from shadow.closed_spans import SETTLED, ClosedSpans, FrameKey, as_utc, hour_of
 from shadow.flag_cursor import open_cursor
@@ -77,7 +78,8 @@ def _hour_counts(session: Session, start: datetime, end: datetime, site: Site | 
     query = (
         sa.select(Frame.camera_id.label("camera_id"), bucket.label("hour"), sa.func.count().label("frames"),
                   night.label("night"))
-        .where(Frame.captured_at >= start, Frame.captured_at < end, usable_frame())
+        .where(Frame.captured_at >= start, Frame.captured_at < end, usable_frame(),
+               *at_least(frame_id_floor(session, start), Frame.id))
         .group_by(Frame.camera_id, bucket)
     )
     rows = session.execute(_of_site_cameras(session, site, query) if site is not None else query).all()

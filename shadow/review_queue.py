@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from bearwatch.auth import Actor
 from bearwatch.park_file import Thresholds
+from bearwatch.partitions import at_least, frame_id_floor
 from bearwatch.schema import (
     AUDIT_INDEX_PREDICATE,
     AUDIT_INDEX_RATE,
@@ -374,6 +375,10 @@ def _branches(
     one branch reading the partial indexes of migration 0016 (``_indexed_flagged``,
     ``_indexed_audit``), a page's worth of rows whatever the window holds."""
     audit_indexed = [qs for qs in sites if _audit_in_index(qs.thresholds)] if indexed else []
+    # The lowest frame id the sections' windows can reach (a follow-up's neighbours reach
+    # back two cooldowns), which keeps older partitions out of the plan (bearwatch.partitions).
+    widest = timedelta(seconds=max(qs.thresholds.alert_cooldown_s for qs in sites))
+    floor = frame_id_floor(session, since - 2 * widest)
     branches = []
     for qs in sites:
         skip = {QueueReason.PENDING_ALERT, QueueReason.FLAGGED, QueueReason.SECOND_LOOK, QueueReason.FOLLOW_UP} \
@@ -381,14 +386,14 @@ def _branches(
         if qs in audit_indexed:
             continue  # every section of it is in a branch of all sites (building its statements costs ~7 ms)
         branches += [_Branch(qs, reason, stmt, stmt) for reason, stmt in
-                     _section_statements(session, qs, user_id, since).items() if reason not in skip]
+                     _section_statements(session, qs, user_id, since, floor).items() if reason not in skip]
     if indexed:
         branches.append(_held_alerts(sites, user_id, limit))
-        branches.append(_indexed_flagged(sites, user_id, since, limit * _PAGES[QueueReason.FLAGGED]))
-        branches.append(_second_looks(sites, user_id, since))
-        branches.append(_follow_ups(sites, since))
+        branches.append(_indexed_flagged(sites, user_id, since, floor, limit * _PAGES[QueueReason.FLAGGED]))
+        branches.append(_second_looks(sites, user_id, since, floor))
+        branches.append(_follow_ups(sites, since, floor))
     if audit_indexed:
-        branches.append(_indexed_audit(audit_indexed, user_id, since))
+        branches.append(_indexed_audit(audit_indexed, user_id, since, floor))
     return branches
 
 
@@ -508,7 +513,7 @@ def _per_site(sites: list[_QueueSite], value: Any, type_: sa.types.TypeEngine[An
     return sa.case({site_id: sa.literal(v, type_) for site_id, v in values.items()}, value=Camera.site_id)
 
 
-def _indexed_flagged(sites: list[_QueueSite], user_id: int | None, since: datetime, size: int) -> _Branch:
+def _indexed_flagged(sites: list[_QueueSite], user_id: int | None, since: datetime, floor: int | None, size: int) -> _Branch:
     """PostgreSQL: the flagged section of all ``sites`` at once, the newest ``size`` by
     capture time, read through ix_predictions_flagged_scored_at. The newest ``size`` by
     scoring time are read first; the oldest capture time among them bounds the page from
@@ -525,7 +530,8 @@ def _indexed_flagged(sites: list[_QueueSite], user_id: int | None, since: dateti
             .join(Camera, Camera.id == Frame.camera_id)
             .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
             .where(Prediction.flagged == sa.true(), Prediction.model_version_id == model, _of_sites(sites),
-                   Frame.captured_at >= since, _undecided(user_id), *where)
+                   Frame.captured_at >= since, _undecided(user_id), *at_least(floor, Frame.id, Prediction.frame_id),
+                   *where)
         )
 
     newest_scored = flags().order_by(Prediction.scored_at.desc()).limit(size).subquery("newest_scored")
@@ -578,7 +584,7 @@ def _held_alerts(sites: list[_QueueSite], user_id: int | None, size: int) -> _Br
     return _Branch(None, QueueReason.PENDING_ALERT, page, counted)
 
 
-def _follow_ups(sites: list[_QueueSite], since: datetime) -> _Branch:
+def _follow_ups(sites: list[_QueueSite], since: datetime, floor: int | None) -> _Branch:
     """PostgreSQL: the follow-ups of all ``sites`` at once (``_section_statements``' rule,
     each site with its own cooldown and its newest ``follow_up.MAX_ANCHORS`` found misses),
     found miss by found miss, the oldest first, each one's neighbours in capture order:
@@ -601,7 +607,7 @@ def _follow_ups(sites: list[_QueueSite], since: datetime) -> _Branch:
         .where(anchor.camera_id == sa.any_(cameras), anchor.captured_at >= since - reach,
                _IS_MISSED, Decision.review_reason.in_(follow_up.FOUND_BY_DESIGN),
                # read through ix_decisions_missed_decided_at: a miss is reported after its capture
-               Decision.decided_at >= since - widest - CLOCK_SLACK)
+               Decision.decided_at >= since - widest - CLOCK_SLACK, *at_least(floor, anchor.id))
         .subquery("misses")
     )
     newest = sa.func.row_number().over(partition_by=misses.c.site_id, order_by=misses.c.captured_at.desc())
@@ -620,7 +626,8 @@ def _follow_ups(sites: list[_QueueSite], since: datetime) -> _Branch:
         .where(neighbour.camera_id == s.camera_id, neighbour.captured_at >= s.captured_at - s.reach,
                neighbour.captured_at <= s.captured_at + s.reach,
                sa.or_(s.after.is_(None), neighbour.captured_at > s.after),
-               neighbour.captured_at >= since - 2 * widest, Prediction.flagged.is_(False), nobody_decided)
+               neighbour.captured_at >= since - 2 * widest, Prediction.flagged.is_(False), nobody_decided,
+               *at_least(floor, neighbour.id, Prediction.frame_id))
         .order_by(neighbour.captured_at)
         .lateral("near")
     )
@@ -633,7 +640,7 @@ def _follow_ups(sites: list[_QueueSite], since: datetime) -> _Branch:
     return _Branch(None, QueueReason.FOLLOW_UP, stmt, stmt, ids=stmt.with_only_columns(near.c.frame_id.label("id")))
 
 
-def _second_looks(sites: list[_QueueSite], user_id: int | None, since: datetime) -> _Branch:
+def _second_looks(sites: list[_QueueSite], user_id: int | None, since: datetime, floor: int | None) -> _Branch:
     """PostgreSQL: the second looks of all ``sites`` at once (``_section_statements``' for
     one site), read from the vote summary's partial index (shadow.second_looks): the
     frames that may need another look, never the window's settled verdicts."""
@@ -647,13 +654,14 @@ def _second_looks(sites: list[_QueueSite], user_id: int | None, since: datetime)
         .join(Prediction, sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == model))
         .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
         .where(*second_look_frames(since, Prediction.flagged),
-               FrameVotes.camera_id == sa.any_(sa.literal(cameras, sa.ARRAY(sa.Integer))), _undecided(user_id))
+               FrameVotes.camera_id == sa.any_(sa.literal(cameras, sa.ARRAY(sa.Integer))), _undecided(user_id),
+               *at_least(floor, Frame.id, Prediction.frame_id))
         .order_by(FrameVotes.captured_at)
     )
     return _Branch(None, QueueReason.SECOND_LOOK, stmt, stmt)
 
 
-def _indexed_audit(sites: list[_QueueSite], user_id: int | None, since: datetime) -> _Branch:
+def _indexed_audit(sites: list[_QueueSite], user_id: int | None, since: datetime, floor: int | None) -> _Branch:
     """PostgreSQL: the audit sample of all ``sites`` at once (each with its own rates, all
     within the audit index's), oldest first, read through ix_frames_audit_captured_at:
     only frames whose id hash may put them in a sample."""
@@ -675,7 +683,7 @@ def _indexed_audit(sites: list[_QueueSite], user_id: int | None, since: datetime
         .join(Camera, Camera.id == Frame.camera_id)
         .join(Prediction, sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == model))
         .where(_IN_AUDIT_INDEX, _IN_AUDIT_PREDICTIONS, _of_sites(sites), Frame.captured_at >= since,
-               audit_design.id_hash_sql(Frame.id) < below, _undecided(user_id))
+               audit_design.id_hash_sql(Frame.id) < below, _undecided(user_id), *at_least(floor, Frame.id, Prediction.frame_id))
         .order_by(Frame.captured_at)
     )
     return _Branch(None, QueueReason.AUDIT, stmt, stmt)
@@ -722,10 +730,11 @@ def _shifted(session: Session, at: sa.ColumnElement[datetime], seconds: float) -
 
 
 def _section_statements(
-    session: Session, qs: _QueueSite, user_id: int | None, since: datetime,
+    session: Session, qs: _QueueSite, user_id: int | None, since: datetime, floor: int | None,
 ) -> dict[QueueReason, sa.Select]:
     """Each section's query for one site (the columns of ``_row``), ordered, without a
-    limit: the caller pages them and may count them all."""
+    limit: the caller pages them and may count them all. ``floor``: no frame of the
+    windows has a lower id (bearwatch.partitions.frame_id_floor)."""
     site, t = qs.site, qs.thresholds
     # The site's cameras by id, not through a join on cameras: then PostgreSQL reads the
     # window through the (camera_id, captured_at) index, only this site's frames, instead
@@ -748,7 +757,7 @@ def _section_statements(
                                   sa.func.coalesce(Prediction.model_version_id, Prediction.model_version_id) == site.rollout_model_id))
         .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
         .where(*second_look_frames(since, Prediction.flagged), FrameVotes.camera_id.in_(qs.camera_ids),
-               _undecided(user_id))
+               _undecided(user_id), *at_least(floor, Frame.id, Prediction.frame_id))
         .order_by(FrameVotes.captured_at)
     )
     # 3. Flagged frames in the window, newest first: a bear may still be there.
@@ -759,7 +768,7 @@ def _section_statements(
         .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
         .where(
             Prediction.model_version_id == site.rollout_model_id, Prediction.flagged.is_(True),
-            of_site, Frame.captured_at >= since, _undecided(user_id),
+            of_site, Frame.captured_at >= since, _undecided(user_id), *at_least(floor, Frame.id, Prediction.frame_id),
         )
         .order_by(Frame.captured_at.desc())
     )
@@ -774,7 +783,7 @@ def _section_statements(
             .where(
                 of_site, Frame.captured_at >= since, Prediction.flagged.is_(False),
                 audit_design.id_hash_sql(Frame.id) < stratum_threshold,
-                _undecided(user_id),
+                _undecided(user_id), *at_least(floor, Frame.id, Prediction.frame_id),
             )
             .order_by(Frame.captured_at)
         )

@@ -16,9 +16,18 @@ from pytest_alembic.tests import test_model_definitions_match_ddl as model_defin
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bearwatch.auth import Actor
 from bearwatch.db import make_engine, session_factory
 from bearwatch.migrations import upgrade_to_head
-from bearwatch.partitions import OPT_IN, ensure_partitions, next_frame_id, stream_partitions
+from bearwatch.partitions import (
+    OPT_IN,
+    at_least,
+    ensure_partitions,
+    forget_readings,
+    frame_id_floor,
+    next_frame_id,
+    stream_partitions,
+)
 from bearwatch.schema import (
     Alert,
     AlertFlag,
@@ -43,6 +52,9 @@ from bearwatch.schema import (
 from inference.queue import ModelScores, claim_batch, commit_results
 from ingest.store import FrameStore
 from ingest.sweeper import retain
+from shadow.camera_hours import clear_hours_cache, site_hours
+from shadow.closed_spans import FrameKey
+from shadow.review_queue import review_queue
 from tests.conftest import _fresh_pg_database
 from tests.partitions import fill_partition
 
@@ -341,3 +353,97 @@ def test_the_partitioned_layout_matches_the_models_but_for_its_own_objects(
     columns, keys and partitions (bearwatch.partitions.layout_object)."""
     monkeypatch.setenv(OPT_IN, "1")
     model_definitions_match_ddl(alembic_runner)
+
+
+def _plan_and_hours(factory: sessionmaker[Session], site_id: int, start: datetime, end: datetime) -> tuple[str, list[FrameKey]]:
+    """The site's camera-hours of [start, end) as the guard reads its open hours from the
+    frames, and the plan of the statement that read them."""
+    engine = factory.kw["bind"]
+    sent: list[tuple[str, object]] = []
+
+    def keep(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if "GROUP BY" in statement:
+            sent.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", keep)
+    try:
+        with factory() as session:
+            site = session.get(Site, site_id)
+            assert site is not None
+            clear_hours_cache()
+            hours = site_hours(session, site, start, end)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", keep)
+    (statement, parameters), = sent
+    with engine.connect() as conn:
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())  # type: ignore[arg-type]
+    return plan, sorted(hours)
+
+
+def test_a_window_s_read_leaves_older_partitions_out_of_its_plan_and_misses_no_frame(factory: sessionmaker[Session]) -> None:
+    site_id, camera_id, model_id, _ranger = _park(factory)
+    with factory.begin() as session:
+        other = Camera(site_id=site_id, name="d", source="y.avi")
+        session.add(other)
+        session.flush()
+        other_id = other.id
+        session.get(Site, site_id).rollout_model_id = model_id  # type: ignore[union-attr]
+    hour = NOW.replace(minute=0)
+    _frame(factory, None, site_id, camera_id, NOW - timedelta(days=10), model_id)  # in frames_p1 with ...
+    skewed = _frame(factory, None, site_id, other_id, hour + timedelta(minutes=5), model_id, score=0.9)  # ... a frame of now
+    fill_partition(factory)
+    young = _frame(factory, None, site_id, camera_id, hour + timedelta(minutes=10), model_id, score=0.9)  # frames_p2
+    forget_readings()
+
+    plan, hours = _plan_and_hours(factory, site_id, hour, hour + timedelta(hours=1))
+    assert hours == sorted([(camera_id, hour, False), (other_id, hour, False)])  # the skewed frame's hour too
+    assert "frames_p1" in plan
+
+    with factory.begin() as session:  # the skewed frame gone: frames_p1 holds nothing of the window
+        session.execute(sa.delete(Prediction).where(Prediction.frame_id == skewed))
+        session.execute(sa.delete(Frame).where(Frame.id == skewed))
+    forget_readings()
+    plan, hours = _plan_and_hours(factory, site_id, hour, hour + timedelta(hours=1))
+    assert hours == [(camera_id, hour, False)]
+    assert "frames_p1" not in plan and "frames_p2" in plan
+    with factory() as session:  # the review queue's window, its flagged frame and no other
+        queue = review_queue(session, Actor("rita", Role.RANGER), NOW)
+    assert [item.frame_id for item in queue] == [young]
+
+
+def test_no_floor_for_a_window_that_reaches_kept_evidence(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    store = FrameStore(tmp_path / "frames")
+    site_id, camera_id, model_id, ranger_id = _park(factory)
+    decided = _frame(factory, store, site_id, camera_id, NOW - timedelta(days=40), model_id, score=0.9)
+    with factory.begin() as session:
+        session.add(Decision(frame_id=decided, reviewer_id=ranger_id, verdict=Verdict.CONFIRM))
+    fill_partition(factory)
+    assert retain(factory, store, days=30, now=NOW).kept_as_evidence == 1  # frames_p1 dropped, the decided frame kept
+    _frame(factory, store, site_id, camera_id, NOW - timedelta(days=50), model_id)  # old footage backfilled: frames_p2
+    fill_partition(factory)
+    _frame(factory, store, site_id, camera_id, NOW - timedelta(days=1), model_id)
+    forget_readings()
+    with factory() as session:
+        since = NOW - timedelta(days=41)  # frames_p2 holds nothing of it; the kept frame, below it, does
+        assert frame_id_floor(session, since) is None
+        assert frame_id_floor(session, NOW - timedelta(days=2)) is not None
+        assert session.scalar(sa.select(sa.func.count()).where(
+            Frame.captured_at >= since, *at_least(frame_id_floor(session, since), Frame.id))) == 2
+
+
+def test_a_window_s_frame_waiting_in_the_default_partition_is_read(factory: sessionmaker[Session]) -> None:
+    site_id, camera_id, model_id, _ranger = _park(factory)
+    with factory.begin() as session:
+        session.get(Site, site_id).rollout_model_id = model_id  # type: ignore[union-attr]
+    _frame(factory, None, site_id, camera_id, NOW - timedelta(days=10), model_id)
+    with factory.begin() as session:  # the sequence ran past the ranges (the hourly job was off)
+        top = stream_partitions(session)[-1]
+        session.execute(sa.text("SELECT setval('frames_id_seq', :v, false)"), {"v": top.high})
+    waiting = _frame(factory, None, site_id, camera_id, NOW - timedelta(minutes=5), model_id, score=0.9)
+    assert ensure_partitions(factory) == 2  # above it: it stays in the default partition, between the ranges
+    fill_partition(factory)
+    forget_readings()
+    with factory() as session:
+        assert waiting >= (frame_id_floor(session, NOW - timedelta(hours=1)) or 0)
+        queue = review_queue(session, Actor("rita", Role.RANGER), NOW)
+    assert [item.frame_id for item in queue] == [waiting]
