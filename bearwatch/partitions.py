@@ -6,17 +6,19 @@ frames is partitioned by LIST (kept): ``frames_kept`` (evidence retention kept) 
 frame_id) with the same bounds, so ``frames_pN`` and ``predictions_pN`` go together.
 Frame ids come from one sequence in capture order, so a range is a stretch of time: each
 partition is sized to hold about PARTITION_DAYS of frames (the last full one's rate).
-Fewer, larger partitions: a query by capture time (the guard's, the review queue's, a
-camera's window) cannot prune ranges of ids, so it probes every partition's index; with
-a week each, a park keeping 30 days has about 8 to probe (measured in docs/benchmarks.md).
-The price: a frame stays up to a partition's span past the retention window.
+A query by capture time (the guard's hours, the review queue's windows) states a frame-id
+floor beside its window (``frame_id_floor``), so the planner leaves out the partitions
+below it; what it cannot bound (a frame by id, a held alert of any age) is planned over
+every partition and probed at run time. Fewer, larger partitions: each one costs every
+statement on frames or predictions planning time (docs/benchmarks.md). The price: a
+frame stays up to a partition's span past the retention window.
 ``frames_stream_default`` takes any id no range holds (none while partitions are made
 ahead); new ranges start above its rows, and retention deletes its old rows one by one.
 
 Not the default yet: the migration partitions only where OPT_IN=1 is set when it runs
-(PostgreSQL 15+). A query by capture time cannot prune ranges of ids, so it probes every
-partition and is planned over all of them; the season bench measured the verdict round
-trip at 43 -> 187 ms and the flag pass at 16 -> 273 ms at 10M frames (docs/benchmarks.md).
+(PostgreSQL 15+). Every partition a statement plans over costs it: the season bench
+measured the verdict round trip at 43 -> 187 ms and the flag pass at 16 -> 273 ms at 10M
+frames before the floor (docs/benchmarks.md).
 SQLite, PostgreSQL before 15 and a database migrated without OPT_IN have none of this:
 ``is_partitioned`` is False and retention deletes rows.
 """

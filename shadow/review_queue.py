@@ -181,7 +181,8 @@ def review_queue_and_size(
             .select_from(top)
             .join(Frame, Frame.id == top.c.frame_id)
             .join(Camera, Camera.id == Frame.camera_id)
-            .outerjoin(Prediction, Prediction.id == top.c.prediction_id)
+            # by its frame too: on the partitioned layout the one partition of predictions it lies in
+            .outerjoin(Prediction, sa.and_(Prediction.id == top.c.prediction_id, Prediction.frame_id == top.c.frame_id))
             .outerjoin(Alert, Alert.id == top.c.alert_id)
             .options(sa.orm.defer(Prediction.embedding))
         ).all()

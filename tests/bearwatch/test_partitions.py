@@ -57,6 +57,7 @@ from shadow.closed_spans import FrameKey
 from shadow.review_queue import review_queue
 from tests.conftest import _fresh_pg_database
 from tests.partitions import fill_partition
+from tests.statements import plan_nodes, statements_sent
 
 
 @pytest.fixture(scope="module")
@@ -357,27 +358,15 @@ def test_the_partitioned_layout_matches_the_models_but_for_its_own_objects(
 
 def _plan_and_hours(factory: sessionmaker[Session], site_id: int, start: datetime, end: datetime) -> tuple[str, list[FrameKey]]:
     """The site's camera-hours of [start, end) as the guard reads its open hours from the
-    frames, and the plan of the statement that read them."""
+    frames, and the tables the plan of the statement that read them scans."""
     engine = factory.kw["bind"]
-    sent: list[tuple[str, object]] = []
-
-    def keep(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
-        if "GROUP BY" in statement:
-            sent.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", keep)
-    try:
-        with factory() as session:
-            site = session.get(Site, site_id)
-            assert site is not None
-            clear_hours_cache()
-            hours = site_hours(session, site, start, end)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", keep)
-    (statement, parameters), = sent
-    with engine.connect() as conn:
-        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())  # type: ignore[arg-type]
-    return plan, sorted(hours)
+    with statements_sent(engine) as sent, factory() as session:
+        site = session.get(Site, site_id)
+        assert site is not None
+        clear_hours_cache()
+        hours = site_hours(session, site, start, end)
+    (read,) = [statement for statement in sent if "GROUP BY" in statement.sql]
+    return " ".join(node.get("Relation Name", "") for node in plan_nodes(engine, read)), sorted(hours)
 
 
 def test_a_window_s_read_leaves_older_partitions_out_of_its_plan_and_misses_no_frame(factory: sessionmaker[Session]) -> None:
