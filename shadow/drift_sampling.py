@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
+from bearwatch.partitions import at_least, frame_id_floor
 from bearwatch.schema import Camera, CameraHealth, Frame, FrameStatus, Prediction, Site
 from shadow.periods import hour_bucket, usable_frame
 
@@ -98,7 +99,14 @@ def _windows_cte(specs: Sequence[WindowSpec]) -> sa.CTE:
     return (sa.union_all(*rows) if len(rows) > 1 else rows[0]).cte("drift_windows")
 
 
-def _window_frames(specs: Sequence[WindowSpec], *, per_camera: bool) -> tuple[sa.CTE, Any, sa.Select[Any]]:
+def window_floor(session: Session, specs: Sequence[WindowSpec]) -> int | None:
+    """The frame-id floor of the windows (bearwatch.partitions.frame_id_floor of the
+    earliest start), for the queries below: the partitioned layout's older partitions
+    left out of their plans."""
+    return frame_id_floor(session, min(s.start for s in specs)) if specs else None
+
+
+def _window_frames(specs: Sequence[WindowSpec], *, per_camera: bool, floor: int | None) -> tuple[sa.CTE, Any, sa.Select[Any]]:
     """The windows, the columns of their usable frames on streaming cameras, and the
     select joining them (before any column is chosen). ``per_camera``
     (PostgreSQL): each camera's frames of a window read from its (camera_id, captured_at)
@@ -107,7 +115,8 @@ def _window_frames(specs: Sequence[WindowSpec], *, per_camera: bool) -> tuple[sa
     w = _windows_cte(specs)
     streaming = sa.and_(Camera.site_id == w.c.site_id, Camera.enabled,
                         Camera.health.not_in([CameraHealth.OFFLINE, CameraHealth.DISABLED]))
-    in_window = sa.and_(Frame.camera_id == Camera.id, Frame.captured_at >= w.c.start, Frame.captured_at < w.c.end)
+    in_window = sa.and_(Frame.camera_id == Camera.id, Frame.captured_at >= w.c.start, Frame.captured_at < w.c.end,
+                        *at_least(floor, Frame.id))
     if per_camera:
         source = (sa.select(Frame.id, Frame.camera_id, Frame.captured_at, Frame.sha256, Frame.brightness,
                             Frame.sharpness, Frame.is_night, Frame.status)
@@ -121,10 +130,10 @@ def _window_frames(specs: Sequence[WindowSpec], *, per_camera: bool) -> tuple[sa
     return w, c, joined
 
 
-def _ranked(specs: Sequence[WindowSpec], *, per_camera: bool) -> sa.Subquery:
+def _ranked(specs: Sequence[WindowSpec], *, per_camera: bool, floor: int | None) -> sa.Subquery:
     """Per window: its frames (each image once), their predictions, each frame's rank in
     its stratum among all frames and among the scored ones, and the stratum's counts."""
-    w, c, joined = _window_frames(specs, per_camera=per_camera)
+    w, c, joined = _window_frames(specs, per_camera=per_camera, floor=floor)
     frames = (
         joined.with_only_columns(
             w.c.key, w.c.model_id, c.id.label("frame_id"), c.brightness, c.sharpness, c.is_night,
@@ -162,17 +171,18 @@ def _ranked(specs: Sequence[WindowSpec], *, per_camera: bool) -> sa.Subquery:
             sa.func.sum(f.pending).over(partition_by=part).label("pending_n"),
         )
         .select_from(frames)
-        .outerjoin(Prediction, sa.and_(Prediction.frame_id == f.frame_id, Prediction.model_version_id == f.model_id))
+        .outerjoin(Prediction, sa.and_(Prediction.frame_id == f.frame_id, Prediction.model_version_id == f.model_id,
+                                       *at_least(floor, Prediction.frame_id)))
         .where(f.copy == 1)
         .subquery("ranked")
     )
 
 
 def sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
-                  per_camera: bool = False) -> sa.Select[Any]:
+                  per_camera: bool = False, floor: int | None = None) -> sa.Select[Any]:
     """One statement for all ``specs``: per window and stratum (day, night, unknown) the
     counts over every frame, and the sampled frames (see the module doc)."""
-    ranked = _ranked(specs, per_camera=per_camera)
+    ranked = _ranked(specs, per_camera=per_camera, floor=floor)
     r = ranked.c
     # Proportional allocation: stratum s gets floor(n * share of s) of the window's n.
     in_sample = r.r_all * r.n_window <= sample_frames * r.n_stratum
@@ -185,7 +195,8 @@ def sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddi
             r.ood_score, chosen.embedding,
         )
         .select_from(ranked)
-        .outerjoin(chosen, sa.and_(chosen.id == r.prediction_id, in_embedding_sample))
+        # (by its frame too: the one partition of predictions it lies in, on the partitioned layout)
+        .outerjoin(chosen, sa.and_(chosen.id == r.prediction_id, chosen.frame_id == r.frame_id, in_embedding_sample))
         # r_all = 1: each stratum's counts come with its first frame even when its share rounds to none
         .where(sa.or_(in_sample, in_embedding_sample, r.r_all == 1))
         .order_by(r.key, r.stratum, r.r_all)
@@ -193,10 +204,10 @@ def sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddi
 
 
 def candidate_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
-                     per_camera: bool) -> sa.Select[Any]:
+                     per_camera: bool, floor: int | None = None) -> sa.Select[Any]:
     """One statement for all pieces: per piece and stratum the counts and the frames that
     may be sampled from it (:class:`_Candidate`), without embeddings."""
-    r = _ranked(specs, per_camera=per_camera).c
+    r = _ranked(specs, per_camera=per_camera, floor=floor).c
     in_all = r.r_all <= sample_frames
     in_scored = sa.and_(r.is_scored == 1, r.r_scored <= sample_embeddings)
     return (
@@ -220,7 +231,8 @@ def repeats_query(session: Session, specs: Sequence[WindowSpec], *, per_camera: 
     piece): the frames that are the first copy of their image in their clock hour and
     whose copy before is in the hour before (a frozen stream across the hour), with what
     each adds to its piece's counts. Reads each frame once, without its prediction."""
-    w, c, joined = _window_frames(specs, per_camera=per_camera)
+    floor = window_floor(session, specs)
+    w, c, joined = _window_frames(specs, per_camera=per_camera, floor=floor)
     hour = hour_bucket(session, c.captured_at)
     image = (w.c.key, c.camera_id, c.sha256)
     copies = joined.with_only_columns(
@@ -240,6 +252,7 @@ def repeats_query(session: Session, specs: Sequence[WindowSpec], *, per_camera: 
                   _flag(sa.and_(scored, Prediction.ood_score.is_not(None))).label("ood_known_n"),
                   _flag(sa.and_(scored, Prediction.ood_score > OOD_THRESHOLD)).label("ood_over_n"))
         .select_from(copies)
-        .outerjoin(Prediction, sa.and_(Prediction.frame_id == k.frame_id, Prediction.model_version_id == k.model_id))
+        .outerjoin(Prediction, sa.and_(Prediction.frame_id == k.frame_id, Prediction.model_version_id == k.model_id,
+                                       *at_least(floor, Prediction.frame_id)))
         .where(k.in_hour == 1, k.seen == k.before)
     )

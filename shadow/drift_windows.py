@@ -77,6 +77,7 @@ from shadow.drift_sampling import (
     candidate_query,
     repeats_query,
     sample_query,
+    window_floor,
 )
 from shadow.lru import LruCache
 
@@ -429,7 +430,8 @@ def _read_pieces(session: Session, pieces: Sequence[WindowSpec], sample_frames: 
     counts: list[dict[int, tuple[int, ...]]] = [{} for _ in pieces]
     candidates: list[list[_Candidate]] = [[] for _ in pieces]
     pending = [0] * len(pieces)
-    for row in session.execute(candidate_query(pieces, sample_frames, sample_embeddings, per_camera=per_camera)):
+    for row in session.execute(candidate_query(pieces, sample_frames, sample_embeddings, per_camera=per_camera,
+                                               floor=window_floor(session, pieces))):
         counts[row.key][row.stratum] = tuple(int(getattr(row, name) or 0) for name in COUNTS)
         pending[row.key] += int(row.pending_n or 0)
         candidates[row.key].append(_Candidate(
@@ -632,7 +634,9 @@ def read_windows(session: Session, specs: Sequence[WindowSpec], *, sample_frames
     if todo:
         gathered = [_Gathered() for _ in todo]
         per_camera = session.get_bind().dialect.name == "postgresql"
-        query = sample_query([specs[i] for i in todo], sample_frames, sample_embeddings, per_camera=per_camera)
+        windows = [specs[i] for i in todo]
+        query = sample_query(windows, sample_frames, sample_embeddings, per_camera=per_camera,
+                             floor=window_floor(session, windows))
         for row in session.execute(query):
             gathered[row.key].add(row)
         found.update((i, g.window()) for i, g in zip(todo, gathered, strict=True))

@@ -21,6 +21,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from bearwatch import db
 from bearwatch.demo.simulate import SimSpec, create_site
 from bearwatch.park_file import Thresholds
+from bearwatch.partitions import is_partitioned
 from bearwatch.schema import Camera, DriftEvent, Frame, FrameStatus, Prediction, Site, Stage, StageChange
 from shadow import drift, guard
 from shadow.loop import run_drift_checks
@@ -158,6 +159,8 @@ def test_the_drift_pass_runs_the_same_statements_for_one_site_as_for_four(
             session.execute(sa.update(Site).values(drift_reference_start=NOW - 10 * DAY, drift_reference_end=NOW - 9 * DAY))
         return len(seen)
 
+    with factory() as session:
+        is_partitioned(session)  # asked once per engine (bearwatch.partitions), not per pass
     one = pass_statements(1)
     four = pass_statements(4)  # and the first one, whose reference window is now empty
     # 15: with the cameras (once), the windows kept in the database (one lookup), the current
