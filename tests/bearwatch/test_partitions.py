@@ -114,6 +114,16 @@ def _frame(factory: sessionmaker[Session], store: FrameStore | None, site_id: in
         return frame.id
 
 
+def _decided_frame(factory: sessionmaker[Session], store: FrameStore, at: datetime) -> tuple[int, int, int, int, int]:
+    """A park with a flagged frame captured ``at`` that a ranger confirmed: (site, camera,
+    model, ranger, frame) ids."""
+    site_id, camera_id, model_id, ranger_id = _park(factory)
+    frame_id = _frame(factory, store, site_id, camera_id, at, model_id, score=0.9)
+    with factory.begin() as session:
+        session.add(Decision(frame_id=frame_id, reviewer_id=ranger_id, verdict=Verdict.CONFIRM))
+    return site_id, camera_id, model_id, ranger_id, frame_id
+
+
 def _flag(factory: sessionmaker[Session], frame_id: int, site_id: int) -> int:
     """The frame's prediction handled by the alert processor, with a heatmap."""
     with factory.begin() as session:
@@ -184,10 +194,8 @@ def test_retention_drops_a_whole_partition_and_moves_its_evidence_to_the_kept_on
 
 def test_a_kept_frame_takes_a_new_verdict_and_a_new_model_s_prediction(factory: sessionmaker[Session], tmp_path: Path) -> None:
     store = FrameStore(tmp_path / "frames")
-    site_id, camera_id, model_id, ranger_id = _park(factory)
-    frame_id = _frame(factory, store, site_id, camera_id, NOW - timedelta(days=40), model_id, score=0.9)
+    site_id, camera_id, model_id, ranger_id, frame_id = _decided_frame(factory, store, NOW - timedelta(days=40))
     with factory.begin() as session:
-        session.add(Decision(frame_id=frame_id, reviewer_id=ranger_id, verdict=Verdict.CONFIRM))
         second = User(name="sam", role=Role.RANGER)
         challenger = ModelVersion(name="c", path="c.pkl", sha256="1" * 64, classes=["bear", "empty"], positive_classes=["bear"])
         session.add_all([second, challenger])
@@ -402,10 +410,7 @@ def test_a_window_s_read_leaves_older_partitions_out_of_its_plan_and_misses_no_f
 
 def test_no_floor_for_a_window_that_reaches_kept_evidence(factory: sessionmaker[Session], tmp_path: Path) -> None:
     store = FrameStore(tmp_path / "frames")
-    site_id, camera_id, model_id, ranger_id = _park(factory)
-    decided = _frame(factory, store, site_id, camera_id, NOW - timedelta(days=40), model_id, score=0.9)
-    with factory.begin() as session:
-        session.add(Decision(frame_id=decided, reviewer_id=ranger_id, verdict=Verdict.CONFIRM))
+    site_id, camera_id, model_id, _ranger, _decided = _decided_frame(factory, store, NOW - timedelta(days=40))
     fill_partition(factory)
     assert retain(factory, store, days=30, now=NOW).kept_as_evidence == 1  # frames_p1 dropped, the decided frame kept
     _frame(factory, store, site_id, camera_id, NOW - timedelta(days=50), model_id)  # old footage backfilled: frames_p2
