@@ -206,13 +206,27 @@ def _new_flags(session: Session, after: int, limit: int) -> list[_NewFlag]:
     """Flagged predictions of a site's rollout model above ``after`` without a processed
     marker, in id order (through the partial index on flagged predictions)."""
     handled = sa.select(AlertFlag.id).where(AlertFlag.prediction_id == Prediction.id).exists()
-    rows = session.execute(
-        sa.select(Prediction.id, Prediction.model_version_id, Frame.id, Frame.camera_id, Frame.captured_at, Site)
+    # The flags with their frames, in id order, apart (OFFSET 0: a subquery the planner
+    # keeps): the newest predictions' statistics lag (on the partitioned layout, those of
+    # the partition now written), and with a flag or so expected PostgreSQL joined every
+    # site's cameras first and looked up each flag's frame once per camera (100,000 lookups
+    # for 100 flags, 181 ms at the season bench's 10M).
+    flags = (
+        sa.select(Prediction.id.label("prediction_id"), Prediction.model_version_id, Frame.id.label("frame_id"),
+                  Frame.camera_id, Frame.captured_at)
         .join(Frame, Frame.id == Prediction.frame_id)
-        .join(Camera, Camera.id == Frame.camera_id)
-        .join(Site, sa.and_(Site.id == Camera.site_id, Site.rollout_model_id == Prediction.model_version_id))
         .where(flagged_after(after), ~handled)
         .order_by(Prediction.id)
+        .offset(0)
+        .subquery("new_flags")
+    )
+    f = flags.c
+    rows = session.execute(
+        sa.select(f.prediction_id, f.model_version_id, f.frame_id, f.camera_id, f.captured_at, Site)
+        .select_from(flags)
+        .join(Camera, Camera.id == f.camera_id)
+        .join(Site, sa.and_(Site.id == Camera.site_id, Site.rollout_model_id == f.model_version_id))
+        .order_by(f.prediction_id)
         .limit(limit)
     )
     return [_NewFlag(*row) for row in rows]
