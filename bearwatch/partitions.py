@@ -17,8 +17,8 @@ ahead); new ranges start above its rows, and retention deletes its old rows one 
 
 Not the default yet: the migration partitions only where OPT_IN=1 is set when it runs
 (PostgreSQL 15+). Every partition a statement plans over costs it: the season bench
-measured the verdict round trip at 43 -> 187 ms and the flag pass at 16 -> 273 ms at 10M
-frames before the floor (docs/benchmarks.md).
+measured the verdict round trip at 43 ms on plain tables and 132 ms on these at 10M frames
+(187 before the floor; docs/benchmarks.md).
 SQLite, PostgreSQL before 15 and a database migrated without OPT_IN have none of this:
 ``is_partitioned`` is False and retention deletes rows.
 """
