@@ -29,7 +29,7 @@ import re
 import time
 import weakref
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -124,10 +124,9 @@ class _Sealed:
     """What frame_id_floor reads of an engine's partitions, at ``read_at`` (monotonic)."""
     read_at: float
     next_id: int  # the first frame id not given then: every frame written since has a higher one
-    partitions: list[tuple[StreamPartition, datetime | None]]  # sealed then, lowest first, with their newest capture
+    newest: dict[StreamPartition, datetime | None]  # the partitions sealed then, lowest first: their newest capture
     default_lowest: int | None  # the lowest id in the default partition then (its rows lie between ranges)
     kept_newest: datetime | None  # the newest capture among frames_kept's then (partitions dropped before)
-    newest: dict[StreamPartition, datetime | None] = field(default_factory=dict)
 
 
 _sealed: weakref.WeakKeyDictionary[sa.Engine, _Sealed] = weakref.WeakKeyDictionary()
@@ -158,12 +157,13 @@ def frame_id_floor(session: Session, since: datetime) -> int | None:
     if sealed is None or time.monotonic() - sealed.read_at > FLOOR_READING_S:
         sealed = _read_sealed(session, sealed.newest if sealed is not None else {})
         _sealed[engine] = sealed
-    if not sealed.partitions or (sealed.kept_newest is not None and sealed.kept_newest >= since):
+    partitions = list(sealed.newest)
+    if not partitions or (sealed.kept_newest is not None and sealed.kept_newest >= since):
         return None
-    floor = next((p.low for p, newest in sealed.partitions if newest is not None and newest >= since),
-                 sealed.partitions[-1][0].high)
+    floor = next((p.low for p, newest in sealed.newest.items() if newest is not None and newest >= since),
+                 partitions[-1].high)
     floor = min(floor, sealed.next_id, sealed.default_lowest if sealed.default_lowest is not None else floor)
-    return floor if floor > sealed.partitions[0][0].low else None
+    return floor if floor > partitions[0].low else None
 
 
 def forget_readings() -> None:
@@ -171,16 +171,15 @@ def forget_readings() -> None:
     _sealed.clear()
 
 
-def _read_sealed(session: Session, newest: dict[StreamPartition, datetime | None]) -> _Sealed:
+def _read_sealed(session: Session, known: dict[StreamPartition, datetime | None]) -> _Sealed:
+    """A new reading; the newest capture of a partition sealed at an earlier one (``known``)
+    is not read again."""
     next_id = next_frame_id(session)
-    partitions = [p for p in stream_partitions(session) if p.high <= next_id]
-    for partition in partitions:
-        if partition not in newest:
-            newest[partition] = _captured(session, partition.frames, count=False)[1]
+    newest = {p: known[p] if p in known else _captured(session, p.frames, count=False)[1]
+              for p in stream_partitions(session) if p.high <= next_id}
     default_lowest = session.scalar(sa.text("SELECT min(id) FROM frames_stream_default"))
     kept_newest = _captured(session, "frames_kept", count=False)[1]
-    return _Sealed(time.monotonic(), next_id, [(p, newest[p]) for p in partitions], default_lowest, kept_newest,
-                   {p: newest[p] for p in partitions})
+    return _Sealed(time.monotonic(), next_id, newest, default_lowest, kept_newest)
 
 
 def at_least(floor: int | None, *ids: sa.ColumnElement[int] | sa.orm.InstrumentedAttribute[int]) -> list[sa.ColumnElement[bool]]:

@@ -179,7 +179,7 @@ def _ranked(specs: Sequence[WindowSpec], *, per_camera: bool, floor: int | None)
 
 
 def sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
-                  per_camera: bool = False, floor: int | None = None) -> sa.Select[Any]:
+                  per_camera: bool = False, floor: int | None) -> sa.Select[Any]:
     """One statement for all ``specs``: per window and stratum (day, night, unknown) the
     counts over every frame, and the sampled frames (see the module doc)."""
     ranked = _ranked(specs, per_camera=per_camera, floor=floor)
@@ -204,7 +204,7 @@ def sample_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddi
 
 
 def candidate_query(specs: Sequence[WindowSpec], sample_frames: int, sample_embeddings: int, *,
-                     per_camera: bool, floor: int | None = None) -> sa.Select[Any]:
+                     per_camera: bool, floor: int | None) -> sa.Select[Any]:
     """One statement for all pieces: per piece and stratum the counts and the frames that
     may be sampled from it (:class:`_Candidate`), without embeddings."""
     r = _ranked(specs, per_camera=per_camera, floor=floor).c

@@ -378,8 +378,7 @@ def _branches(
     audit_indexed = [qs for qs in sites if _audit_in_index(qs.thresholds)] if indexed else []
     # The lowest frame id the sections' windows can reach (a follow-up's neighbours reach
     # back two cooldowns), which keeps older partitions out of the plan (bearwatch.partitions).
-    widest = timedelta(seconds=max(qs.thresholds.alert_cooldown_s for qs in sites))
-    floor = frame_id_floor(session, since - 2 * widest)
+    floor = frame_id_floor(session, since - 2 * _widest_cooldown(sites))
     branches = []
     for qs in sites:
         skip = {QueueReason.PENDING_ALERT, QueueReason.FLAGGED, QueueReason.SECOND_LOOK, QueueReason.FOLLOW_UP} \
@@ -585,6 +584,10 @@ def _held_alerts(sites: list[_QueueSite], user_id: int | None, size: int) -> _Br
     return _Branch(None, QueueReason.PENDING_ALERT, page, counted)
 
 
+def _widest_cooldown(sites: list[_QueueSite]) -> timedelta:
+    return timedelta(seconds=max(qs.thresholds.alert_cooldown_s for qs in sites))
+
+
 def _follow_ups(sites: list[_QueueSite], since: datetime, floor: int | None) -> _Branch:
     """PostgreSQL: the follow-ups of all ``sites`` at once (``_section_statements``' rule,
     each site with its own cooldown and its newest ``follow_up.MAX_ANCHORS`` found misses),
@@ -597,7 +600,7 @@ def _follow_ups(sites: list[_QueueSite], since: datetime, floor: int | None) -> 
     anchor, neighbour = _ANCHOR, _NEIGHBOUR
     reach = _per_site(sites, lambda qs: timedelta(seconds=qs.thresholds.alert_cooldown_s), sa.Interval())
     model = _per_site(sites, lambda qs: qs.site.rollout_model_id, sa.Integer())
-    widest = timedelta(seconds=max(qs.thresholds.alert_cooldown_s for qs in sites))
+    widest = _widest_cooldown(sites)
     cameras = sa.literal([camera_id for qs in sites for camera_id in qs.camera_ids], sa.ARRAY(sa.Integer))
     misses = (
         sa.select(anchor.camera_id, anchor.captured_at, Camera.site_id, reach.label("reach"), model.label("model_id"))
