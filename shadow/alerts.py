@@ -152,7 +152,8 @@ def apply_decision(session: Session, decision: Decision, site: Site, frame: Fram
     """Do what one verdict does to alerts (the caller holds the alerts lock)."""
     prediction = rollout_prediction(session, site, frame.id)
     alert = flag_alert(session, prediction.id)[1] if prediction is not None and flagged else None
-    return apply_decision_to_alert(session, decision, site, frame, flagged=flagged, alert=alert, now=now)
+    return apply_decision_to_alert(session, decision, site, frame, flagged=flagged, alert=alert,
+                                   sighting=sighting_alert(session, frame.id), now=now)
 
 
 def decision_effect(
@@ -165,10 +166,12 @@ def decision_effect(
 
 
 def apply_decision_to_alert(
-    session: Session, decision: Decision, site: Site, frame: Frame, *, flagged: bool, alert: Alert | None, now: datetime
+    session: Session, decision: Decision, site: Site, frame: Frame, *, flagged: bool, alert: Alert | None,
+    sighting: Alert | None, now: datetime,
 ) -> tuple[Effect, Alert | None]:
-    """apply_decision with the model alert the frame's flag made or joined already known."""
-    existing_sighting = sighting_alert(session, frame.id)
+    """apply_decision with the model alert the frame's flag made or joined, and the
+    frame's sighting alert (``sighting_alert``), already known."""
+    existing_sighting = sighting
     effect = decision_effect(decision, flagged, alert.status if alert else None, existing_sighting is not None,
                              frame.captured_at, now, thresholds_of(site).late_alerts)
     if effect is Effect.LATE:

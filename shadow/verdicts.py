@@ -47,7 +47,7 @@ from shadow.alerts import (
     process_flag,
     rollout_prediction,
     set_status,
-    sighting_alert,
+    sighting_key,
 )
 from shadow.locks import lock_alerts
 from shadow.metrics import VERDICTS
@@ -106,15 +106,17 @@ class _VerdictContext:
     prediction: Prediction | None  # the rollout model's
     flag: AlertFlag | None  # the flag processor's marker of that prediction, once processed
     flag_alert: Alert | None  # the alert the flag made or joined
+    sighting: Alert | None  # the frame's sighting alert (a ranger's 'missed' made it: shadow.alerts.sighting_alert)
     existing: Decision | None  # this ranger's verdict on the frame, if any
 
 
 def _verdict_context(session: Session, actor: Actor, frame_id: int) -> _VerdictContext:
-    """The ranger, the frame, its site and rollout prediction, the flag's alert and the
-    ranger's earlier verdict, in one query (outer joins from the user, so a missing user
-    and a missing frame are told apart)."""
+    """The ranger, the frame, its site and rollout prediction, the flag's alert, the
+    frame's sighting alert and the ranger's earlier verdict, in one query (outer joins
+    from the user, so a missing user and a missing frame are told apart)."""
+    sighting = sa.orm.aliased(Alert, name="sighting")
     row = session.execute(
-        sa.select(User.id, Frame, Site, ModelVersion.threshold, Prediction, AlertFlag, Alert, Decision)
+        sa.select(User.id, Frame, Site, ModelVersion.threshold, Prediction, AlertFlag, Alert, sighting, Decision)
         .select_from(User)
         .outerjoin(Frame, Frame.id == frame_id)
         .outerjoin(Camera, Camera.id == Frame.camera_id)
@@ -123,15 +125,16 @@ def _verdict_context(session: Session, actor: Actor, frame_id: int) -> _VerdictC
         .outerjoin(Prediction, sa.and_(Prediction.frame_id == Frame.id, Prediction.model_version_id == Site.rollout_model_id))
         .outerjoin(AlertFlag, AlertFlag.prediction_id == Prediction.id)
         .outerjoin(Alert, Alert.id == AlertFlag.alert_id)
+        .outerjoin(sighting, sighting.idempotency_key == sighting_key(frame_id))
         .outerjoin(Decision, sa.and_(Decision.frame_id == Frame.id, Decision.reviewer_id == User.id))
         .where(User.name == actor.name)
     ).first()
     if row is None:
         raise NotFound(f"no user named {actor.name!r}; verdicts are recorded for registered users (`bearwatch user add`)")
-    user_id, frame, site, threshold, prediction, flag, alert, existing = row
+    user_id, frame, site, threshold, prediction, flag, alert, sighting_of_frame, existing = row
     if frame is None:
         raise NotFound(f"no frame with id {frame_id}")
-    return _VerdictContext(user_id, frame, site, threshold, prediction, flag, alert, existing)
+    return _VerdictContext(user_id, frame, site, threshold, prediction, flag, alert, sighting_of_frame, existing)
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ def submit_verdict(
                     f"{actor.name} already marked frame {frame.id} '{existing.verdict.value}' at "
                     f"{existing.decided_at:%Y-%m-%d %H:%M:%S}Z; undo it first (within {UNDO_WINDOW_S:g} s) to change it"
                 )
-            alert = (known.flag_alert if flagged else None) or sighting_alert(session, frame.id)
+            alert = (known.flag_alert if flagged else None) or known.sighting
             return VerdictResult(existing.id, frame.id, verdict, False, Effect.NONE, alert.id if alert else None)
         model_alert = None
         if flagged and prediction is not None:
@@ -199,7 +202,8 @@ def submit_verdict(
                             review_reason=design.reason, audit_stratum=design.stratum, inclusion_prob=design.inclusion_prob)
         session.add(decision)
         session.flush()
-        effect, alert = apply_decision_to_alert(session, decision, site, frame, flagged=flagged, alert=model_alert, now=now)
+        effect, alert = apply_decision_to_alert(session, decision, site, frame, flagged=flagged, alert=model_alert,
+                                                sighting=known.sighting, now=now)
         result = VerdictResult(decision.id, frame.id, verdict, True, effect, alert.id if alert else None)
         site_id = site.id
     VERDICTS.labels(site=str(site_id), verdict=verdict.value).inc()
