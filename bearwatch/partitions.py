@@ -42,7 +42,9 @@ OPT_IN = "BEARWATCH_PARTITIONED_FRAMES"  # =1 where migration 0022 runs: the par
 PARTITION_DAYS = 7.0  # the capture time a partition holds
 MIN_SPAN = 100_000  # ids in a partition, at least ...
 MAX_SPAN = 1_000_000_000  # ... and at most (a week of 1,650 frames a second)
-AHEAD = 2  # partitions kept ready above the next frame id
+# Partitions kept ready above the next frame id: one (a week of frames, made again within
+# the hour it starts filling); each empty one costs every statement planning time.
+AHEAD = 1
 # How long partition changes wait for their locks: a detach (and an attach, on the default
 # partition) waits behind every query reading frames, and every query after waits behind
 # it. Rather than hold ingest and the dashboard, give up and try again next hour.
