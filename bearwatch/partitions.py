@@ -18,7 +18,9 @@ ahead); new ranges start above its rows, and retention deletes its old rows one 
 Not the default yet: the migration partitions only where OPT_IN=1 is set when it runs
 (PostgreSQL 15+). Every partition a statement plans over costs it: the season bench
 measured the verdict round trip at 43 ms on plain tables and 132 ms on these at 10M frames
-(187 before the floor; docs/benchmarks.md).
+(187 before the floor), and on a park's layout (one partition holding the 10M) drift's
+and the guard's first passes and capture -> delivered are yet to be explained
+(docs/benchmarks.md).
 SQLite, PostgreSQL before 15 and a database migrated without OPT_IN have none of this:
 ``is_partitioned`` is False and retention deletes rows.
 """
