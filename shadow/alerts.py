@@ -171,14 +171,13 @@ def apply_decision_to_alert(
 ) -> tuple[Effect, Alert | None]:
     """apply_decision with the model alert the frame's flag made or joined, and the
     frame's sighting alert (``sighting_alert``), already known."""
-    existing_sighting = sighting
-    effect = decision_effect(decision, flagged, alert.status if alert else None, existing_sighting is not None,
+    effect = decision_effect(decision, flagged, alert.status if alert else None, sighting is not None,
                              frame.captured_at, now, thresholds_of(site).late_alerts)
     if effect is Effect.LATE:
         if alert is not None and alert.status is AlertStatus.PENDING:  # held past its frame's freshness
             set_status(session, alert, AlertStatus.EXPIRED)
             alert.decision_id = decision.id
-        return effect, alert if alert is not None else existing_sighting
+        return effect, alert if alert is not None else sighting
     if effect is Effect.RELEASE and alert is not None:
         set_status(session, alert, AlertStatus.QUEUED)
         alert.decision_id = decision.id
@@ -190,7 +189,7 @@ def apply_decision_to_alert(
     elif effect is Effect.SIGHTING:
         alert = create_sighting(session, site, frame, decision, now)
     else:
-        alert = alert if alert is not None else existing_sighting
+        alert = alert if alert is not None else sighting
     return effect, alert
 
 

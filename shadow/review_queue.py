@@ -502,7 +502,7 @@ def _of_sites(sites: list[_QueueSite], camera_id: Any = Frame.camera_id) -> sa.C
     stays cacheable whatever the cameras). PostgreSQL estimates ``= ANY(array)`` element
     by element, for every partition and index it plans a scan of: a branch that reads
     many partitions by another index takes the sites instead (``_of_site_ids``)."""
-    ids = [camera_id for qs in sites for camera_id in qs.camera_ids]
+    ids = [camera for qs in sites for camera in qs.camera_ids]
     return camera_id == sa.any_(sa.literal(ids, sa.ARRAY(sa.Integer)))
 
 
@@ -513,7 +513,12 @@ def _of_site_ids(sites: list[_QueueSite]) -> sa.ColumnElement[bool]:
     with this), 4.9 at 1M on plain ones (2.1). The audit and follow-up branches keep the
     cameras' list: given only the sites, PostgreSQL read a window's audit sample once
     per camera in a small park (tests/shadow/test_review_queue_scale.py)."""
-    return Camera.site_id == sa.any_(sa.literal([qs.site.id for qs in sites], sa.ARRAY(sa.Integer)))
+    return Camera.site_id == sa.any_(_site_ids(sites))
+
+
+def _site_ids(sites: list[_QueueSite]) -> sa.BindParameter[list[int]]:
+    """The sites' ids as an array parameter (the statement stays cacheable whatever the sites)."""
+    return sa.literal([qs.site.id for qs in sites], sa.ARRAY(sa.Integer))
 
 
 def _per_site(sites: list[_QueueSite], value: Any, type_: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
@@ -583,7 +588,7 @@ def _held_alerts(sites: list[_QueueSite], user_id: int | None, size: int) -> _Br
     once, or the frames before the alerts are cut, PostgreSQL reads and sorts every held
     alert (2,137 frames at the season bench's 10M). The count reads them unordered up to
     its cap."""
-    site_ids = sa.literal([qs.site.id for qs in sites], sa.ARRAY(sa.Integer))
+    site_ids = _site_ids(sites)
     site = sa.func.unnest(site_ids).table_valued("id").render_derived(name="held_site")
     flag = sa.orm.aliased(AlertFlag, name="held_flag")
     # by the flag's frame id, not a join to frames (each reference to frames is planned
